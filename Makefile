@@ -1,0 +1,44 @@
+# Two commands do all set-up on a fresh machine: `make demo` and `make test`.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed-stamp
+REDIS_PORT ?= 6379
+
+.PHONY: install test lint unit integration demo bench redis clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+# Start a throwaway Redis on loopback unless one already answers.
+redis:
+	@redis-cli -p $(REDIS_PORT) ping >/dev/null 2>&1 || \
+	  redis-server --daemonize yes --bind 127.0.0.1 --port $(REDIS_PORT) --save "" --appendonly no
+
+lint: install
+	$(PY) -m ruff check .
+	$(PY) -m ruff format --check .
+	$(PY) -m mypy
+
+test: install redis lint
+	$(PY) -m pytest -p no:cacheprovider
+
+unit: install
+	$(PY) -m pytest -p no:cacheprovider tests/unit
+
+integration: install redis
+	$(PY) -m pytest -p no:cacheprovider tests/integration
+
+demo: install redis
+	$(PY) -m devstack.demo
+
+bench: install redis
+	$(PY) bench/stream.py
+
+clean:
+	rm -rf .demo .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,42 @@
+"""Celery settings for the contact-export workers, read from the environment via workers.settings.
+
+Every task is routed to the ``contact_exports`` queue, chain steps included: a step left on
+Celery's default ``celery`` queue would never be consumed by ``worker -Q contact_exports``.
+"""
+
+from kombu import Queue
+
+from workers.settings import get_settings
+
+QUEUE = "contact_exports"
+
+_settings = get_settings()
+
+broker_url = _settings.celery_broker_url
+result_backend = _settings.celery_result_backend
+broker_connection_retry_on_startup = True
+# A countdown (poll backoff) shorter than this never causes a second delivery; a worker that
+# dies holding a message gives it back after this long.
+broker_transport_options = {"visibility_timeout": _settings.broker_visibility_timeout}
+
+task_serializer = "json"
+result_serializer = "json"
+accept_content = ["json"]
+result_accept_content = ["json"]
+
+task_default_queue = QUEUE
+task_queues = (Queue(QUEUE),)
+task_routes = {"contact_exports.*": {"queue": QUEUE}}
+
+# At-least-once delivery: a task is acknowledged only when it finished, and a pool process that
+# dies mid-task puts the message back. The tasks make repeats harmless.
+task_acks_late = True
+task_reject_on_worker_lost = True
+worker_prefetch_multiplier = 1
+
+task_track_started = True
+result_extended = True
+result_expires = 7 * 24 * 3600
+worker_send_task_events = True
+task_send_sent_event = True
+worker_hijack_root_logger = False

@@ -1,0 +1,92 @@
+"""Every error the service raises, in one place.
+
+The five leaf names marked (contract) are part of the public interface (CONTRACT.md §3):
+applications that never import this project see them as ``type(exc).__name__`` after Celery
+rebuilds the exception from its JSON form. Celery rebuilds an exception by calling its class with
+the stored ``args``, so every class here keeps a single message string in ``args`` and any extra
+context in attributes with defaults.
+
+    ExportError
+    ├── InvalidExportRequest    (contract) the request breaks a rule; no API call was made
+    ├── ActivityFailed          (contract) the activity ended failed, cancelled or timed out
+    ├── ExportTimedOut          (contract) the deadline passed before the activity completed
+    ├── ConstantContactError    (contract) a non-retryable API answer
+    ├── StorageError            (contract) the object could not be written
+    └── TransientError          worth retrying: 429, 5xx, timeouts, dropped connections
+        ├── TransientApiError   the API answered with a retryable status
+        └── BodyIncomplete      the results body ended early or broke mid-stream
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+
+class ExportError(Exception):
+    """Base of every error this service raises on purpose."""
+
+
+class InvalidExportRequest(ExportError):  # noqa: N818 — the name is part of CONTRACT.md §3
+    """The export request breaks a rule of the API or of this service."""
+
+
+class ActivityFailed(ExportError):  # noqa: N818 — contract name
+    """Constant Contact ended the export activity in a state other than completed."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        activity_id: str | None = None,
+        state: str | None = None,
+        activity_errors: Sequence[str] = (),
+    ) -> None:
+        super().__init__(message)
+        self.activity_id = activity_id
+        self.state = state
+        self.activity_errors = list(activity_errors)
+
+
+class ExportTimedOut(ExportError):  # noqa: N818 — contract name
+    """The activity did not complete before the export's deadline."""
+
+
+class ConstantContactError(ExportError):
+    """A non-retryable answer from the Constant Contact API (or a link we refuse to follow)."""
+
+    def __init__(self, message: str, *, status: int | None = None, error_key: str | None = None):
+        super().__init__(message)
+        self.status = status
+        self.error_key = error_key
+
+
+class StorageError(ExportError):
+    """The object could not be written; nothing partial is left behind."""
+
+
+class TransientError(ExportError):
+    """A failure that a later attempt may not meet; ``retry_after`` is a hint in seconds."""
+
+    def __init__(self, message: str, *, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class TransientApiError(TransientError):
+    """The API answered 429 or a 5xx."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status: int | None = None,
+        error_key: str | None = None,
+        retry_after: float | None = None,
+    ) -> None:
+        super().__init__(message, retry_after=retry_after)
+        self.status = status
+        self.error_key = error_key
+
+
+class BodyIncomplete(TransientError):  # noqa: N818 — reads as the condition it reports
+    """The CSV body was shorter than announced or its stream broke."""

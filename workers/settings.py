@@ -1,0 +1,121 @@
+"""Typed settings read from the environment (CONTRACT.md §5 plus documented extras).
+
+Everything is validated when a worker starts, so a missing or malformed value stops it with a
+message naming the variable instead of failing later inside a task.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from typing import Literal
+
+from pydantic import Field, HttpUrl, SecretStr, ValidationError, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+#: Constant Contact's production API root.
+DEFAULT_API_BASE_URL = "https://api.cc.email/v3"
+#: Constant Contact's OAuth2 token endpoint.
+DEFAULT_TOKEN_URL = "https://authz.constantcontact.com/oauth2/default/v1/token"  # noqa: S105 — a URL, not a secret
+#: Broker and backend when nothing is configured: a Redis next to the worker.
+DEFAULT_REDIS_URL = "redis://localhost:6379/0"
+#: Where an export lands when the job names no key; ``{account}`` and ``{job_id}`` are filled in.
+DEFAULT_KEY_TEMPLATE = "contact-exports/{account}/{job_id}.csv"
+
+
+class ConfigurationError(SystemExit):
+    """Raised at start-up; a SystemExit so the worker stops with the message and nothing else."""
+
+
+class Settings(BaseSettings):
+    """One field per environment variable; the variable is the field name in upper case."""
+
+    model_config = SettingsConfigDict(case_sensitive=False, extra="ignore", frozen=True)
+
+    celery_broker_url: str = DEFAULT_REDIS_URL
+    celery_result_backend: str = DEFAULT_REDIS_URL
+    #: Where job records live; the result backend's Redis when unset.
+    jobs_redis_url: str | None = None
+    #: Seconds before Redis hands an unacknowledged message to another worker. It must stay well
+    #: above the longest poll countdown, or waiting polls are delivered twice.
+    broker_visibility_timeout: int = Field(default=3600, ge=60)
+
+    cc_api_base_url: HttpUrl = HttpUrl(DEFAULT_API_BASE_URL)
+    cc_access_token: SecretStr | None = None
+    cc_refresh_token: SecretStr | None = None
+    cc_client_id: str | None = None
+    cc_client_secret: SecretStr | None = None
+    cc_token_url: HttpUrl = HttpUrl(DEFAULT_TOKEN_URL)
+    #: Seconds to wait for a connection, then for each read, on every API request.
+    cc_connect_timeout: float = Field(default=10.0, gt=0)
+    cc_read_timeout: float = Field(default=60.0, gt=0)
+
+    s3_endpoint_url: HttpUrl | None = None
+    s3_bucket: str | None = None
+    aws_default_region: str = "us-east-1"
+    #: boto3's request checksums: ``when_supported`` (CRC32 on every part, checked by the server)
+    #: or ``when_required`` for S3-compatible stores that reject checksum headers.
+    s3_checksum: Literal["when_supported", "when_required"] = "when_supported"
+    s3_part_size_mib: int = Field(default=8, ge=5, le=512)
+    s3_parts_in_flight: int = Field(default=3, ge=1, le=16)
+
+    export_key_template: str = DEFAULT_KEY_TEMPLATE
+    #: Seconds from enqueueing to give up with ExportTimedOut.
+    export_deadline_seconds: int = Field(default=6 * 3600, ge=10)
+    poll_initial_seconds: float = Field(default=2.0, gt=0)
+    poll_max_seconds: float = Field(default=60.0, gt=0)
+    #: Seconds to wait before retrying a transient failure, doubled per attempt up to the max.
+    retry_initial_seconds: float = Field(default=2.0, gt=0)
+    retry_max_seconds: float = Field(default=120.0, gt=0)
+    retry_max_attempts: int = Field(default=8, ge=0)
+
+    @model_validator(mode="after")
+    def _coherent(self) -> Settings:
+        longest = max(self.poll_max_seconds, self.retry_max_seconds)
+        if longest * 2 > self.broker_visibility_timeout:
+            raise ValueError(
+                f"BROKER_VISIBILITY_TIMEOUT ({self.broker_visibility_timeout}s) must be at least "
+                f"twice the longest countdown ({longest}s), or waiting tasks are delivered twice"
+            )
+        has_refresh = self.cc_refresh_token and self.cc_client_id and self.cc_client_secret
+        if not self.cc_access_token and not has_refresh:
+            raise ValueError(
+                "CC_ACCESS_TOKEN is required (or CC_REFRESH_TOKEN with CC_CLIENT_ID and "
+                "CC_CLIENT_SECRET) for the default account"
+            )
+        if "{job_id}" not in self.export_key_template:
+            raise ValueError("EXPORT_KEY_TEMPLATE must contain {job_id}, or exports overwrite")
+        return self
+
+    @property
+    def api_base_url(self) -> str:
+        return str(self.cc_api_base_url).rstrip("/")
+
+    @property
+    def jobs_url(self) -> str:
+        return self.jobs_redis_url or self.celery_result_backend
+
+    @property
+    def part_size(self) -> int:
+        return self.s3_part_size_mib * 1024 * 1024
+
+
+def describe(error: ValidationError) -> str:
+    """Name each offending variable as the operator would type it, never echoing its value."""
+    lines = []
+    for item in error.errors():
+        name = "_".join(str(part) for part in item["loc"]).upper() or "configuration"
+        lines.append(f"  {name}: {item['msg']}")
+    return "invalid configuration:\n" + "\n".join(lines)
+
+
+def load_settings() -> Settings:
+    try:
+        return Settings()
+    except ValidationError as error:
+        raise ConfigurationError(describe(error)) from None
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process's settings, read once: workers are configured by their environment at start."""
+    return load_settings()
