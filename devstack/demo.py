@@ -124,7 +124,9 @@ def show(summary: dict[str, object], s3: RcloneS3) -> None:
     head = body.read(2048).decode("utf-8", errors="replace").splitlines()[:5]
     console.print("  first lines:")
     for line in head:
-        console.print(f"    {line}", markup=False, highlight=False)
+        console.print(
+            f"    {line}", markup=False, highlight=False, no_wrap=True, overflow="ellipsis"
+        )
 
 
 if __name__ == "__main__":

@@ -18,7 +18,8 @@ from tasks.context import api_client, check_account, job_store, s3_client
 from tasks.schema import parse_job_request
 from workers import app
 from workers.backoff import after_failure, exponential
-from workers.constant_contact import ActivityState, ResultsBody
+from workers.constant_contact import ActivityState
+from workers.download import ResultsBody
 from workers.exceptions import (
     ActivityFailed,
     ConstantContactError,

@@ -17,8 +17,8 @@ from urllib.parse import urlsplit
 
 import requests
 
+from workers.download import ResultsBody
 from workers.exceptions import (
-    BodyIncomplete,
     ConstantContactError,
     TransientApiError,
     TransientError,
@@ -85,29 +85,6 @@ class StaticToken:
 
     def __repr__(self) -> str:
         return "StaticToken(<redacted>)"
-
-
-@dataclass
-class ResultsBody:
-    """A streaming CSV body; ``chunks`` raises BodyIncomplete if it ends early or breaks."""
-
-    response: requests.Response
-    expected_size: int | None
-    received: int = 0
-
-    def chunks(self, size: int) -> Iterator[bytes]:
-        try:
-            for chunk in self.response.iter_content(chunk_size=size):
-                self.received += len(chunk)
-                yield chunk
-        except (requests.ConnectionError, requests.Timeout) as error:
-            raise BodyIncomplete(f"results body broke after {self.received} bytes") from error
-        except requests.exceptions.ChunkedEncodingError as error:
-            raise BodyIncomplete(f"results body broke after {self.received} bytes") from error
-        if self.expected_size is not None and self.received != self.expected_size:
-            raise BodyIncomplete(
-                f"results body has {self.received} of {self.expected_size} announced bytes"
-            )
 
 
 class ConstantContactClient:
