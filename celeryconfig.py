@@ -17,7 +17,12 @@ result_backend = _settings.celery_result_backend
 broker_connection_retry_on_startup = True
 # A countdown (poll backoff) shorter than this never causes a second delivery; a worker that
 # dies holding a message gives it back after this long.
-broker_transport_options = {"visibility_timeout": _settings.broker_visibility_timeout}
+broker_transport_options = {
+    "visibility_timeout": _settings.broker_visibility_timeout,
+    # Sweep for such messages every interval (kombu's default scans only every 10th interval).
+    "unacked_restore_interval": _settings.broker_restore_interval,
+    "unacked_restore_throttle": 1,
+}
 
 task_serializer = "json"
 result_serializer = "json"
@@ -33,6 +38,9 @@ task_routes = {"contact_exports.*": {"queue": QUEUE}}
 task_acks_late = True
 task_reject_on_worker_lost = True
 worker_prefetch_multiplier = 1
+# A task that cannot be acknowledged after the broker connection broke runs again anyway;
+# cancelling it at once frees the slot, and the job record makes the repeat harmless.
+worker_cancel_long_running_tasks_on_connection_loss = False
 
 task_track_started = True
 result_extended = True

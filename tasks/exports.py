@@ -2,24 +2,26 @@
 
 The tasks only orchestrate: they decide when to try again and what to report, while the API
 client, the S3 writer and the job store do the work. Waiting is always a ``retry(countdown=…)``
-so a waiting export holds no worker slot.
+so a waiting export holds no worker slot. Every step reads the job record first, so a message
+delivered twice resumes the job instead of redoing it.
 """
 
 from __future__ import annotations
 
 import time
-from datetime import UTC, datetime
 from typing import Any, NoReturn
 
 from celery import Task, chain
 from celery.utils.log import get_task_logger
 
 from tasks.context import api_client, check_account, job_store, s3_client
+from tasks.creating import create_once
+from tasks.downloading import stream_to_s3, sweep_uploads
+from tasks.progress import report, result_of, utc_now
 from tasks.schema import parse_job_request
 from workers import app
-from workers.backoff import after_failure, exponential
+from workers.backoff import after_failure
 from workers.constant_contact import ActivityState
-from workers.download import ResultsBody
 from workers.exceptions import (
     ActivityFailed,
     ConstantContactError,
@@ -27,38 +29,30 @@ from workers.exceptions import (
     InvalidExportRequest,
     TransientError,
 )
-from workers.jobs import Job
+from workers.jobs import Job, JobState
+from workers.leases import LeaseHeld
+from workers.polling import Mark, next_poll_delay
 from workers.settings import Settings, get_settings
-from workers.storage import MultipartWriter, StoredObject
-from workers.transfer import TransferSummary, copy_measured
 
 log = get_task_logger(__name__)
 
-#: Bytes asked of the socket per read while streaming the CSV.
-DOWNLOAD_CHUNK = 1024 * 1024
-#: Result state while an export runs (CONTRACT.md §2).
-PROGRESS = "PROGRESS"
-
-AnyTask = Task[Any, Any]
+#: Seconds to wait before looking again when another delivery holds a job's step.
+BUSY_COUNTDOWN = 1.0
 
 
-def _utc_now() -> str:
-    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+class ExportStep(Task):  # type: ignore[type-arg]  # celery's Task is generic only in stubs
+    """Base of the chain steps: a step that fails for good leaves a dead letter."""
+
+    def on_failure(self, exc: Exception, task_id: str, args: Any, kwargs: Any, einfo: Any) -> None:
+        job_data = args[0] if args else None
+        if isinstance(job_data, dict) and "job_id" in job_data:
+            job = Job.from_dict(job_data)
+            store = job_store()
+            store.fail(job.job_id, self.name, exc)
+            sweep_uploads(store, s3_client(), job)
 
 
-def _report(task: AnyTask, job: Job, stage: str, percent_done: int = 0, size: int = 0) -> None:
-    """Publish progress on the id the caller holds, whichever step is running."""
-    meta = {
-        "job_id": job.job_id,
-        "stage": stage,
-        "percent_done": percent_done,
-        "activity_id": job.activity_id,
-        "bytes": size,
-    }
-    task.update_state(task_id=job.result_id, state=PROGRESS, meta=meta)
-
-
-def _retry_transient(task: AnyTask, error: TransientError, settings: Settings) -> NoReturn:
+def _retry_transient(task: Task[Any, Any], error: TransientError, settings: Settings) -> NoReturn:
     attempt = task.request.retries
     if attempt >= settings.retry_max_attempts:
         raise ConstantContactError(f"gave up after {attempt + 1} attempts: {error}") from error
@@ -72,8 +66,15 @@ def _retry_transient(task: AnyTask, error: TransientError, settings: Settings) -
     raise task.retry(countdown=countdown)
 
 
+def _check_deadline(job: Job) -> None:
+    if time.time() > job.deadline:
+        raise ExportTimedOut(
+            f"job {job.job_id}: activity {job.activity_id} did not complete before the deadline"
+        )
+
+
 @app.task(bind=True, name="contact_exports.export", max_retries=None)
-def export(self: AnyTask, /, **kwargs: Any) -> dict[str, Any]:
+def export(self: Task[Any, Any], /, **kwargs: Any) -> dict[str, Any]:
     """Validate the request, fix its job_id and destination, and become the chain."""
     request = parse_job_request(kwargs)
     check_account(request.account)
@@ -82,7 +83,8 @@ def export(self: AnyTask, /, **kwargs: Any) -> dict[str, Any]:
     if not bucket:
         raise InvalidExportRequest("destination.bucket: no bucket given and S3_BUCKET is not set")
     job_id = request.job_id or str(self.request.id)
-    done = job_store().result(job_id)
+    store = job_store()
+    done = store.result(job_id)
     if done is not None:
         return done
     key = request.destination.key or settings.export_key_template.format(
@@ -96,51 +98,63 @@ def export(self: AnyTask, /, **kwargs: Any) -> dict[str, Any]:
         bucket=bucket,
         key=key,
         deadline=time.time() + settings.export_deadline_seconds,
-        started_at=_utc_now(),
+        started_at=utc_now(),
         unknown_fields=request.export.unknown_fields,
     )
-    _report(self, job, "creating")
-    steps = chain(create_export.s(job.to_dict()), poll_activity.s(), download_csv.s())
+    store.open(job, {**kwargs, "job_id": job_id})
+    report(self, job, "creating")
+    # The first poll waits: an activity is never done the moment it is created.
+    first_poll = poll_activity.s().set(countdown=settings.poll_initial_seconds)
+    steps = chain(create_export.s(job.to_dict()), first_poll, download_csv.s())
     raise self.replace(steps)
 
 
-@app.task(bind=True, name="contact_exports.create_export", max_retries=None)
-def create_export(self: AnyTask, job_data: dict[str, Any]) -> dict[str, Any]:
+@app.task(bind=True, base=ExportStep, name="contact_exports.create_export", max_retries=None)
+def create_export(self: Task[Any, Any], job_data: dict[str, Any]) -> dict[str, Any]:
     """POST the export once per job; a repeated delivery reuses the recorded activity."""
     job = Job.from_dict(job_data)
     settings = get_settings()
     store = job_store()
     known = store.activity(job.job_id)
     if known is None:
-        if not store.claim_create(job.job_id, holder=str(self.request.id)):
-            # Another delivery of this job is creating the activity: come back and reuse it.
-            raise self.retry(countdown=settings.poll_initial_seconds)
+        _check_deadline(job)
+        store.count_attempt(job.job_id, "create")
+        lease = store.lease(job.job_id, "create", ttl=settings.lease_ttl_seconds)
+        log.info("job %s: creating the export activity", job.job_id)
         try:
-            activity = api_client(job.account).create_export(job.request)
+            with lease:
+                known = store.activity(job.job_id)  # a racing delivery may have finished
+                if known is None:
+                    timeout = settings.cc_connect_timeout + settings.cc_read_timeout
+                    create_once(
+                        job,
+                        store,
+                        api_client(job.account),
+                        post_timeout=timeout,
+                        lease_ttl=settings.lease_ttl_seconds,
+                    )
+                    known = store.activity(job.job_id)
+        except LeaseHeld as held:
+            raise self.retry(countdown=max(min(held.ttl, BUSY_COUNTDOWN), 0.1)) from held
         except TransientError as error:
             _retry_transient(self, error, settings)
-        store.remember_activity(
-            job.job_id, activity.activity_id, activity.self_href, activity.results_href
-        )
-        known = store.activity(job.job_id) or {}
-        log.info("job %s: created activity %s", job.job_id, activity.activity_id)
+    assert known is not None
     job.activity_id = known["activity_id"]
     job.self_href = known["self_href"]
     job.results_href = known.get("results_href")
-    _report(self, job, "polling")
+    log.info("job %s: activity %s", job.job_id, job.activity_id)
+    report(self, job, "polling")
     return job.to_dict()
 
 
-@app.task(bind=True, name="contact_exports.poll_activity", max_retries=None)
-def poll_activity(self: AnyTask, job_data: dict[str, Any]) -> dict[str, Any]:
+@app.task(bind=True, base=ExportStep, name="contact_exports.poll_activity", max_retries=None)
+def poll_activity(self: Task[Any, Any], job_data: dict[str, Any]) -> dict[str, Any]:
     """Check the activity once; if it is still running, come back later instead of waiting."""
     job = Job.from_dict(job_data)
     settings = get_settings()
-    if time.time() > job.deadline:
-        raise ExportTimedOut(
-            f"activity {job.activity_id} did not complete before the job's deadline"
-        )
+    _check_deadline(job)
     assert job.self_href is not None
+    log.info("job %s: polling activity %s", job.job_id, job.activity_id)
     try:
         activity = api_client(job.account).get_activity(job.self_href)
     except TransientError as error:
@@ -157,7 +171,8 @@ def poll_activity(self: AnyTask, job_data: dict[str, Any]) -> dict[str, Any]:
         job.results_href = activity.results_href or job.results_href
         if not job.results_href:
             raise ConstantContactError(f"activity {job.activity_id} completed without results")
-        _report(self, job, "downloading", 100)
+        job_store().set_state(job.job_id, JobState.DOWNLOADING)
+        report(self, job, "downloading", 100)
         return job.to_dict()
     if activity.state.finished:
         errors = "; ".join(activity.activity_errors) or "no errors given"
@@ -167,73 +182,62 @@ def poll_activity(self: AnyTask, job_data: dict[str, Any]) -> dict[str, Any]:
             state=activity.state.value,
             activity_errors=activity.activity_errors,
         )
-    _report(self, job, "polling", activity.percent_done)
-    countdown = exponential(
-        self.request.retries,
+    report(self, job, "polling", activity.percent_done)
+    latest = Mark(time.time(), activity.percent_done)
+    if job.first_mark is None and activity.percent_done > 0:
+        job.first_mark = [latest.at, latest.percent]
+    first = Mark(job.first_mark[0], int(job.first_mark[1])) if job.first_mark else None
+    countdown = next_poll_delay(
+        first,
+        latest,
+        attempt=self.request.retries,
         initial=settings.poll_initial_seconds,
         cap=settings.poll_max_seconds,
-        factor=1.5,
     )
-    raise self.retry(countdown=countdown)
+    raise self.retry(args=(job.to_dict(),), countdown=countdown)
 
 
-@app.task(bind=True, name="contact_exports.download_csv", max_retries=None)
-def download_csv(self: AnyTask, job_data: dict[str, Any]) -> dict[str, Any]:
+@app.task(bind=True, base=ExportStep, name="contact_exports.download_csv", max_retries=None)
+def download_csv(self: Task[Any, Any], job_data: dict[str, Any]) -> dict[str, Any]:
     """Stream the CSV into S3; the object appears only once the whole body arrived intact."""
     job = Job.from_dict(job_data)
     store = job_store()
     done = store.result(job.job_id)
     if done is not None:
         return done
+    _check_deadline(job)
     settings = get_settings()
-    _report(self, job, "downloading", 100)
+    lease = store.lease(job.job_id, "download", ttl=settings.lease_ttl_seconds)
     try:
-        summary, stored = _stream_to_s3(self, job, settings)
+        lease.acquire()
+    except LeaseHeld as held:
+        # Another delivery is streaming this job right now (or died less than a TTL ago).
+        raise self.retry(countdown=max(held.ttl, BUSY_COUNTDOWN)) from held
+    try:
+        done = store.result(job.job_id)
+        if done is not None:
+            return done
+        store.count_attempt(job.job_id, "download")
+        s3 = s3_client()
+        swept = sweep_uploads(store, s3, job)
+        log.info("job %s: downloading (swept %d stale uploads)", job.job_id, swept)
+        report(self, job, "downloading", 100)
+        summary, stored = stream_to_s3(
+            job,
+            client=api_client(job.account),
+            s3=s3,
+            store=store,
+            settings=settings,
+            lease=lease,
+            on_progress=lambda size: report(self, job, "downloading", 100, size),
+        )
+        result = result_of(job, summary, stored)
+        store.save_result(job.job_id, result)
     except TransientError as error:
         _retry_transient(self, error, settings)
-    result = {
-        "job_id": job.job_id,
-        "account": job.account,
-        "activity_id": job.activity_id,
-        "bucket": stored.bucket,
-        "key": stored.key,
-        "uri": stored.uri,
-        "bytes": summary.size,
-        "rows": summary.rows,
-        "columns": summary.columns,
-        "sha256": summary.sha256,
-        "started_at": job.started_at,
-        "finished_at": _utc_now(),
-        "unknown_fields": job.unknown_fields,
-        "activities": 1,
-    }
-    store.save_result(job.job_id, result)
+    finally:
+        lease.release()
     log.info(
         "job %s: stored %s (%d bytes, %d rows)", job.job_id, stored.uri, summary.size, summary.rows
     )
     return result
-
-
-def _stream_to_s3(
-    task: AnyTask, job: Job, settings: Settings
-) -> tuple[TransferSummary, StoredObject]:
-    assert job.results_href is not None
-    metadata = {"job-id": job.job_id, "activity-id": job.activity_id or ""}
-    body: ResultsBody
-    with (
-        api_client(job.account).open_results(job.results_href) as body,
-        MultipartWriter(
-            s3_client(),
-            job.bucket,
-            job.key,
-            part_size=settings.part_size,
-            parts_in_flight=settings.s3_parts_in_flight,
-            metadata=metadata,
-        ) as writer,
-    ):
-        summary = copy_measured(
-            body.chunks(DOWNLOAD_CHUNK),
-            writer,
-            on_progress=lambda size: _report(task, job, "downloading", 100, size),
-        )
-        return summary, writer.complete()

@@ -2,6 +2,10 @@
 
 from celery import Celery
 
+from workers import brokerfix
+
+brokerfix.install()
+
 app = Celery("contact_exports", include=["tasks.exports"])
 app.config_from_object("celeryconfig")
 

@@ -1,21 +1,40 @@
 """Export jobs: the small JSON record that travels between the chain's steps, and its copy in
-Redis that makes a repeated step resume instead of redoing (one job_id, one activity, one object).
+Redis that turns at-least-once delivery into exactly-once effects.
+
+Each step reads the record before its side effect and writes it after, so a repeated step
+resumes instead of redoing: one job_id, one activity, one object, one result. A job that fails
+for good stays as a dead letter, with its reason and the request needed to run it again.
 """
 
 from __future__ import annotations
 
 import json
+import time
 from dataclasses import asdict, dataclass, field
+from enum import StrEnum
 from typing import Any
 
 import redis
 
+from workers.leases import DEFAULT_TTL_SECONDS, Lease
+
 #: Every Redis key this module writes starts with this.
 KEY_PREFIX = "contact_exports:job:"
+#: Sorted set of failed job ids, scored by the time they failed.
+DEAD_LETTERS_KEY = "contact_exports:dead_letters"
+#: Set of every activity id some job owns, so an orphan found by listing is told apart.
+OWNED_ACTIVITIES_KEY = "contact_exports:owned_activities"
 #: Job records outlive their results by this long, so a late duplicate still finds them.
 RECORD_TTL_SECONDS = 14 * 24 * 3600
-#: How long one worker may hold the right to POST an export for a job.
-CREATE_CLAIM_SECONDS = 300
+
+
+class JobState(StrEnum):
+    QUEUED = "queued"
+    CREATING = "creating"
+    POLLING = "polling"
+    DOWNLOADING = "downloading"
+    COMPLETED = "completed"
+    FAILED = "failed"
 
 
 @dataclass
@@ -32,6 +51,9 @@ class Job:
     activity_id: str | None = None
     self_href: str | None = None
     results_href: str | None = None
+    #: The first poll that saw progress, as [epoch seconds, percent_done]: the base of the
+    #: completion estimate (see workers.polling).
+    first_mark: list[float] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -48,8 +70,51 @@ class JobStore:
         self._redis = client
 
     @staticmethod
-    def _key(job_id: str) -> str:
-        return f"{KEY_PREFIX}{job_id}"
+    def _key(job_id: str, suffix: str = "") -> str:
+        return f"{KEY_PREFIX}{job_id}{suffix}"
+
+    def _write(self, job_id: str, **fields: str | int | float) -> None:
+        key = self._key(job_id)
+        pipe = self._redis.pipeline()
+        for name, value in {**fields, "updated_at": time.time()}.items():
+            pipe.hset(key, name, value)
+        pipe.expire(key, RECORD_TTL_SECONDS)
+        pipe.execute()
+
+    def _get(self, job_id: str, name: str) -> str | None:
+        value = self._redis.hget(self._key(job_id), name)
+        return _text(value) if value is not None else None
+
+    # -- the record ------------------------------------------------------------------------
+
+    def open(self, job: Job, kwargs: dict[str, Any]) -> None:
+        """Create the record on first sight of a job; a repeat leaves it as it is."""
+        key = self._key(job.job_id)
+        if self._redis.hsetnx(key, "created_at", time.time()):
+            self._write(
+                job.job_id,
+                state=JobState.QUEUED.value,
+                account=job.account,
+                bucket=job.bucket,
+                key=job.key,
+                deadline=job.deadline,
+                kwargs=json.dumps(kwargs),
+            )
+
+    def record(self, job_id: str) -> dict[str, str]:
+        raw = self._redis.hgetall(self._key(job_id))
+        return {_text(k): _text(v) for k, v in raw.items()}
+
+    def set_state(self, job_id: str, state: JobState) -> None:
+        self._write(job_id, state=state.value)
+
+    def count_attempt(self, job_id: str, step: str) -> int:
+        """Counts each run of each step: repeated deliveries show up here."""
+        attempts = int(self._redis.hincrby(self._key(job_id), f"attempts:{step}", 1))
+        self._write(job_id, last_step=step)
+        return attempts
+
+    # -- creating the activity -------------------------------------------------------------
 
     def activity(self, job_id: str) -> dict[str, str] | None:
         """The activity already created for this job: activity_id, self_href, results_href."""
@@ -59,38 +124,125 @@ class JobStore:
             return None
         return {name: _text(v) for name, v in zip(fields, values, strict=True) if v is not None}
 
-    def claim_create(self, job_id: str, holder: str) -> bool:
-        """Only the claim's holder may POST the export; a second delivery waits and reuses."""
-        claimed = self._redis.set(
-            self._key(job_id) + ":create", holder, nx=True, ex=CREATE_CLAIM_SECONDS
-        )
-        if claimed:
-            return True
-        current = self._redis.get(self._key(job_id) + ":create")
-        return current is not None and _text(current) == holder
+    def mark_posting(self, job_id: str) -> None:
+        """Written just before the POST: if the answer is lost, a later attempt knows to look
+        for the activity that POST may have created before posting again."""
+        self._redis.hdel(self._key(job_id), "post_ended_at")
+        self._write(job_id, post_started_at=time.time(), state=JobState.CREATING.value)
+
+    def mark_posted(self, job_id: str) -> None:
+        """The POST came back (with or without an answer): its window is closed."""
+        self._write(job_id, post_ended_at=time.time())
+
+    def post_window(self, job_id: str) -> tuple[float, float | None] | None:
+        """When the last POST for this job started and, if it came back, ended."""
+        started, ended = self._redis.hmget(self._key(job_id), ("post_started_at", "post_ended_at"))
+        if started is None:
+            return None
+        return float(started), float(ended) if ended is not None else None
 
     def remember_activity(
         self, job_id: str, activity_id: str, self_href: str, results_href: str | None
     ) -> None:
-        key = self._key(job_id)
-        pipe = self._redis.pipeline()
-        pipe.hset(key, "activity_id", activity_id)
-        pipe.hset(key, "self_href", self_href)
+        fields: dict[str, str | int | float] = {
+            "activity_id": activity_id,
+            "self_href": self_href,
+            "state": JobState.POLLING.value,
+        }
         if results_href:
-            pipe.hset(key, "results_href", results_href)
-        pipe.expire(key, RECORD_TTL_SECONDS)
-        pipe.execute()
+            fields["results_href"] = results_href
+        self._redis.sadd(OWNED_ACTIVITIES_KEY, activity_id)
+        self._write(job_id, **fields)
+
+    def owns_activity(self, activity_id: str) -> bool:
+        return bool(self._redis.sismember(OWNED_ACTIVITIES_KEY, activity_id))
+
+    # -- uploads ---------------------------------------------------------------------------
+
+    def add_upload(self, job_id: str, upload_id: str) -> None:
+        key = self._key(job_id, ":uploads")
+        self._redis.sadd(key, upload_id)
+        self._redis.expire(key, RECORD_TTL_SECONDS)
+
+    def drop_upload(self, job_id: str, upload_id: str) -> None:
+        self._redis.srem(self._key(job_id, ":uploads"), upload_id)
+
+    def uploads(self, job_id: str) -> list[str]:
+        return sorted(_text(u) for u in self._redis.smembers(self._key(job_id, ":uploads")))
+
+    # -- leases ----------------------------------------------------------------------------
+
+    def lease(self, job_id: str, step: str, ttl: float = DEFAULT_TTL_SECONDS) -> Lease:
+        return Lease(self._redis, self._key(job_id, f":lease:{step}"), ttl=ttl)
+
+    def posting_lease(self, account: str, ttl: float) -> Lease:
+        """One POST at a time per account, so an activity whose answer was lost can be told
+        apart from another job's by when it was created."""
+        return Lease(self._redis, f"contact_exports:account:{account}:posting", ttl=ttl)
+
+    # -- outcomes --------------------------------------------------------------------------
 
     def result(self, job_id: str) -> dict[str, Any] | None:
-        raw = self._redis.hget(self._key(job_id), "result")
+        raw = self._get(job_id, "result")
         return json.loads(raw) if raw else None
 
     def save_result(self, job_id: str, result: dict[str, Any]) -> None:
-        key = self._key(job_id)
-        pipe = self._redis.pipeline()
-        pipe.hset(key, "result", json.dumps(result))
-        pipe.expire(key, RECORD_TTL_SECONDS)
-        pipe.execute()
+        self._write(
+            job_id,
+            result=json.dumps(result),
+            state=JobState.COMPLETED.value,
+            finished_at=time.time(),
+        )
+
+    def fail(self, job_id: str, step: str, error: BaseException) -> None:
+        """Keep a job that failed for good as a dead letter, with what is needed to rerun it."""
+        now = time.time()
+        self._write(
+            job_id,
+            state=JobState.FAILED.value,
+            failed_step=step,
+            error_type=type(error).__name__,
+            error_message=str(error)[:2000],
+            finished_at=now,
+        )
+        self._redis.zadd(DEAD_LETTERS_KEY, {job_id: now})
+
+    def dead_letters(self, limit: int = 100) -> list[dict[str, str]]:
+        """Failed jobs, newest first."""
+        ids = [
+            _text(i)
+            for i in self._redis.zrevrange(DEAD_LETTERS_KEY, 0, limit - 1)
+            if isinstance(i, bytes | str)
+        ]
+        return [{"job_id": i, **self.record(i)} for i in ids]
+
+    def reopen(self, job_id: str) -> dict[str, Any]:
+        """Clear a dead letter so the job can run again; returns the export kwargs it had.
+
+        The failed activity is forgotten (a rerun needs a new one); attempt counts stay, so the
+        record still tells how often this job was tried.
+        """
+        kwargs_raw = self._get(job_id, "kwargs")
+        if kwargs_raw is None or self._get(job_id, "state") != JobState.FAILED.value:
+            raise KeyError(f"no failed job {job_id!r}")
+        self._redis.hdel(
+            self._key(job_id),
+            "activity_id",
+            "self_href",
+            "results_href",
+            "post_started_at",
+            "post_ended_at",
+            "error_type",
+            "error_message",
+            "failed_step",
+            "finished_at",
+        )
+        self._redis.hincrby(self._key(job_id), "reruns", 1)
+        self._redis.delete(self._key(job_id, ":create"))
+        self._write(job_id, state=JobState.QUEUED.value)
+        self._redis.zrem(DEAD_LETTERS_KEY, job_id)
+        kwargs: dict[str, Any] = json.loads(kwargs_raw)
+        return kwargs
 
 
 def _text(value: bytes | str) -> str:

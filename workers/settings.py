@@ -9,8 +9,11 @@ from __future__ import annotations
 from functools import lru_cache
 from typing import Literal
 
+from cryptography.fernet import Fernet
 from pydantic import Field, HttpUrl, SecretStr, ValidationError, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from workers.ratelimit import DEFAULT_PER_DAY, DEFAULT_PER_SECOND
 
 #: Constant Contact's production API root.
 DEFAULT_API_BASE_URL = "https://api.cc.email/v3"
@@ -36,8 +39,11 @@ class Settings(BaseSettings):
     #: Where job records live; the result backend's Redis when unset.
     jobs_redis_url: str | None = None
     #: Seconds before Redis hands an unacknowledged message to another worker. It must stay well
-    #: above the longest poll countdown, or waiting polls are delivered twice.
-    broker_visibility_timeout: int = Field(default=3600, ge=60)
+    #: above the longest countdown, or waiting polls are delivered twice; it is also how long a
+    #: message held by a dead worker (or lost in a broker restart) waits before it runs again.
+    broker_visibility_timeout: int = Field(default=600, ge=2)
+    #: Seconds between a worker's sweeps for such messages (kombu's unacked_restore_interval).
+    broker_restore_interval: float = Field(default=10.0, gt=0)
 
     cc_api_base_url: HttpUrl = HttpUrl(DEFAULT_API_BASE_URL)
     cc_access_token: SecretStr | None = None
@@ -48,6 +54,14 @@ class Settings(BaseSettings):
     #: Seconds to wait for a connection, then for each read, on every API request.
     cc_connect_timeout: float = Field(default=10.0, gt=0)
     cc_read_timeout: float = Field(default=60.0, gt=0)
+    #: Fernet key(s) encrypting the credentials stored in Redis, comma-separated: the first
+    #: encrypts, all decrypt (rotation). Needed for CC_REFRESH_TOKEN and for accounts in Redis.
+    cc_token_encryption_key: SecretStr | None = None
+    #: The application's request budget, shared by every worker and every account.
+    cc_rate_limit_per_second: float = Field(default=DEFAULT_PER_SECOND, gt=0)
+    cc_rate_limit_per_day: int = Field(default=DEFAULT_PER_DAY, ge=1)
+    #: Test only: seconds added to the rate limiter's clock, to reach 00:00 UTC on cue.
+    cc_rate_limit_clock_offset: float = 0.0
 
     s3_endpoint_url: HttpUrl | None = None
     s3_bucket: str | None = None
@@ -57,12 +71,25 @@ class Settings(BaseSettings):
     s3_checksum: Literal["when_supported", "when_required"] = "when_supported"
     s3_part_size_mib: int = Field(default=8, ge=5, le=512)
     s3_parts_in_flight: int = Field(default=3, ge=1, le=16)
+    #: Whether SigV4 signs the sha256 of every part: ``auto`` only where neither TLS (https) nor a
+    #: checksum the server checks (S3_CHECKSUM=when_supported, S3_CONTENT_MD5) protects the body;
+    #: ``always`` on every part (a second full hash pass over the stream).
+    s3_payload_signing: Literal["auto", "always"] = "auto"
+    #: Send Content-MD5 with every part: the one checksum every S3 store checks (``rclone serve
+    #: s3`` checks no other); costs an MD5 pass per part, outside the GIL.
+    s3_content_md5: bool = False
+
+    #: Seconds a step's lease lives without a heartbeat: how long a killed worker's step blocks
+    #: the next delivery of the same step.
+    lease_ttl_seconds: float = Field(default=30.0, ge=1.0)
 
     export_key_template: str = DEFAULT_KEY_TEMPLATE
     #: Seconds from enqueueing to give up with ExportTimedOut.
     export_deadline_seconds: int = Field(default=6 * 3600, ge=10)
     poll_initial_seconds: float = Field(default=2.0, gt=0)
-    poll_max_seconds: float = Field(default=60.0, gt=0)
+    #: Longest wait between polls; predicted completions are polled for just in time, so a long
+    #: cap costs latency only for activities that report no progress.
+    poll_max_seconds: float = Field(default=240.0, gt=0)
     #: Seconds to wait before retrying a transient failure, doubled per attempt up to the max.
     retry_initial_seconds: float = Field(default=2.0, gt=0)
     retry_max_seconds: float = Field(default=120.0, gt=0)
@@ -84,6 +111,23 @@ class Settings(BaseSettings):
             )
         if "{job_id}" not in self.export_key_template:
             raise ValueError("EXPORT_KEY_TEMPLATE must contain {job_id}, or exports overwrite")
+        return self
+
+    @model_validator(mode="after")
+    def _credentials_at_rest(self) -> Settings:
+        """Refreshed tokens are shared through Redis, which only ever holds them encrypted."""
+        if self.cc_token_encryption_key is None:
+            if self.cc_refresh_token:
+                raise ValueError("CC_TOKEN_ENCRYPTION_KEY is required with CC_REFRESH_TOKEN")
+            return self
+        keys = [k for k in self.cc_token_encryption_key.get_secret_value().split(",") if k]
+        try:
+            [Fernet(k.strip()) for k in keys or [""]]
+        except ValueError:
+            raise ValueError(
+                "CC_TOKEN_ENCRYPTION_KEY: each key must be 32 url-safe base64-encoded bytes "
+                "(make one with `python -m workers.tokens new-key`)"
+            ) from None
         return self
 
     @property

@@ -106,10 +106,11 @@ def worker_env(redis_url: str, s3_env: dict[str, str], sandbox: SandboxProcess) 
 WorkerFactory = Callable[..., WorkerProcess]
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def start_worker(
     worker_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[WorkerFactory]:
+    """Workers started in a module stop when it ends, so each module controls who consumes."""
     started: list[WorkerProcess] = []
     logs = tmp_path_factory.mktemp("worker-logs")
 
@@ -126,7 +127,7 @@ def start_worker(
         worker.stop()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def worker(start_worker: WorkerFactory) -> WorkerProcess:
     """One worker with a single slot: every export test also proves polling holds no slot."""
     return start_worker(concurrency=1)
@@ -148,12 +149,3 @@ def object_bytes(s3: Any) -> Callable[[str, str], bytes]:
         return data
 
     return read
-
-
-def open_uploads(s3: Any, bucket: str) -> list[dict[str, Any]]:
-    """Multipart uploads still open; rclone says NoSuchUpload for a bucket that never had one."""
-    try:
-        uploads: list[dict[str, Any]] = s3.list_multipart_uploads(Bucket=bucket).get("Uploads", [])
-    except s3.exceptions.NoSuchUpload:
-        return []
-    return uploads

@@ -20,7 +20,8 @@ from celery.result import AsyncResult
 
 from devstack.worker import WorkerProcess
 from sandbox.testing import SandboxProcess
-from tests.integration.conftest import BUCKET, open_uploads
+from tests.integration.conftest import BUCKET
+from tests.integration.helpers import open_uploads
 
 pytestmark = pytest.mark.integration
 

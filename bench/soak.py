@@ -1,0 +1,203 @@
+"""Soak test (not in CI): many exports through 4 workers while things keep breaking.
+
+    .venv/bin/python bench/soak.py --exports 1000
+
+Faults, all at once: 5xx and 429 bursts, bodies dropped mid-stream, answers to a create lost
+after the activity was made, a pool process SIGKILLed every few seconds, and one restart of the
+broker's Redis. Then it counts what a user would care about: completed, failed, duplicate
+activities, duplicate or partial objects, open multipart uploads, and export time percentiles.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import random
+import signal
+import statistics
+import tempfile
+import threading
+import time
+from contextlib import ExitStack
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import boto3
+import psutil
+import redis
+from botocore.config import Config
+from celery import Celery
+
+from devstack.redis_server import RedisServer
+from devstack.s3server import RcloneS3
+from devstack.worker import WorkerProcess
+from sandbox.testing import SandboxProcess
+
+BUCKET = "soak-exports"
+TOKEN = "soak-token"  # noqa: S105 — the sandbox's fake token
+FAULTS: list[dict[str, Any]] = [
+    {"endpoint": "get_activity", "status": 503, "times": 3},
+    {"endpoint": "create_export", "status": 429, "error_key": "throttled", "times": 2},
+    {"endpoint": "create_export", "status": 503, "process": True, "times": 1},
+    {"endpoint": "get_results", "drop_after_bytes": 20_000, "times": 1},
+    {"endpoint": "get_results", "status": 502, "times": 2},
+]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--exports", type=int, default=1000)
+    parser.add_argument("--workers", type=int, default=4)
+    parser.add_argument("--concurrency", type=int, default=2)
+    parser.add_argument("--kill-every", type=float, default=4.0, help="seconds between kills")
+    parser.add_argument("--restart-after", type=float, default=5.0, help="seconds to Redis restart")
+    args = parser.parse_args()
+    with ExitStack() as stack:
+        root = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="soak-")))
+        broker = stack.enter_context(RedisServer(root / "redis"))
+        s3 = stack.enter_context(RcloneS3(root / "s3", root / "rclone.log"))
+        s3.create_bucket(BUCKET)
+        sandbox = stack.enter_context(
+            SandboxProcess(tokens=[TOKEN], contacts=400, processing_seconds=1.0, rate_limit=0)
+        )
+        env = {
+            **s3.env(),
+            "CELERY_BROKER_URL": broker.url,
+            "CELERY_RESULT_BACKEND": broker.url,
+            "CC_API_BASE_URL": sandbox.api_base,
+            "CC_ACCESS_TOKEN": TOKEN,
+            "CC_RATE_LIMIT_PER_SECOND": "200",
+            "CC_RATE_LIMIT_PER_DAY": "1000000",
+            "S3_BUCKET": BUCKET,
+            "POLL_INITIAL_SECONDS": "0.5",
+            "POLL_MAX_SECONDS": "2",
+            "RETRY_INITIAL_SECONDS": "0.5",
+            "RETRY_MAX_SECONDS": "2",
+            "RETRY_MAX_ATTEMPTS": "20",
+            "LEASE_TTL_SECONDS": "4",
+            "BROKER_VISIBILITY_TIMEOUT": "20",
+            "BROKER_RESTORE_INTERVAL": "2",
+        }
+        workers = [
+            stack.enter_context(
+                WorkerProcess(
+                    env, root / f"w{i}.log", name=f"soak{i}", concurrency=args.concurrency
+                )
+            )
+            for i in range(args.workers)
+        ]
+        client = Celery(broker=broker.url, backend=broker.url)
+        stop = threading.Event()
+        chaos = threading.Thread(
+            target=make_chaos, args=(stop, sandbox, workers, args.kill_every), daemon=True
+        )
+        started = time.monotonic()
+        results = [
+            client.send_task(
+                "contact_exports.export",
+                kwargs={"export": {}, "job_id": f"soak-{i}"},
+                queue="contact_exports",
+            )
+            for i in range(args.exports)
+        ]
+        chaos.start()
+        restarter = threading.Timer(args.restart_after, broker.restart)
+        restarter.start()
+        summaries, failures = collect(results)
+        stop.set()
+        restarter.cancel()
+        elapsed = time.monotonic() - started
+        report(args, summaries, failures, sandbox, s3, elapsed)
+        client.close()
+
+
+def make_chaos(
+    stop: threading.Event, sandbox: SandboxProcess, workers: list[WorkerProcess], every: float
+) -> None:
+    rng = random.Random(7)
+    kills = 0
+    while not stop.wait(every):
+        sandbox.add_faults(rng.choice(FAULTS))
+        worker = rng.choice(workers)
+        if worker.process is None:
+            continue
+        children = psutil.Process(worker.process.pid).children()
+        if children:
+            rng.choice(children).send_signal(signal.SIGKILL)
+            kills += 1
+    print(f"chaos: {kills} pool processes killed")
+
+
+def collect(results: list[Any]) -> tuple[list[dict[str, Any]], list[str]]:
+    summaries: list[dict[str, Any]] = []
+    failures: list[str] = []
+    for result in results:
+        while True:
+            try:
+                summaries.append(result.get(timeout=900))
+                break
+            except (redis.ConnectionError, OSError):
+                time.sleep(0.5)  # the broker is restarting; ask again
+            except Exception as error:
+                failures.append(f"{type(error).__name__}: {error}"[:200])
+                break
+    return summaries, failures
+
+
+def seconds(summary: dict[str, Any]) -> float:
+    start = datetime.fromisoformat(summary["started_at"].replace("Z", "+00:00"))
+    end = datetime.fromisoformat(summary["finished_at"].replace("Z", "+00:00"))
+    return (end - start).total_seconds()
+
+
+def report(
+    args: argparse.Namespace,
+    summaries: list[dict[str, Any]],
+    failures: list[str],
+    sandbox: SandboxProcess,
+    s3: RcloneS3,
+    elapsed: float,
+) -> None:
+    env = s3.env()
+    client = boto3.client(
+        "s3",
+        endpoint_url=env["S3_ENDPOINT_URL"],
+        aws_access_key_id=env["AWS_ACCESS_KEY_ID"],
+        aws_secret_access_key=env["AWS_SECRET_ACCESS_KEY"],
+        region_name=env["AWS_DEFAULT_REGION"],
+        config=Config(s3={"addressing_style": "path"}),
+    )
+    created = {
+        e["activity_id"] for e in sandbox.requests(endpoint="create_export") if e.get("activity_id")
+    }
+    keys: list[str] = []
+    for page in client.get_paginator("list_objects_v2").paginate(Bucket=BUCKET):
+        keys += [o["Key"] for o in page.get("Contents", [])]
+    bad_objects = 0
+    for summary in summaries:
+        data = client.get_object(Bucket=BUCKET, Key=summary["key"])["Body"].read()
+        bad_objects += hashlib.sha256(data).hexdigest() != summary["sha256"]
+    try:
+        uploads = client.list_multipart_uploads(Bucket=BUCKET).get("Uploads", [])
+    except client.exceptions.NoSuchUpload:
+        uploads = []
+    times = sorted(seconds(s) for s in summaries) or [0.0]
+    p99 = times[min(len(times) - 1, int(len(times) * 0.99))]
+    print(
+        f"\nsoak: {args.exports} exports, {args.workers} workers x {args.concurrency}, "
+        f"{elapsed:.0f} s"
+    )
+    print(
+        f"| completed | failed | duplicate activities | extra or partial objects | open uploads "
+        f"| p50 s | p99 s |\n|---|---|---|---|---|---|---|\n"
+        f"| {len(summaries)} | {len(failures)} | {len(created) - len(summaries) - len(failures)} "
+        f"| {len(keys) - len(summaries) + bad_objects} | {len(uploads)} "
+        f"| {statistics.median(times):.1f} | {p99:.1f} |"
+    )
+    for failure in failures[:10]:
+        print("  failed:", failure)
+
+
+if __name__ == "__main__":
+    main()

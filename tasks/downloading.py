@@ -1,0 +1,75 @@
+"""Streaming the results link into S3 for one job, leaving nothing behind on failure.
+
+The writer aborts its own upload on any error; an upload that a killed process could not abort
+is recorded in the job and swept by the next attempt, so no open multipart upload outlives a job.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+from botocore.exceptions import BotoCoreError, ClientError
+
+from workers.constant_contact import ConstantContactClient
+from workers.download import ResultsBody
+from workers.exceptions import TransientError
+from workers.jobs import Job, JobStore
+from workers.leases import Lease
+from workers.storage import MultipartWriter, StoredObject
+from workers.transfer import TransferSummary, copy_measured
+
+if TYPE_CHECKING:
+    from mypy_boto3_s3 import S3Client
+
+    from workers.settings import Settings
+
+#: Bytes asked of the socket per read while streaming the CSV.
+DOWNLOAD_CHUNK = 1024 * 1024
+
+
+def sweep_uploads(store: JobStore, s3: S3Client, job: Job) -> int:
+    """Abort uploads left open by earlier attempts of this job; returns how many."""
+    swept = 0
+    for upload_id in store.uploads(job.job_id):
+        with contextlib.suppress(ClientError, BotoCoreError):
+            s3.abort_multipart_upload(Bucket=job.bucket, Key=job.key, UploadId=upload_id)
+            swept += 1
+        store.drop_upload(job.job_id, upload_id)
+    return swept
+
+
+def stream_to_s3(
+    job: Job,
+    *,
+    client: ConstantContactClient,
+    s3: S3Client,
+    store: JobStore,
+    settings: Settings,
+    lease: Lease,
+    on_progress: Callable[[int], None],
+) -> tuple[TransferSummary, StoredObject]:
+    assert job.results_href is not None
+    metadata = {"job-id": job.job_id, "activity-id": job.activity_id or ""}
+    body: ResultsBody
+    with client.open_results(job.results_href) as body:
+        writer = MultipartWriter(
+            s3,
+            job.bucket,
+            job.key,
+            part_size=settings.part_size,
+            parts_in_flight=settings.s3_parts_in_flight,
+            metadata=metadata,
+        )
+        with writer:
+            assert writer.upload_id is not None
+            store.add_upload(job.job_id, writer.upload_id)
+            summary = copy_measured(body.chunks(DOWNLOAD_CHUNK), writer, on_progress=on_progress)
+            if lease.lost.is_set():
+                # Another delivery took over while we stalled; let it finish the job.
+                raise TransientError("download lease lost; leaving the job to its new holder")
+            stored = writer.complete()
+    # Only a completed upload is forgotten here; an aborted one is swept again next time.
+    store.drop_upload(job.job_id, writer.upload_id)
+    return summary, stored

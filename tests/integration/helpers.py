@@ -1,0 +1,81 @@
+"""Shared steps of the integration tests: enqueue like an app, watch a worker, check effects."""
+
+from __future__ import annotations
+
+import hashlib
+import signal
+import time
+from typing import Any
+
+import psutil
+from celery import Celery
+from celery.result import AsyncResult
+
+from devstack.worker import WorkerProcess
+from sandbox.testing import SandboxProcess
+
+#: Seconds an export in these tests may take before the test fails.
+RESULT_TIMEOUT = 90.0
+QUEUE = "contact_exports"
+
+
+def enqueue(client: Celery, **kwargs: Any) -> AsyncResult[Any]:
+    return client.send_task("contact_exports.export", kwargs=kwargs, queue=QUEUE)
+
+
+def wait_until(predicate: Any, timeout: float = 30.0, what: str = "condition") -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"timed out waiting for {what}")
+        time.sleep(0.02)
+
+
+def wait_for_log(worker: WorkerProcess, text: str, timeout: float = 30.0) -> None:
+    wait_until(lambda: text in worker.log(), timeout, f"{text!r} in the worker log")
+
+
+def kill_pool_process(worker: WorkerProcess) -> int:
+    """SIGKILL the prefork child that runs tasks, as the OOM killer would."""
+    assert worker.process is not None
+    children = psutil.Process(worker.process.pid).children()
+    assert children, "the worker has no pool process"
+    victim = children[0]
+    victim.send_signal(signal.SIGKILL)
+    victim.wait(timeout=10)
+    return victim.pid
+
+
+def created_activities(sandbox: SandboxProcess) -> list[str]:
+    """Activity ids the sandbox really created, in order — also those whose answer was lost."""
+    return [
+        str(e["activity_id"])
+        for e in sandbox.requests(endpoint="create_export")
+        if e.get("activity_id")
+    ]
+
+
+def open_uploads(s3: Any, bucket: str) -> list[dict[str, Any]]:
+    """Multipart uploads still open; rclone says NoSuchUpload for a bucket that never had one."""
+    try:
+        uploads: list[dict[str, Any]] = s3.list_multipart_uploads(Bucket=bucket).get("Uploads", [])
+    except s3.exceptions.NoSuchUpload:
+        return []
+    return uploads
+
+
+def assert_stored_once(s3: Any, sandbox: SandboxProcess, summary: dict[str, Any]) -> None:
+    """Exactly one object at the job's key, byte-for-byte the sandbox's file; nothing open."""
+    listed = s3.list_objects_v2(Bucket=summary["bucket"], Prefix=summary["key"])
+    keys = [o["Key"] for o in listed.get("Contents", [])]
+    assert keys == [summary["key"]]
+    data = s3.get_object(Bucket=summary["bucket"], Key=summary["key"])["Body"].read()
+    assert hashlib.sha256(data).hexdigest() == summary["sha256"]
+    file_ids = {
+        e["file_export_id"]
+        for e in sandbox.requests(endpoint="get_results", activity_id=summary["activity_id"])
+        if e.get("file_export_id")
+    }
+    assert len(file_ids) == 1
+    assert sandbox.export_info(file_ids.pop())["sha256"] == summary["sha256"]
+    assert open_uploads(s3, summary["bucket"]) == []

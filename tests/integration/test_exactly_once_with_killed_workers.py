@@ -1,0 +1,122 @@
+"""Exactly-once effects under failure, with real worker processes killed mid-step.
+
+After each failure: exactly one activity created in the sandbox for the job, exactly one object
+with the right sha256, and no open multipart upload.
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+import pytest
+import redis
+from celery import Celery
+
+from devstack.worker import WorkerProcess
+from sandbox.testing import SandboxProcess
+from tests.integration.conftest import WorkerFactory
+from tests.integration.helpers import (
+    RESULT_TIMEOUT,
+    assert_stored_once,
+    created_activities,
+    enqueue,
+    kill_pool_process,
+    open_uploads,
+    wait_for_log,
+    wait_until,
+)
+from workers.jobs import JobStore
+
+pytestmark = pytest.mark.integration
+
+LEASE_TTL = "3"
+
+
+@pytest.fixture(scope="module")
+def killable(start_worker: WorkerFactory) -> WorkerProcess:
+    """A worker of its own (others must not pick up the redelivered messages)."""
+    return start_worker(concurrency=1, LEASE_TTL_SECONDS=LEASE_TTL)
+
+
+@pytest.fixture(scope="module")
+def store(redis_url: str) -> JobStore:
+    return JobStore(redis.Redis.from_url(redis_url))
+
+
+def test_pool_killed_during_create_posts_once(
+    killable: WorkerProcess, client: Celery, sandbox: SandboxProcess, s3: Any
+) -> None:
+    sandbox.add_faults({"endpoint": "create_export", "delay_first_byte": 1.5, "times": 1})
+    before = created_activities(sandbox)
+    job_id = f"kill-create-{uuid.uuid4().hex[:8]}"
+    result = enqueue(client, export={"fields": ["email_address"]}, job_id=job_id)
+    wait_for_log(killable, f"job {job_id}: creating the export activity")
+    kill_pool_process(killable)
+    summary = result.get(timeout=RESULT_TIMEOUT)
+    new = created_activities(sandbox)[len(before) :]
+    assert new == [summary["activity_id"]]
+    assert_stored_once(s3, sandbox, summary)
+
+
+def test_pool_killed_during_poll_completes_once(
+    killable: WorkerProcess, client: Celery, sandbox: SandboxProcess, s3: Any
+) -> None:
+    sandbox.add_faults({"endpoint": "get_activity", "delay_first_byte": 1.5, "times": 1})
+    before = created_activities(sandbox)
+    job_id = f"kill-poll-{uuid.uuid4().hex[:8]}"
+    result = enqueue(client, export={"fields": ["first_name"]}, job_id=job_id)
+    wait_for_log(killable, f"job {job_id}: polling activity")
+    kill_pool_process(killable)
+    summary = result.get(timeout=RESULT_TIMEOUT)
+    assert created_activities(sandbox)[len(before) :] == [summary["activity_id"]]
+    assert_stored_once(s3, sandbox, summary)
+
+
+def test_pool_killed_during_download_leaves_one_object_and_no_upload(
+    killable: WorkerProcess,
+    client: Celery,
+    sandbox: SandboxProcess,
+    s3: Any,
+    store: JobStore,
+) -> None:
+    sandbox.add_faults({"endpoint": "get_results", "bytes_per_second": 200_000, "times": 1})
+    before = created_activities(sandbox)
+    job_id = f"kill-download-{uuid.uuid4().hex[:8]}"
+    result = enqueue(client, export={}, job_id=job_id)
+    wait_until(lambda: store.uploads(job_id) != [], what="the download's multipart upload")
+    dead_upload = store.uploads(job_id)[0]
+    kill_pool_process(killable)
+    summary = result.get(timeout=RESULT_TIMEOUT)
+    assert created_activities(sandbox)[len(before) :] == [summary["activity_id"]]
+    assert_stored_once(s3, sandbox, summary)
+    assert dead_upload not in {u["UploadId"] for u in open_uploads(s3, summary["bucket"])}
+    assert int(store.record(job_id)["attempts:download"]) == 2
+
+
+def test_same_job_id_sent_twice_at_once_gives_one_activity(
+    killable: WorkerProcess, client: Celery, sandbox: SandboxProcess, s3: Any
+) -> None:
+    before = created_activities(sandbox)
+    job_id = f"twin-{uuid.uuid4().hex[:8]}"
+    first = enqueue(client, export={"status": "active"}, job_id=job_id)
+    second = enqueue(client, export={"status": "active"}, job_id=job_id)
+    one = first.get(timeout=RESULT_TIMEOUT)
+    two = second.get(timeout=RESULT_TIMEOUT)
+    assert one == two
+    assert created_activities(sandbox)[len(before) :] == [one["activity_id"]]
+    assert_stored_once(s3, sandbox, one)
+
+
+def test_create_whose_answer_was_lost_is_found_not_posted_again(
+    killable: WorkerProcess, client: Celery, sandbox: SandboxProcess, s3: Any
+) -> None:
+    # Constant Contact creates the activity, then the answer is a 503.
+    sandbox.add_faults({"endpoint": "create_export", "status": 503, "process": True, "times": 1})
+    before = created_activities(sandbox)
+    posts_before = len(sandbox.requests(endpoint="create_export"))
+    summary = enqueue(client, export={"fields": ["last_name"]}).get(timeout=RESULT_TIMEOUT)
+    assert created_activities(sandbox)[len(before) :] == [summary["activity_id"]]
+    assert len(sandbox.requests(endpoint="create_export")) == posts_before + 1
+    assert sandbox.requests(endpoint="list_activities")
+    assert_stored_once(s3, sandbox, summary)

@@ -1,0 +1,82 @@
+"""Redis restarted in the middle of an export: workers reconnect and the export finishes once.
+
+A Redis of the test's own (with an append-only file, as production's broker must have), rclone
+S3, the sandbox and a real worker process.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import redis
+from celery import Celery
+from celery.result import AsyncResult
+
+from devstack.redis_server import RedisServer
+from sandbox.testing import SandboxProcess
+from tests.integration.conftest import WorkerFactory
+from tests.integration.helpers import (
+    RESULT_TIMEOUT,
+    assert_stored_once,
+    created_activities,
+    enqueue,
+    wait_for_log,
+)
+
+pytestmark = pytest.mark.integration
+
+
+def get_across_reconnects(result: AsyncResult[Any]) -> dict[str, Any]:
+    """The caller's own connection also broke; like a careful app, it asks again."""
+    deadline = time.monotonic() + RESULT_TIMEOUT
+    while True:
+        try:
+            summary: dict[str, Any] = result.get(timeout=RESULT_TIMEOUT)
+            return summary
+        except redis.ConnectionError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.2)
+
+
+@pytest.fixture
+def own_redis(tmp_path: Path) -> Iterator[RedisServer]:
+    with RedisServer(tmp_path / "redis") as server:
+        yield server
+
+
+def test_redis_restart_mid_export(
+    own_redis: RedisServer,
+    start_worker: WorkerFactory,
+    sandbox: SandboxProcess,
+    s3: Any,
+) -> None:
+    worker = start_worker(
+        concurrency=1,
+        CELERY_BROKER_URL=own_redis.url,
+        CELERY_RESULT_BACKEND=own_redis.url,
+        # What the broker lost track of in the restart runs again after this long.
+        BROKER_VISIBILITY_TIMEOUT="6",
+        BROKER_RESTORE_INTERVAL="1",
+    )
+    client = Celery(broker=own_redis.url, backend=own_redis.url)
+    client.conf.update(task_serializer="json", accept_content=["json"])
+    sandbox.set_processing_seconds(3.0)
+    before = created_activities(sandbox)
+    job_id = f"restart-{uuid.uuid4().hex[:8]}"
+    result = enqueue(client, export={"fields": ["email_address"]}, job_id=job_id)
+    wait_for_log(worker, f"job {job_id}: polling activity")
+
+    own_redis.restart()
+
+    summary = get_across_reconnects(result)
+    assert summary["job_id"] == job_id
+    assert created_activities(sandbox)[len(before) :] == [summary["activity_id"]]
+    assert_stored_once(s3, sandbox, summary)
+    worker.stop()
+    client.close()

@@ -1,0 +1,97 @@
+"""The job record against a real Redis (db 15, flushed around each test)."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+
+import pytest
+import redis
+
+from workers.exceptions import ActivityFailed
+from workers.jobs import Job, JobState, JobStore
+
+URL = "redis://127.0.0.1:6379/15"
+
+
+@pytest.fixture
+def store() -> Iterator[JobStore]:
+    client = redis.Redis.from_url(URL)
+    client.flushdb()
+    yield JobStore(client)
+    client.flushdb()
+    client.close()
+
+
+def job(job_id: str = "j1") -> Job:
+    return Job(
+        job_id=job_id,
+        result_id="r1",
+        account="default",
+        request={},
+        bucket="b",
+        key="k.csv",
+        deadline=time.time() + 60,
+        started_at="2026-11-26T00:00:00Z",
+    )
+
+
+def test_opening_twice_keeps_the_first_record(store: JobStore) -> None:
+    store.open(job(), {"export": {}, "job_id": "j1"})
+    store.set_state("j1", JobState.POLLING)
+    store.open(job(), {"export": {"status": "active"}, "job_id": "j1"})
+    record = store.record("j1")
+    assert record["state"] == "polling"
+    assert record["kwargs"] == '{"export": {}, "job_id": "j1"}'
+
+
+def test_activity_is_remembered_and_owned(store: JobStore) -> None:
+    assert store.activity("j1") is None
+    store.remember_activity("j1", "a1", "/v3/activities/a1", "/v3/contact_exports/f1")
+    assert store.activity("j1") == {
+        "activity_id": "a1",
+        "self_href": "/v3/activities/a1",
+        "results_href": "/v3/contact_exports/f1",
+    }
+    assert store.owns_activity("a1") and not store.owns_activity("a2")
+
+
+def test_post_window_opens_and_closes(store: JobStore) -> None:
+    assert store.post_window("j1") is None
+    store.mark_posting("j1")
+    started, ended = store.post_window("j1") or (0.0, 0.0)
+    assert started > 0 and ended is None
+    store.mark_posted("j1")
+    _, ended = store.post_window("j1") or (0.0, None)
+    assert ended is not None and ended >= started
+
+
+def test_failed_job_is_a_dead_letter_that_can_be_reopened(store: JobStore) -> None:
+    store.open(job(), {"export": {}, "job_id": "j1"})
+    store.remember_activity("j1", "a1", "/v3/activities/a1", None)
+    store.count_attempt("j1", "poll")
+    store.fail("j1", "contact_exports.poll_activity", ActivityFailed("ended failed: bad id"))
+    [letter] = store.dead_letters()
+    assert letter["job_id"] == "j1"
+    assert letter["error_type"] == "ActivityFailed"
+    assert letter["attempts:poll"] == "1"
+    assert store.reopen("j1") == {"export": {}, "job_id": "j1"}
+    assert store.dead_letters() == []
+    assert store.activity("j1") is None
+    assert store.record("j1")["reruns"] == "1"
+    with pytest.raises(KeyError):
+        store.reopen("j1")
+
+
+def test_uploads_are_tracked_until_dropped(store: JobStore) -> None:
+    store.add_upload("j1", "u2")
+    store.add_upload("j1", "u1")
+    assert store.uploads("j1") == ["u1", "u2"]
+    store.drop_upload("j1", "u1")
+    assert store.uploads("j1") == ["u2"]
+
+
+def test_result_marks_the_job_completed(store: JobStore) -> None:
+    store.save_result("j1", {"rows": 3})
+    assert store.result("j1") == {"rows": 3}
+    assert store.record("j1")["state"] == "completed"

@@ -1,0 +1,67 @@
+"""Leases against a real Redis (db 15, flushed around each test)."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+
+import pytest
+import redis
+
+from workers.leases import Lease, LeaseHeld
+
+URL = "redis://127.0.0.1:6379/15"
+
+
+@pytest.fixture
+def r() -> Iterator[redis.Redis]:
+    client = redis.Redis.from_url(URL)
+    client.flushdb()
+    yield client
+    client.flushdb()
+    client.close()
+
+
+def test_second_holder_is_refused_while_the_first_lives(r: redis.Redis) -> None:
+    with Lease(r, "k", ttl=5):
+        with pytest.raises(LeaseHeld) as held:
+            Lease(r, "k", ttl=5).acquire()
+        assert 0 < held.value.ttl <= 5
+    Lease(r, "k", ttl=5).acquire()  # released: free again
+
+
+def test_heartbeat_keeps_a_short_lease_alive(r: redis.Redis) -> None:
+    lease = Lease(r, "k", ttl=0.3)
+    with lease:
+        # Outlive several TTLs; only renewals can keep the key.
+        renewed = threading.Event()
+        for _ in range(4):
+            renewed.wait(0.3)
+            assert r.get("k") == lease.holder.encode()
+    assert r.get("k") is None
+
+
+def test_a_dead_holders_lease_expires(r: redis.Redis) -> None:
+    dead = Lease(r, "k", ttl=0.2)
+    r.set("k", dead.holder, px=200)  # held, but no heartbeat: its process is gone
+    with pytest.raises(LeaseHeld):
+        Lease(r, "k", ttl=0.2).acquire()
+    assert r.pttl("k") <= 200
+    r.pexpire("k", 1)
+    threading.Event().wait(0.01)
+    Lease(r, "k", ttl=0.2).acquire()
+
+
+def test_release_never_deletes_someone_elses_lease(r: redis.Redis) -> None:
+    mine = Lease(r, "k", ttl=5)
+    mine.acquire()
+    r.set("k", "someone-else")  # it expired and another worker took it
+    mine.release()
+    assert r.get("k") == b"someone-else"
+
+
+def test_losing_the_lease_is_noticed(r: redis.Redis) -> None:
+    lease = Lease(r, "k", ttl=0.3)
+    with lease:
+        r.set("k", "thief")
+        assert lease.lost.wait(2)
