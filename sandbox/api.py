@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import re
 import uuid
 from datetime import UTC, datetime
 from urllib.parse import parse_qs, urlencode
@@ -34,6 +35,12 @@ from sandbox.wire import (
 
 DEFAULT_LIST_LIMIT = 50
 MAX_LIST_LIMIT = 500
+
+LIST_STATE_FILTERS = frozenset({"processing", "completed", "cancelled", "failed", "timed_out"})
+"""The swagger's enum for ``GET /activities?state=``: ``initialized`` is not a filter value."""
+
+DECIMAL = re.compile(r"^[0-9]{1,9}\Z")
+"""A plain decimal; ``\\Z`` because ``$`` would also match before a trailing newline."""
 
 
 def create_export(state: SandboxState, request: Request, plan: FaultPlan) -> Response:
@@ -105,10 +112,9 @@ def get_activity(state: SandboxState, activity_id: str) -> Response:
 def _parse_limit(raw: str | None) -> int | None:
     if raw is None:
         return DEFAULT_LIST_LIMIT
-    try:
-        limit = int(raw)
-    except ValueError:
+    if not DECIMAL.match(raw):  # int() would also take " 5", "+5", "5_0" and non-ASCII digits
         return None
+    limit = int(raw)
     return limit if 1 <= limit <= MAX_LIST_LIMIT else None
 
 
@@ -120,12 +126,12 @@ def list_activities(state: SandboxState, request: Request) -> Response:
             400, ErrorKey.INVALID_VALUE, f"limit must be an integer from 1 to {MAX_LIST_LIMIT}"
         )
     raw_state = request.query_value("state")
-    try:
-        wanted = ActivityState(raw_state) if raw_state is not None else None
-    except ValueError:
-        return error_response(400, ErrorKey.INVALID_VALUE, f"Unknown state {raw_state!r}")
+    if raw_state is not None and raw_state not in LIST_STATE_FILTERS:
+        allowed = ", ".join(sorted(LIST_STATE_FILTERS))
+        return error_response(400, ErrorKey.INVALID_VALUE, f"state must be one of: {allowed}")
+    wanted = ActivityState(raw_state) if raw_state is not None else None
     raw_cursor = request.query_value("cursor")
-    if raw_cursor is not None and not raw_cursor.isdigit():
+    if raw_cursor is not None and not DECIMAL.match(raw_cursor):
         return error_response(400, ErrorKey.INVALID_VALUE, "Invalid cursor")
     before = int(raw_cursor) if raw_cursor is not None else None
     page, more = state.activities.newest_first(wanted, limit, before)

@@ -114,7 +114,9 @@ def _expire_tokens(state: SandboxState, request: Request) -> Response:
 
 
 def _requests(state: SandboxState, request: Request) -> Response:
-    return _ok(state.log.query(request.query_value("endpoint"), request.query_value("activity_id")))
+    endpoint = request.query_value("endpoint") or None
+    activity_id = request.query_value("activity_id") or None
+    return _ok(state.log.query(endpoint, activity_id))
 
 
 def _summary(state: SandboxState, request: Request) -> Response:

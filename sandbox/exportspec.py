@@ -25,8 +25,9 @@ MAX_TAG_IDS = 50
 MAX_EXCLUDED_CONTACT_IDS = 50
 
 UUID_PATTERN = re.compile(
-    r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$"
+    r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}\Z"
 )
+"""Canonical hyphenated UUIDs; ``\\Z`` because ``$`` would also accept a trailing newline."""
 
 
 class Criterion(StrEnum):

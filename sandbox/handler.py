@@ -14,7 +14,7 @@ import sys
 import threading
 import time
 import traceback
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import BinaryIO
@@ -92,20 +92,17 @@ class SandboxHandler(BaseHTTPRequestHandler):
     def version_string(self) -> str:
         return self.server_version
 
-    def do_GET(self) -> None:
-        self._dispatch()
+    def __getattr__(self, name: str) -> Callable[[], None]:
+        """Send every method, known or not, through the app.
 
-    def do_POST(self) -> None:
-        self._dispatch()
-
-    def do_DELETE(self) -> None:
-        self._dispatch()
-
-    def do_PUT(self) -> None:
-        self._dispatch()
-
-    def do_PATCH(self) -> None:
-        self._dispatch()
+        ``BaseHTTPRequestHandler`` answers a method without a ``do_<METHOD>`` with an HTML
+        501 page; Constant Contact answers 405 with its error body and an Allow header, and
+        the app does the same once it sees the request (schemathesis's unsupported-method
+        check sends TRACE, QUERY and others and found the 501).
+        """
+        if name.startswith("do_"):
+            return self._dispatch
+        raise AttributeError(name)
 
     def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
         """Silenced: :meth:`_log` writes one richer line per request instead."""
@@ -150,7 +147,10 @@ class SandboxHandler(BaseHTTPRequestHandler):
     def _read_request(self) -> tuple[Request, Response | None]:
         parts = urlsplit(self.path)
         headers = {k.lower(): v for k, v in self.headers.items()}
-        request = Request(self.command, parts.path, parse_qs(parts.query), headers, b"")
+        # Blank values are kept so ``?limit=`` is refused like any other bad limit instead of
+        # silently meaning "default" (schemathesis sent ``?limit=&state=`` and got a 200).
+        query = parse_qs(parts.query, keep_blank_values=True)
+        request = Request(self.command, parts.path, query, headers, b"")
         if "chunked" in headers.get("transfer-encoding", "").lower():
             self.close_connection = True
             return request, error_response(411, None, "Chunked request bodies are not supported")
@@ -203,6 +203,8 @@ class SandboxHandler(BaseHTTPRequestHandler):
             and delivery.bytes_per_second is None
             and delivery.drop_after_bytes is None
         )
+        if self.command == "HEAD":
+            return  # a HEAD answer carries the headers of the body it does not send
         if plain and source is not None:
             self._sent = self.connection.sendfile(source)
         elif plain:

@@ -27,7 +27,13 @@ def sandbox_process() -> Iterator[SandboxProcess]:
 def sb(sandbox_process: SandboxProcess) -> SandboxProcess:
     """The shared sandbox with a clean slate: no activities, faults or log, default config."""
     sandbox_process.reset()
-    sandbox_process.configure(processing_seconds=PROCESSING_SECONDS, max_queued=1000, rate_limit=0)
+    sandbox_process.configure(
+        processing_seconds=PROCESSING_SECONDS,
+        max_queued=1000,
+        rate_limit=0,
+        daily_quota=0,
+        chunked=False,
+    )
     return sandbox_process
 
 

@@ -5,12 +5,14 @@ from __future__ import annotations
 import csv
 import hashlib
 import io
+import socket
 import time
 import uuid
 from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
-from sandbox_test_client import Api
+from sandbox_test_client import TOKEN, Api
 
 from sandbox.contacts import ContactStatus, ContactUniverse
 from sandbox.testing import SandboxProcess
@@ -217,3 +219,75 @@ def test_too_many_queued_activities_get_429(api: Api, sb: SandboxProcess) -> Non
     body = refused.json()
     assert isinstance(body, dict) and body["error_key"] == "throttled"
     assert len(api.get("/v3/activities").json()["activities"]) == 2
+
+
+@pytest.mark.parametrize("method", ["PUT", "DELETE", "PATCH", "OPTIONS", "TRACE", "QUERY"])
+def test_undocumented_methods_get_405_with_allow(api: Api, sb: SandboxProcess, method: str) -> None:
+    for path, allowed in (
+        ("/v3/activities", "GET"),
+        ("/v3/activities/contact_exports", "POST"),
+        (f"/v3/contact_exports/{uuid.uuid4()}", "GET"),
+    ):
+        response = api.session.request(method, f"{sb.url}{path}", headers=api.auth(), timeout=10)
+        assert response.headers["Allow"] == allowed
+        assert_error_array(response, 405, "method.not.allowed")
+
+
+def test_head_gets_405_headers_without_a_body(sb: SandboxProcess) -> None:
+    """A HEAD answer with a body would desynchronise the connection: the next answer must follow
+    the HEAD answer's headers directly (two requests on one socket, the second closing it)."""
+    parts = urlsplit(sb.url)
+    auth = f"Authorization: Bearer {TOKEN}\r\nHost: {parts.netloc}\r\n"
+    head = f"HEAD /v3/activities HTTP/1.1\r\n{auth}\r\n"
+    get = f"GET /v3/activities HTTP/1.1\r\n{auth}Connection: close\r\n\r\n"
+    with socket.create_connection((parts.hostname or "", parts.port or 80), timeout=10) as conn:
+        conn.sendall((head + get).encode())
+        received = b""
+        while chunk := conn.recv(65536):
+            received += chunk
+    first, _, rest = received.partition(b"\r\n\r\n")
+    assert first.startswith(b"HTTP/1.1 405 ")
+    assert b"\r\nAllow: GET" in first
+    assert int(first.split(b"Content-Length: ")[1].split(b"\r\n")[0]) > 0
+    assert rest.startswith(b"HTTP/1.1 200 ")
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        "limit=",
+        "state=",
+        "limit=&state=",
+        "limit=1_0",
+        "limit=+5",
+        "limit=%205",
+        "limit=5%0A",
+        "state=initialized",
+        "cursor=",
+        "cursor=%C2%B2",
+        "limit=501",
+    ],
+)
+def test_list_activities_refuses_blank_and_odd_query_values(api: Api, query: str) -> None:
+    assert_error_array(api.get(f"/v3/activities?{query}"), 400, "invalid.value")
+
+
+def test_well_formed_unknown_list_id_fails_later(api: Api, sb: SandboxProcess) -> None:
+    known = sb.catalog()["lists"][0]
+    unknown = str(uuid.uuid4())
+    created = api.create({"list_ids": [known, unknown], "status": "active"})
+    assert created.status_code == 201
+    final = api.wait(created.json())
+    assert final["state"] == "failed"
+    assert final["percent_done"] == 100
+    assert any(unknown in message for message in final["activity_errors"])
+    assert known not in " ".join(final["activity_errors"])
+
+
+def test_updated_at_comes_in_both_of_the_guides_formats(api: Api) -> None:
+    _, data = api.export({"fields": ["updated_at"]})
+    stamps = [row[0] for row in csv_rows(data)[1:]]
+    plain = [s for s in stamps if len(s) == len("2018-11-29 15:10:15 -0500")]
+    iso = [s for s in stamps if len(s) == len("2019-11-25T16:29:13.057 -0500")]
+    assert plain and iso and len(plain) + len(iso) == len(stamps)
+    assert all(s[10] == " " for s in plain) and all(s[10] == "T" and s[19] == "." for s in iso)

@@ -111,3 +111,20 @@ def test_all_problems_are_reported_at_once() -> None:
         parse({"contact_ids": ["x"] * 501, "status": "nope", "extra": 1})
     keys = {k for k, _ in caught.value.errors}
     assert {"too.many.items", "invalid.id", "invalid.value", "unknown.property"} <= keys
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        ID + "\n",
+        ID.replace("-", ""),
+        "{" + ID + "}",
+        "urn:uuid:" + ID,
+        " " + ID,
+    ],
+)
+def test_ids_must_be_canonical_uuids(bad: str) -> None:
+    for body in ({"contact_ids": [bad]}, {"list_ids": [bad]}, {"exclude": {"contact_ids": [bad]}}):
+        with pytest.raises(ExportValidationError) as caught:
+            parse(body)
+        assert "invalid.id" in [k for k, _ in caught.value.errors]

@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import ast
 import sys
+import uuid
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 import requests
 
 import sandbox
-from sandbox.config import SandboxConfig
+from sandbox.activities import Activity, ActivityState, ActivityStore
+from sandbox.config import DEFAULT_MAX_QUEUED, SandboxConfig
 from sandbox.server import Sandbox
 
 PACKAGE_DIR = Path(sandbox.__file__).parent
@@ -57,3 +60,30 @@ def test_sandbox_uses_only_the_standard_library_and_itself() -> None:
     for path in PACKAGE_DIR.glob("*.py"):
         foreign = _imports(path) - allowed
         assert not foreign, f"{path.name} imports {foreign}"
+
+
+def test_the_1001st_unfinished_activity_is_refused_per_account() -> None:
+    """The swagger's 429 text: "You exceeded 1,000 queued activities for this user account"."""
+    now = [0.0]
+    store = ActivityStore(clock=lambda: now[0])
+
+    def build(seq: int, created: float) -> Activity:
+        return Activity(
+            activity_id=str(uuid.uuid4()),
+            file_export_id=str(uuid.uuid4()),
+            seq=seq,
+            created_wall=datetime.now(UTC),
+            created_mono=created,
+            processing_seconds=10.0,
+            outcome=ActivityState.COMPLETED,
+            errors=(),
+            job=None,
+            candidates=1,
+        )
+
+    assert SandboxConfig().max_queued == DEFAULT_MAX_QUEUED == 1_000
+    for _ in range(DEFAULT_MAX_QUEUED):
+        assert store.create_if_room(DEFAULT_MAX_QUEUED, build) is not None
+    assert store.create_if_room(DEFAULT_MAX_QUEUED, build) is None
+    now[0] = 10.0  # every activity has finished: room again
+    assert store.create_if_room(DEFAULT_MAX_QUEUED, build) is not None

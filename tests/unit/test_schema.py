@@ -9,11 +9,16 @@ from typing import Any
 import pytest
 
 from tasks.schema import ExportRequest, parse_job_request
-from workers.exceptions import InvalidExportRequest
+from workers.exceptions import InvalidExportRequest, TransientError
 
 
 def ids(n: int) -> list[str]:
     return [str(uuid.uuid4()) for _ in range(n)]
+
+
+def many(n: int) -> list[str]:
+    """``n`` distinct ids, quickly: not random, but every one a canonical UUID."""
+    return [str(uuid.UUID(int=i + 1)) for i in range(n)]
 
 
 def rejects(export: dict[str, Any], *words: str) -> None:
@@ -45,10 +50,12 @@ def test_valid_requests_pass(export: dict[str, Any]) -> None:
 
 
 def test_caps() -> None:
-    rejects({"contact_ids": ids(501)}, "contact_ids", "500")
+    rejects({"contact_ids": many(50_001)}, "contact_ids", "50000", "500 per request")
     rejects({"list_ids": ids(51)}, "list_ids", "50")
     rejects({"tag_ids": ids(51)}, "tag_ids", "50")
     rejects({"list_ids": ids(1), "exclude": {"contact_ids": ids(51)}}, "exclude.contact_ids")
+    for empty in ("contact_ids", "list_ids", "tag_ids"):
+        rejects({empty: []}, empty, "at least 1")
 
 
 def test_ids_must_be_unique_uuids() -> None:
@@ -56,6 +63,66 @@ def test_ids_must_be_unique_uuids() -> None:
     same = str(uuid.uuid4())
     rejects({"list_ids": [same, same.upper()]}, "list_ids", "twice")
     rejects({"tag_ids": [5]}, "tag_ids", "strings")
+    rejects({"contact_ids": [*many(600)[:599], many(1)[0]]}, "contact_ids", "twice")
+
+
+@pytest.mark.parametrize(
+    "spelling",
+    [
+        "04fe9a97a57943c5bb1a58ed29bf0a6a",
+        "{04fe9a97-a579-43c5-bb1a-58ed29bf0a6a}",
+        "urn:uuid:04fe9a97-a579-43c5-bb1a-58ed29bf0a6a",
+        "04fe9a97-a579-43c5-bb1a-58ed29bf0a6a\n",
+        " 04fe9a97-a579-43c5-bb1a-58ed29bf0a6a",
+        "04fe9a-a579-43c5-bb1a-58ed29bf0a6a",
+    ],
+)
+def test_ids_are_canonical_hyphenated_uuids(spelling: str) -> None:
+    """Python's UUID() takes these spellings; Constant Contact refuses them with a 400."""
+    rejects({"contact_ids": [spelling]}, "contact_ids", "not a UUID")
+    rejects({"list_ids": [spelling]}, "list_ids", "not a UUID")
+    rejects({"exclude": {"contact_ids": [spelling]}}, "exclude.contact_ids", "not a UUID")
+
+
+def test_more_than_500_contact_ids_are_sharded_in_request_order() -> None:
+    wanted = many(1_234)
+    fields = ["email_address", "updated_at"]
+    request = ExportRequest.model_validate(
+        {"contact_ids": wanted, "status": "active", "fields": fields}
+    )
+    shards = request.shards()
+    assert [len(s["contact_ids"]) for s in shards] == [500, 500, 234]
+    assert [i for s in shards for i in s["contact_ids"]] == wanted
+    for shard in shards:
+        assert shard == {"contact_ids": shard["contact_ids"], "status": "active", "fields": fields}
+    shards[0]["fields"].append("city")
+    assert shards[1]["fields"] == fields  # each shard is a body of its own
+    assert request.api_body()["contact_ids"] == wanted
+    assert len(ExportRequest.model_validate({"contact_ids": many(50_000)}).shards()) == 100
+
+
+@pytest.mark.parametrize(
+    "export",
+    [
+        {},
+        {"contact_ids": ids(500), "status": "removed"},
+        {"contact_ids": ids(1)},
+        {"list_ids": ids(3), "exclude": {"contact_ids": ids(2)}, "fields": ["city"]},
+        {"segment_ids": 4},
+    ],
+)
+def test_a_request_within_the_caps_is_one_shard(export: dict[str, Any]) -> None:
+    request = ExportRequest.model_validate(export)
+    assert request.shards() == [request.api_body()]
+
+
+def test_more_than_500_contact_ids_still_combine_only_with_status() -> None:
+    rejects({"contact_ids": many(501), "list_ids": ids(1)}, "contact_ids", "list_ids")
+    rejects({"contact_ids": many(501), "new_subscriber": True}, "contact_ids", "new_subscriber")
+
+
+def test_invalid_requests_are_not_retried() -> None:
+    assert not issubclass(InvalidExportRequest, TransientError)
 
 
 @pytest.mark.parametrize(
