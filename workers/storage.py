@@ -1,16 +1,35 @@
 """Streaming writer of one S3 object by multipart upload, in bounded memory.
 
-Bytes are gathered into parts of a fixed size; full parts go to a small thread pool while the
-next part fills, and at most ``parts_in_flight`` parts wait or travel at once. Memory is bounded
-by part size x (parts in flight + 1), never by the object's size. The object becomes visible
-only when ``complete`` is called; any failure before that aborts the upload, so no partial
-object is ever readable.
+Bytes are gathered into part buffers of a fixed size, allocated once and reused: a full part goes
+to a small thread pool while the next one fills, and a buffer comes back when its upload ends.
+At most ``parts_in_flight + 1`` buffers ever exist, so memory is bounded by part size x (parts in
+flight + 1), never by the object's size; when every buffer is busy the writer blocks, and so does
+the download feeding it. The object becomes visible only when ``complete`` is called; any failure
+before that aborts the upload, so no partial object is ever readable.
+
+A part is handed to botocore as the bytearray itself: urllib3 sends a buffer in one ``sendall``
+(the GIL released), where ``bytes`` would be wrapped in a BytesIO and sent 16 KiB at a time after
+a ``100-continue`` round trip, and fresh buffers per part would page-fault 8 MiB each time.
+
+Integrity, per part (the whole stream's sha256 is computed by ``workers.transfer``):
+
+- ``S3_CHECKSUM=when_supported`` (default): botocore sends a CRC32 of every part, which AWS S3 and
+  MinIO check. ``rclone serve s3`` ignores it (it checks only Content-MD5).
+- ``S3_CONTENT_MD5=true``: the client sends Content-MD5 of every part, which every S3 store checks,
+  rclone included; it costs an MD5 pass (~700 MiB/s, outside the GIL) per part.
+- Payload signing (``S3_PAYLOAD_SIGNING``): SigV4 can sign the sha256 of each part body, a second
+  full hash pass. ``auto`` signs only where nothing else protects the body: on ``https`` TLS does,
+  and on ``http`` a checksum the server checks does; ``http`` without CRC32 or MD5 stays signed.
+  ``always`` signs every part whatever the scheme.
 """
 
 from __future__ import annotations
 
+import base64
 import contextlib
-import threading
+import hashlib
+import queue
+import zlib
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from types import TracebackType
@@ -31,21 +50,51 @@ if TYPE_CHECKING:
 MIN_PART_SIZE = 5 * 1024 * 1024
 #: botocore's own retries per request (standard mode) before a part counts as failed.
 S3_MAX_ATTEMPTS = 5
+#: Connections beyond the part uploads: create, complete and abort calls of the same client.
+SPARE_CONNECTIONS = 4
 
 
-def make_s3_client(settings: Settings) -> S3Client:
-    """A client for AWS or, with S3_ENDPOINT_URL, any S3-compatible store (path-style)."""
+def payload_signing(settings: Settings) -> bool:
+    """Whether SigV4 signs each part's sha256: only where no transport or checksum protects it."""
+    if settings.s3_payload_signing == "always":
+        return True
+    https = settings.s3_endpoint_url is None or settings.s3_endpoint_url.scheme == "https"
+    checked = settings.s3_checksum == "when_supported" or settings.s3_content_md5
+    return not (https or checked)
+
+
+def make_s3_client(settings: Settings, session: boto3.Session | None = None) -> S3Client:
+    """A client for AWS or, with S3_ENDPOINT_URL, any S3-compatible store (path-style).
+
+    Credentials come from ``session`` (tests pass one) or boto3's usual chain.
+    """
     config = Config(
-        s3={"addressing_style": "path"},
+        s3={"addressing_style": "path", "payload_signing_enabled": payload_signing(settings)},
         request_checksum_calculation=settings.s3_checksum,
         response_checksum_validation=settings.s3_checksum,
         retries={"max_attempts": S3_MAX_ATTEMPTS, "mode": "standard"},
-        max_pool_connections=settings.s3_parts_in_flight + 4,
+        max_pool_connections=settings.s3_parts_in_flight + SPARE_CONNECTIONS,
     )
     endpoint = str(settings.s3_endpoint_url) if settings.s3_endpoint_url else None
-    return boto3.client(
+    client = (session or boto3.Session()).client(
         "s3", endpoint_url=endpoint, region_name=settings.aws_default_region, config=config
     )
+    if settings.s3_content_md5:
+        client.meta.events.register("before-call.s3.UploadPart", add_content_md5)
+    return client
+
+
+def add_content_md5(params: dict[str, Any], **_: Any) -> None:
+    """botocore hook: Content-MD5 of an in-memory part body, computed before the request is signed.
+
+    A property of the client rather than of the writer, so every part upload of a configured
+    client carries it. Bodies that are streams are left alone (MultipartWriter sends buffers).
+    """
+    body = params.get("body")
+    if isinstance(body, bytes | bytearray) and "Content-MD5" not in params["headers"]:
+        params["headers"]["Content-MD5"] = base64.b64encode(
+            hashlib.md5(body, usedforsecurity=False).digest()
+        ).decode()
 
 
 @dataclass(frozen=True)
@@ -76,19 +125,27 @@ class MultipartWriter:
     ) -> None:
         if part_size < MIN_PART_SIZE:
             raise ValueError(f"part_size must be at least {MIN_PART_SIZE} bytes")
+        if parts_in_flight < 1:
+            raise ValueError("parts_in_flight must be at least 1")
         self._client = client
         self.bucket = bucket
         self.key = key
-        self._part_size = part_size
+        self.part_size = part_size
         self._metadata = metadata or {}
         self._content_type = content_type
-        self._buffer = bytearray()
-        self._slots = threading.BoundedSemaphore(parts_in_flight)
+        #: One buffer fills while the others upload; allocated on demand, never more.
+        self.max_buffers = parts_in_flight + 1
+        self.buffers_allocated = 0
+        self._free: queue.SimpleQueue[bytearray] = queue.SimpleQueue()
+        self._current: bytearray | None = None
+        self._filled = 0
         self._pool = ThreadPoolExecutor(parts_in_flight, thread_name_prefix="s3-part")
         self._futures: list[Future[dict[str, Any]]] = []
         self._size = 0
         self.upload_id: str | None = None
         self._closed = False
+        #: The first part upload's failure, set by the pool thread before it frees the buffer.
+        self._error: BaseException | None = None
 
     def __enter__(self) -> MultipartWriter:
         self.upload_id = self._call(
@@ -109,46 +166,113 @@ class MultipartWriter:
         if not self._closed:
             self.abort()
 
+    # -- filling parts -----------------------------------------------------------------------
+
     def write(self, data: bytes | bytearray | memoryview) -> None:
-        self._buffer += data
-        self._size += len(data)
-        while len(self._buffer) >= self._part_size:
-            part = bytes(self._buffer[: self._part_size])
-            del self._buffer[: self._part_size]
-            self._submit(part)
+        """Copy ``data`` into part buffers, sending each one that fills."""
+        with memoryview(data) as source:
+            source_bytes = source.cast("B") if source.format != "B" else source
+            offset = 0
+            while offset < len(source_bytes):
+                with self.free_space() as space:
+                    count = min(len(space), len(source_bytes) - offset)
+                    space[:count] = source_bytes[offset : offset + count]
+                self.commit(count)
+                offset += count
 
-    def _submit(self, part: bytes) -> None:
+    def free_space(self) -> memoryview:
+        """The unfilled rest of the current part buffer, for a reader to fill in place.
+
+        Release the view (``with`` or ``.release()``) before calling ``commit``. Blocks while
+        every buffer is uploading: this is what bounds memory and slows the reader to the upload.
+        """
+        if self._current is None:
+            self._current = self._take_buffer()
+            self._filled = 0
+        return memoryview(self._current)[self._filled :]
+
+    def commit(self, count: int) -> None:
+        """Count ``count`` more bytes of the current buffer as filled; a full part is sent."""
+        if self._current is None or self._filled + count > self.part_size:
+            raise ValueError("commit past the end of the part buffer")
+        self._filled += count
+        self._size += count
+        if self._filled == self.part_size:
+            self._send_current()
+
+    def _take_buffer(self) -> bytearray:
         self._raise_failed_part()
-        # Blocks the reader while the pool is full: this is what bounds memory.
-        self._slots.acquire()
-        number = len(self._futures) + 1
-        future = self._pool.submit(self._upload_part, number, part)
-        future.add_done_callback(lambda _: self._slots.release())
-        self._futures.append(future)
+        if self.buffers_allocated < self.max_buffers:
+            try:
+                return self._free.get_nowait()
+            except queue.Empty:
+                self.buffers_allocated += 1
+                return bytearray(self.part_size)
+        buffer = self._free.get()
+        self._raise_failed_part()
+        return buffer
 
-    def _upload_part(self, number: int, body: bytes) -> dict[str, Any]:
-        answer = self._call(
-            "upload_part",
-            Bucket=self.bucket,
-            Key=self.key,
-            UploadId=self.upload_id,
-            PartNumber=number,
-            Body=body,
-        )
+    def _send_current(self) -> None:
+        buffer, filled = self._current, self._filled
+        assert buffer is not None
+        self._current, self._filled = None, 0
+        if filled < len(buffer):
+            del buffer[filled:]  # the last part: shrunk in place, so sent without a copy
+        number = len(self._futures) + 1
+        self._futures.append(self._pool.submit(self._upload_part, number, buffer))
+
+    def _upload_part(self, number: int, body: bytearray) -> dict[str, Any]:
+        try:
+            answer = self._call(
+                "upload_part",
+                Bucket=self.bucket,
+                Key=self.key,
+                UploadId=self.upload_id,
+                PartNumber=number,
+                Body=body,
+                **self._checksum(body),
+            )
+        except BaseException as error:
+            self._error = error
+            # Wake a writer waiting for a buffer, so it sees the failure instead of hanging.
+            self._free.put(body)
+            raise
+        self._free.put(body)
         part = {"PartNumber": number, "ETag": answer["ETag"]}
         part.update({k: v for k, v in answer.items() if k.startswith("Checksum") and v})
         return part
 
+    def _checksum(self, body: bytearray) -> dict[str, str]:
+        """The part's CRC32, computed here when the client would send one anyway.
+
+        Given the value, botocore sends the buffer as it is; left to itself on https it wraps the
+        body in an aws-chunked stream (a copy, sent in small pieces) to put the CRC32 in a trailer.
+        """
+        config = self._client.meta.config
+        if getattr(config, "request_checksum_calculation", None) != "when_supported":
+            return {}
+        return {"ChecksumCRC32": base64.b64encode(zlib.crc32(body).to_bytes(4, "big")).decode()}
+
     def _raise_failed_part(self) -> None:
-        for future in self._futures:
-            if future.done() and future.exception() is not None:
-                future.result()
+        """Stop the writer at the first failed part: no point sending the ones after it."""
+        if self._error is not None:
+            raise self._error
+
+    # -- finishing ---------------------------------------------------------------------------
+
+    @property
+    def size(self) -> int:
+        return self._size
 
     def complete(self) -> StoredObject:
         """Upload what is buffered, wait for every part, then make the object visible."""
-        if self._buffer or not self._futures:
-            self._submit(bytes(self._buffer))
-            self._buffer = bytearray()
+        if self._current is not None and self._filled:
+            self._send_current()
+        elif not self._futures:
+            # An empty object is still one (empty) part.
+            self._current, self._filled = bytearray(0), 0
+            self._send_current()
+        self._current = None
         parts = [future.result() for future in self._futures]
         self._call(
             "complete_multipart_upload",
@@ -167,7 +291,9 @@ class MultipartWriter:
         for future in self._futures:
             future.cancel()
         self._pool.shutdown(wait=True)
-        self._buffer = bytearray()
+        self._current = None
+        while not self._free.empty():
+            self._free.get_nowait()
         if self.upload_id is not None:
             # The lifecycle rule (README) removes what a failed abort leaves.
             with contextlib.suppress(StorageError):

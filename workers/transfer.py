@@ -2,6 +2,16 @@
 
 Measuring on the way means the figures describe exactly the bytes that were stored, with no
 second read of a file that may be gigabytes long.
+
+Two ways through, chosen by what the source and sink can do:
+
+- a source with ``readinto`` (``ResultsBody``, or the iterator its ``chunks`` returns) and a sink
+  with ``free_space``/``commit`` (``MultipartWriter``): the socket fills the part buffer in place,
+  a whole part per call, and the part is measured where it lies. No byte is copied in Python.
+- any iterable of chunks into any ``write`` sink: each chunk is measured and written.
+
+sha256 runs on whole parts, where hashlib releases the GIL; the row count holds it (see
+``workers.csvstats``), and the socket reads release it, so the part uploads proceed meanwhile.
 """
 
 from __future__ import annotations
@@ -9,13 +19,33 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
-from workers.csvstats import CsvStats
+from workers.csvstats import Chunk, CsvStats
+
+#: How often progress is reported, in bytes: often enough for a live bar, rare enough to be free.
+PROGRESS_EVERY = 16 * 1024 * 1024
 
 
+@runtime_checkable
 class Sink(Protocol):
-    def write(self, data: bytes) -> None: ...
+    def write(self, data: Chunk) -> None: ...
+
+
+@runtime_checkable
+class Readable(Protocol):
+    """A byte source that fills a caller's buffer; 0 means the end."""
+
+    def readinto(self, buffer: bytearray | memoryview) -> int: ...
+
+
+@runtime_checkable
+class PartSink(Protocol):
+    """A sink that lends its own buffer to be filled in place (``MultipartWriter``)."""
+
+    def free_space(self) -> memoryview: ...
+
+    def commit(self, count: int) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -26,23 +56,67 @@ class TransferSummary:
     columns: list[str]
 
 
+class Measurement:
+    """sha256, size and CSV statistics of the bytes fed so far, in order."""
+
+    def __init__(self) -> None:
+        self._digest = hashlib.sha256()
+        self._stats = CsvStats()
+        self.size = 0
+
+    def feed(self, data: Chunk) -> None:
+        self._digest.update(data)
+        self._stats.feed(data)
+        self.size += len(data) if not isinstance(data, memoryview) else data.nbytes
+
+    def summary(self) -> TransferSummary:
+        return TransferSummary(
+            self.size, self._digest.hexdigest(), self._stats.rows, self._stats.columns
+        )
+
+
+class _Progress:
+    def __init__(self, callback: Callable[[int], None] | None, every: int) -> None:
+        self._callback = callback
+        self._every = every
+        self._next = every
+
+    def __call__(self, size: int) -> None:
+        if self._callback is not None and size >= self._next:
+            self._callback(size)
+            self._next = size + self._every
+
+
 def copy_measured(
-    chunks: Iterable[bytes],
-    sink: Sink,
+    chunks: Iterable[Chunk] | Readable,
+    sink: Sink | PartSink,
     *,
     on_progress: Callable[[int], None] | None = None,
-    progress_every: int = 16 * 1024 * 1024,
+    progress_every: int = PROGRESS_EVERY,
 ) -> TransferSummary:
-    digest = hashlib.sha256()
-    stats = CsvStats()
-    size = 0
-    next_report = progress_every
+    """Copy everything from ``chunks`` into ``sink``; return what was copied, measured."""
+    progress = _Progress(on_progress, progress_every)
+    source = chunks if isinstance(chunks, Readable) else getattr(chunks, "source", None)
+    if isinstance(source, Readable) and isinstance(sink, PartSink):
+        return _fill_in_place(source, sink, progress)
+    if isinstance(chunks, Readable) or not isinstance(sink, Sink):
+        raise TypeError("a reader needs a sink with free_space/commit; chunks need write()")
+    measurement = Measurement()
     for chunk in chunks:
-        digest.update(chunk)
-        stats.feed(chunk)
+        measurement.feed(chunk)
         sink.write(chunk)
-        size += len(chunk)
-        if on_progress is not None and size >= next_report:
-            on_progress(size)
-            next_report = size + progress_every
-    return TransferSummary(size, digest.hexdigest(), stats.rows, stats.columns)
+        progress(measurement.size)
+    return measurement.summary()
+
+
+def _fill_in_place(source: Readable, sink: PartSink, progress: _Progress) -> TransferSummary:
+    measurement = Measurement()
+    while True:
+        with sink.free_space() as space:
+            count = source.readinto(space)
+            if count:
+                measurement.feed(space[:count] if count < len(space) else space)
+        if count == 0:
+            return measurement.summary()
+        sink.commit(count)
+        progress(measurement.size)

@@ -73,3 +73,17 @@ def test_quoted_header_split_across_chunks() -> None:
     stats.feed(b"dated At\nx,y\n")
     assert stats.columns == ["Email, other", "Updated At"]
     assert stats.rows == 1
+
+
+def test_views_of_part_buffers_count_like_bytes() -> None:
+    data = b'a,b\n1,"x\n' + b'y"\n2,3\n'
+    whole = bytearray(data)
+    stats = CsvStats()
+    stats.feed(memoryview(whole))
+    assert stats.rows == 2
+    halves = CsvStats()
+    view = memoryview(whole)
+    halves.feed(view[:8])
+    halves.feed(view[8:])
+    assert halves.rows == 2
+    assert halves.columns == ["a", "b"]

@@ -1,0 +1,128 @@
+"""One download-to-S3 method, run in a fresh process so its peak RSS is its own.
+
+``python -m bench.methods METHOD RESULTS_URL BUCKET KEY`` streams the sandbox's CSV at
+RESULTS_URL into s3://BUCKET/KEY (S3_ENDPOINT_URL and the AWS_* variables of the environment)
+and prints one JSON line: seconds from the GET to the upload's end, bytes, peak and idle RSS.
+
+The alternatives are written as a user of each library would write them, with its defaults;
+``pipeline`` is this project's path (ResultsBody -> copy_measured -> MultipartWriter, configured
+from the environment like a worker), and ``pipeline-iter`` the same writer fed the way the task
+fed it before (iter_content chunks, copied into the part buffer), to measure the readinto lever.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import resource
+import sys
+import time
+from collections.abc import Callable
+from typing import Any
+
+import boto3
+import psutil
+import requests
+from botocore.config import Config
+
+from workers.download import ResultsBody
+from workers.settings import Settings
+from workers.storage import MultipartWriter, make_s3_client
+from workers.transfer import copy_measured
+
+#: Chunk size asked of iter_content by the alternatives, as the old task did.
+CHUNK = 1024 * 1024
+#: The benchmark sandbox's Bearer token (bench.corpus.TOKEN).
+TOKEN = "bench-token"  # noqa: S105 — a local sandbox's fixed token
+#: The clients, made in ``main`` before the clock starts: a plain one and this project's.
+CLIENT: Any = None
+PROJECT_CLIENT: Any = None
+
+
+def plain_client() -> Any:
+    """boto3 as a user would make it: defaults (signed payloads on http, CRC32 checksums)."""
+    return boto3.client(
+        "s3",
+        endpoint_url=os.environ["S3_ENDPOINT_URL"],
+        config=Config(s3={"addressing_style": "path"}),
+    )
+
+
+def get(url: str, *, stream: bool = True) -> requests.Response:
+    response = requests.get(
+        url, headers={"Authorization": f"Bearer {TOKEN}"}, stream=stream, timeout=(10, 60)
+    )
+    response.raise_for_status()
+    return response
+
+
+def smart_open_method(url: str, bucket: str, key: str) -> dict[str, Any]:
+    import smart_open
+
+    response = get(url)
+    params = {"client": CLIENT}
+    with smart_open.open(f"s3://{bucket}/{key}", "wb", transport_params=params) as out:
+        for chunk in response.iter_content(chunk_size=CHUNK):
+            out.write(chunk)
+    return {}
+
+
+def upload_fileobj_method(url: str, bucket: str, key: str) -> dict[str, Any]:
+    response = get(url)
+    CLIENT.upload_fileobj(response.raw, bucket, key)
+    return {}
+
+
+def naive_method(url: str, bucket: str, key: str) -> dict[str, Any]:
+    body = get(url, stream=False).content
+    CLIENT.put_object(Bucket=bucket, Key=key, Body=body)
+    return {}
+
+
+def pipeline_method(url: str, bucket: str, key: str, *, in_place: bool = True) -> dict[str, Any]:
+    settings = Settings(cc_access_token=TOKEN)  # only the S3 settings matter here
+    client = PROJECT_CLIENT
+    response = get(url)
+    body = ResultsBody(response, int(response.headers["Content-Length"]))
+    writer = MultipartWriter(
+        client,
+        bucket,
+        key,
+        part_size=settings.part_size,
+        parts_in_flight=settings.s3_parts_in_flight,
+    )
+    with writer:
+        if in_place:
+            summary = copy_measured(body.chunks(CHUNK), writer)
+        else:
+            summary = copy_measured(response.iter_content(chunk_size=CHUNK), writer)
+        writer.complete()
+    return {"sha256": summary.sha256, "rows": summary.rows, "buffers": writer.buffers_allocated}
+
+
+METHODS: dict[str, Callable[[str, str, str], dict[str, Any]]] = {
+    "smart_open": smart_open_method,
+    "upload_fileobj": upload_fileobj_method,
+    "naive": naive_method,
+    "pipeline": pipeline_method,
+    "pipeline-iter": lambda u, b, k: pipeline_method(u, b, k, in_place=False),
+}
+
+
+def main(argv: list[str]) -> None:
+    method, url, bucket, key = argv
+    global CLIENT, PROJECT_CLIENT
+    CLIENT = plain_client()
+    PROJECT_CLIENT = make_s3_client(Settings(cc_access_token=TOKEN))
+    if method == "smart_open":
+        import smart_open  # noqa: F401 — imported before the clock starts
+    idle = psutil.Process().memory_info().rss
+    started = time.monotonic()
+    extra = METHODS[method](url, bucket, key)
+    seconds = time.monotonic() - started
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # Linux: KiB
+    print(json.dumps({"seconds": seconds, "peak_rss": peak, "idle_rss": idle, **extra}))
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
