@@ -2,6 +2,11 @@
 
 Built lazily, so each prefork child makes its own HTTP sessions, S3 client and Redis pool after
 the fork (none of them may be shared across processes).
+
+Accounts live in the Redis account store (``workers.tokens``), encrypted with
+CC_TOKEN_ENCRYPTION_KEY; the ``default`` account is seeded there from the CC_* variables. Without
+a key there is no store: the default account's CC_ACCESS_TOKEN is used as it is, and it is the
+only account.
 """
 
 from __future__ import annotations
@@ -11,11 +16,19 @@ from typing import TYPE_CHECKING
 
 import redis
 
-from workers.constant_contact import ConstantContactClient, StaticToken, TokenSource
-from workers.exceptions import ConstantContactError, InvalidExportRequest
+from workers.constant_contact import ConstantContactClient, OAuthClient, StaticToken, TokenSource
+from workers.exceptions import InvalidExportRequest
 from workers.jobs import JobStore
+from workers.ratelimit import Budget, RateLimiter
 from workers.settings import get_settings
 from workers.storage import make_s3_client
+from workers.tokens import (
+    AccountStore,
+    Credentials,
+    RedisTokens,
+    make_cipher,
+    seed_fingerprint,
+)
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
@@ -24,20 +37,69 @@ DEFAULT_ACCOUNT = "default"
 
 
 def check_account(account: str) -> None:
-    if account != DEFAULT_ACCOUNT:
-        raise InvalidExportRequest(
-            f"account: unknown account {account!r}; this worker knows only {DEFAULT_ACCOUNT!r}"
-        )
+    """Refuse an account nobody stored credentials for, before any API call."""
+    store = account_store()
+    if store is not None and store.exists(account):
+        return
+    if store is None and account == DEFAULT_ACCOUNT and get_settings().cc_access_token:
+        return
+    raise InvalidExportRequest(f"account: unknown account {account!r}")
+
+
+@lru_cache(maxsize=1)
+def redis_client() -> redis.Redis:
+    """The service's own Redis (job records, accounts, the rate limit)."""
+    return redis.Redis.from_url(get_settings().jobs_url)
+
+
+@lru_cache(maxsize=1)
+def account_store() -> AccountStore | None:
+    settings = get_settings()
+    if settings.cc_token_encryption_key is None:
+        return None
+    store = AccountStore(
+        redis_client(), make_cipher(settings.cc_token_encryption_key.get_secret_value())
+    )
+    access = settings.cc_access_token.get_secret_value() if settings.cc_access_token else None
+    refresh = settings.cc_refresh_token.get_secret_value() if settings.cc_refresh_token else None
+    if access or refresh:
+        seed = seed_fingerprint(access, refresh)
+        store.seed(DEFAULT_ACCOUNT, Credentials(access, refresh, seed=seed))
+    return store
+
+
+@lru_cache(maxsize=1)
+def oauth_client() -> OAuthClient | None:
+    """The application's token endpoint client; None without CC_CLIENT_ID/CC_CLIENT_SECRET."""
+    settings = get_settings()
+    if not settings.cc_client_id or settings.cc_client_secret is None:
+        return None
+    return OAuthClient(
+        str(settings.cc_token_url),
+        settings.cc_client_id,
+        settings.cc_client_secret.get_secret_value(),
+    )
+
+
+@lru_cache(maxsize=1)
+def rate_limiter() -> RateLimiter:
+    settings = get_settings()
+    budget = Budget(
+        per_second=settings.cc_rate_limit_per_second,
+        per_day=settings.cc_rate_limit_per_day,
+        max_countdown=settings.retry_max_seconds,
+    )
+    return RateLimiter(redis_client(), budget, clock_offset=settings.cc_rate_limit_clock_offset)
 
 
 def _tokens(account: str) -> TokenSource:
     check_account(account)
-    token = get_settings().cc_access_token
-    if token is None:
-        raise ConstantContactError(
-            "no access token for the default account: set CC_ACCESS_TOKEN", status=401
-        )
-    return StaticToken(token.get_secret_value())
+    store = account_store()
+    if store is None:
+        token = get_settings().cc_access_token
+        assert token is not None  # check_account admitted the default account
+        return StaticToken(token.get_secret_value())
+    return RedisTokens(store, account, oauth_client())
 
 
 @lru_cache(maxsize=32)
@@ -46,6 +108,8 @@ def api_client(account: str) -> ConstantContactClient:
     return ConstantContactClient(
         settings.api_base_url,
         _tokens(account),
+        account=account,
+        budget=rate_limiter(),
         connect_timeout=settings.cc_connect_timeout,
         read_timeout=settings.cc_read_timeout,
     )
@@ -58,4 +122,4 @@ def s3_client() -> S3Client:
 
 @lru_cache(maxsize=1)
 def job_store() -> JobStore:
-    return JobStore(redis.Redis.from_url(get_settings().jobs_url))
+    return JobStore(redis_client())

@@ -56,33 +56,34 @@ def create_once(
     store: JobStore,
     client: ConstantContactClient,
     *,
+    shard: int,
     post_timeout: float,
     lease_ttl: float,
 ) -> Activity:
-    """Create (or find) this job's activity and record it.
+    """Create (or find) the activity of one shard of this job and record it.
 
     Everything happens under the account's posting lease, so no other job's POST can land in
     the window we search. Raises LeaseHeld when another POST for the account is in flight (the
     caller retries soon), and whatever the client raises when the POST fails.
     """
     with store.posting_lease(job.account, ttl=lease_ttl):
-        window = store.post_window(job.job_id)
+        window = store.post_window(job.job_id, shard)
         if window is not None:
             started, ended = window
             lost = find_lost_activity(client, store, (started, ended or started + post_timeout))
             if lost is not None:
-                _remember(store, job, lost)
+                _remember(store, job, lost, shard)
                 return lost
-        store.mark_posting(job.job_id)
+        store.mark_posting(job.job_id, shard)
         try:
-            activity = client.create_export(job.request)
+            activity = client.create_export(job.requests[shard])
         finally:
-            store.mark_posted(job.job_id)
-        _remember(store, job, activity)
+            store.mark_posted(job.job_id, shard)
+        _remember(store, job, activity, shard)
         return activity
 
 
-def _remember(store: JobStore, job: Job, activity: Activity) -> None:
+def _remember(store: JobStore, job: Job, activity: Activity, shard: int) -> None:
     store.remember_activity(
-        job.job_id, activity.activity_id, activity.self_href, activity.results_href
+        job.job_id, activity.activity_id, activity.self_href, activity.results_href, shard
     )

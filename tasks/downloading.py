@@ -7,12 +7,14 @@ is recorded in the job and swept by the next attempt, so no open multipart uploa
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable
+import itertools
+from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING
 
 from botocore.exceptions import BotoCoreError, ClientError
 
 from workers.constant_contact import ConstantContactClient
+from workers.csvmerge import without_header
 from workers.download import ResultsBody
 from workers.exceptions import TransientError
 from workers.jobs import Job, JobStore
@@ -40,6 +42,18 @@ def sweep_uploads(store: JobStore, s3: S3Client, job: Job) -> int:
     return swept
 
 
+def later_shards(client: ConstantContactClient, job: Job) -> Iterator[bytes | bytearray]:
+    """The bytes of activities 2..n in request order, each without its header.
+
+    Each results link is opened only when the one before it is exhausted (and proven whole),
+    so one connection is open at a time.
+    """
+    for entry in job.activities[1:]:
+        body: ResultsBody
+        with client.open_results(entry["results_href"]) as body:
+            yield from without_header(body.chunks(DOWNLOAD_CHUNK))
+
+
 def stream_to_s3(
     job: Job,
     *,
@@ -50,10 +64,11 @@ def stream_to_s3(
     lease: Lease,
     on_progress: Callable[[int], None],
 ) -> tuple[TransferSummary, StoredObject]:
-    assert job.results_href is not None
-    metadata = {"job-id": job.job_id, "activity-id": job.activity_id or ""}
-    body: ResultsBody
-    with client.open_results(job.results_href) as body:
+    activity_ids = ",".join(str(entry["activity_id"]) for entry in job.activities)
+    metadata = {"job-id": job.job_id, "activity-id": activity_ids[:1024]}
+    first: ResultsBody
+    # The first GET happens before the upload is created, so a refused link leaves nothing.
+    with client.open_results(job.activities[0]["results_href"]) as first:
         writer = MultipartWriter(
             s3,
             job.bucket,
@@ -65,7 +80,10 @@ def stream_to_s3(
         with writer:
             assert writer.upload_id is not None
             store.add_upload(job.job_id, writer.upload_id)
-            summary = copy_measured(body.chunks(DOWNLOAD_CHUNK), writer, on_progress=on_progress)
+            source: ResultsBody | Iterator[bytes | bytearray] = first
+            if len(job.activities) > 1:
+                source = itertools.chain(first.chunks(DOWNLOAD_CHUNK), later_shards(client, job))
+            summary = copy_measured(source, writer, on_progress=on_progress)
             if lease.lost.is_set():
                 # Another delivery took over while we stalled; let it finish the job.
                 raise TransientError("download lease lost; leaving the job to its new holder")

@@ -94,7 +94,7 @@ def export(self: Task[Any, Any], /, **kwargs: Any) -> dict[str, Any]:
         job_id=job_id,
         result_id=str(self.request.id),
         account=request.account,
-        request=request.export.api_body(),
+        requests=request.export.shards(),
         bucket=bucket,
         key=key,
         deadline=time.time() + settings.export_deadline_seconds,
@@ -115,34 +115,31 @@ def create_export(self: Task[Any, Any], job_data: dict[str, Any]) -> dict[str, A
     job = Job.from_dict(job_data)
     settings = get_settings()
     store = job_store()
-    known = store.activity(job.job_id)
-    if known is None:
+    shards = range(len(job.requests))
+    if any(store.activity(job.job_id, shard) is None for shard in shards):
         _check_deadline(job)
         store.count_attempt(job.job_id, "create")
         lease = store.lease(job.job_id, "create", ttl=settings.lease_ttl_seconds)
         log.info("job %s: creating the export activity", job.job_id)
         try:
             with lease:
-                known = store.activity(job.job_id)  # a racing delivery may have finished
-                if known is None:
-                    timeout = settings.cc_connect_timeout + settings.cc_read_timeout
-                    create_once(
-                        job,
-                        store,
-                        api_client(job.account),
-                        post_timeout=timeout,
-                        lease_ttl=settings.lease_ttl_seconds,
-                    )
-                    known = store.activity(job.job_id)
+                for shard in shards:
+                    # A racing or earlier delivery may have created some already.
+                    if store.activity(job.job_id, shard) is None:
+                        create_once(
+                            job,
+                            store,
+                            api_client(job.account),
+                            shard=shard,
+                            post_timeout=settings.cc_connect_timeout + settings.cc_read_timeout,
+                            lease_ttl=settings.lease_ttl_seconds,
+                        )
         except LeaseHeld as held:
             raise self.retry(countdown=max(min(held.ttl, BUSY_COUNTDOWN), 0.1)) from held
         except TransientError as error:
             _retry_transient(self, error, settings)
-    assert known is not None
-    job.activity_id = known["activity_id"]
-    job.self_href = known["self_href"]
-    job.results_href = known.get("results_href")
-    log.info("job %s: activity %s", job.job_id, job.activity_id)
+    job.activities = [{**(store.activity(job.job_id, s) or {}), "completed": False} for s in shards]
+    log.info("job %s: activity %s", job.job_id, ", ".join(a["activity_id"] for a in job.activities))
     report(self, job, "polling")
     return job.to_dict()
 
@@ -153,10 +150,9 @@ def poll_activity(self: Task[Any, Any], job_data: dict[str, Any]) -> dict[str, A
     job = Job.from_dict(job_data)
     settings = get_settings()
     _check_deadline(job)
-    assert job.self_href is not None
     log.info("job %s: polling activity %s", job.job_id, job.activity_id)
     try:
-        activity = api_client(job.account).get_activity(job.self_href)
+        percent_done, all_done = _poll_each(job)
     except TransientError as error:
         # The deadline, not an attempt count, bounds how long a poll keeps trying.
         raise self.retry(
@@ -167,24 +163,13 @@ def poll_activity(self: Task[Any, Any], job_data: dict[str, Any]) -> dict[str, A
                 retry_after=error.retry_after,
             ),
         ) from error
-    if activity.state is ActivityState.COMPLETED:
-        job.results_href = activity.results_href or job.results_href
-        if not job.results_href:
-            raise ConstantContactError(f"activity {job.activity_id} completed without results")
+    if all_done:
         job_store().set_state(job.job_id, JobState.DOWNLOADING)
         report(self, job, "downloading", 100)
         return job.to_dict()
-    if activity.state.finished:
-        errors = "; ".join(activity.activity_errors) or "no errors given"
-        raise ActivityFailed(
-            f"activity {activity.activity_id} ended {activity.state.value}: {errors}",
-            activity_id=activity.activity_id,
-            state=activity.state.value,
-            activity_errors=activity.activity_errors,
-        )
-    report(self, job, "polling", activity.percent_done)
-    latest = Mark(time.time(), activity.percent_done)
-    if job.first_mark is None and activity.percent_done > 0:
+    report(self, job, "polling", percent_done)
+    latest = Mark(time.time(), percent_done)
+    if job.first_mark is None and percent_done > 0:
         job.first_mark = [latest.at, latest.percent]
     first = Mark(job.first_mark[0], int(job.first_mark[1])) if job.first_mark else None
     countdown = next_poll_delay(
@@ -195,6 +180,34 @@ def poll_activity(self: Task[Any, Any], job_data: dict[str, Any]) -> dict[str, A
         cap=settings.poll_max_seconds,
     )
     raise self.retry(args=(job.to_dict(),), countdown=countdown)
+
+
+def _poll_each(job: Job) -> tuple[int, bool]:
+    """Look at every activity not yet seen completed; the job's percent_done is their mean."""
+    client = api_client(job.account)
+    percents = []
+    for entry in job.activities:
+        if not entry["completed"]:
+            activity = client.get_activity(entry["self_href"])
+            if activity.state.finished and activity.state is not ActivityState.COMPLETED:
+                errors = "; ".join(activity.activity_errors) or "no errors given"
+                raise ActivityFailed(
+                    f"activity {activity.activity_id} ended {activity.state.value}: {errors}",
+                    activity_id=activity.activity_id,
+                    state=activity.state.value,
+                    activity_errors=activity.activity_errors,
+                )
+            if activity.state is ActivityState.COMPLETED:
+                entry["results_href"] = activity.results_href or entry.get("results_href")
+                if not entry["results_href"]:
+                    raise ConstantContactError(f"activity {activity.activity_id} has no results")
+                entry["completed"] = True
+            else:
+                percents.append(activity.percent_done)
+                continue
+        percents.append(100)
+    done = all(entry["completed"] for entry in job.activities)
+    return sum(percents) // len(percents), done
 
 
 @app.task(bind=True, base=ExportStep, name="contact_exports.download_csv", max_retries=None)

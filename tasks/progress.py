@@ -56,5 +56,5 @@ def result_of(job: Job, summary: TransferSummary, stored: StoredObject) -> dict[
         "started_at": job.started_at,
         "finished_at": utc_now(),
         "unknown_fields": job.unknown_fields,
-        "activities": 1,
+        "activities": len(job.requests),
     }

@@ -42,18 +42,23 @@ class Job:
     job_id: str
     result_id: str
     account: str
-    request: dict[str, Any]
+    #: The API bodies to POST, one per activity: more than 500 contact ids take several.
+    requests: list[dict[str, Any]]
     bucket: str
     key: str
     deadline: float
     started_at: str
     unknown_fields: list[str] = field(default_factory=list)
-    activity_id: str | None = None
-    self_href: str | None = None
-    results_href: str | None = None
+    #: Per activity, in request order: activity_id, self_href, results_href, completed.
+    activities: list[dict[str, Any]] = field(default_factory=list)
     #: The first poll that saw progress, as [epoch seconds, percent_done]: the base of the
     #: completion estimate (see workers.polling).
     first_mark: list[float] | None = None
+
+    @property
+    def activity_id(self) -> str | None:
+        """The first activity's id: what callers see while an export runs."""
+        return str(self.activities[0]["activity_id"]) if self.activities else None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -116,41 +121,52 @@ class JobStore:
 
     # -- creating the activity -------------------------------------------------------------
 
-    def activity(self, job_id: str) -> dict[str, str] | None:
-        """The activity already created for this job: activity_id, self_href, results_href."""
-        fields = ("activity_id", "self_href", "results_href")
-        values = self._redis.hmget(self._key(job_id), fields)
+    def activity(self, job_id: str, shard: int = 0) -> dict[str, str] | None:
+        """The activity already created for this shard of the job: activity_id, self_href,
+        results_href."""
+        names = ("activity_id", "self_href", "results_href")
+        values = self._redis.hmget(self._key(job_id), [_field(n, shard) for n in names])
         if values[0] is None:
             return None
-        return {name: _text(v) for name, v in zip(fields, values, strict=True) if v is not None}
+        return {name: _text(v) for name, v in zip(names, values, strict=True) if v is not None}
 
-    def mark_posting(self, job_id: str) -> None:
+    def mark_posting(self, job_id: str, shard: int = 0) -> None:
         """Written just before the POST: if the answer is lost, a later attempt knows to look
         for the activity that POST may have created before posting again."""
-        self._redis.hdel(self._key(job_id), "post_ended_at")
-        self._write(job_id, post_started_at=time.time(), state=JobState.CREATING.value)
+        self._redis.hdel(self._key(job_id), _field("post_ended_at", shard))
+        self._write(
+            job_id,
+            **{_field("post_started_at", shard): time.time()},
+            state=JobState.CREATING.value,
+        )
 
-    def mark_posted(self, job_id: str) -> None:
+    def mark_posted(self, job_id: str, shard: int = 0) -> None:
         """The POST came back (with or without an answer): its window is closed."""
-        self._write(job_id, post_ended_at=time.time())
+        self._write(job_id, **{_field("post_ended_at", shard): time.time()})
 
-    def post_window(self, job_id: str) -> tuple[float, float | None] | None:
-        """When the last POST for this job started and, if it came back, ended."""
-        started, ended = self._redis.hmget(self._key(job_id), ("post_started_at", "post_ended_at"))
+    def post_window(self, job_id: str, shard: int = 0) -> tuple[float, float | None] | None:
+        """When the last POST for this shard started and, if it came back, ended."""
+        names = [_field("post_started_at", shard), _field("post_ended_at", shard)]
+        started, ended = self._redis.hmget(self._key(job_id), names)
         if started is None:
             return None
         return float(started), float(ended) if ended is not None else None
 
     def remember_activity(
-        self, job_id: str, activity_id: str, self_href: str, results_href: str | None
+        self,
+        job_id: str,
+        activity_id: str,
+        self_href: str,
+        results_href: str | None,
+        shard: int = 0,
     ) -> None:
         fields: dict[str, str | int | float] = {
-            "activity_id": activity_id,
-            "self_href": self_href,
+            _field("activity_id", shard): activity_id,
+            _field("self_href", shard): self_href,
             "state": JobState.POLLING.value,
         }
         if results_href:
-            fields["results_href"] = results_href
+            fields[_field("results_href", shard)] = results_href
         self._redis.sadd(OWNED_ACTIVITIES_KEY, activity_id)
         self._write(job_id, **fields)
 
@@ -225,8 +241,7 @@ class JobStore:
         kwargs_raw = self._get(job_id, "kwargs")
         if kwargs_raw is None or self._get(job_id, "state") != JobState.FAILED.value:
             raise KeyError(f"no failed job {job_id!r}")
-        self._redis.hdel(
-            self._key(job_id),
+        forget = {
             "activity_id",
             "self_href",
             "results_href",
@@ -236,13 +251,21 @@ class JobStore:
             "error_message",
             "failed_step",
             "finished_at",
-        )
+        }
+        stale = [name for name in self.record(job_id) if name.split(":")[0] in forget]
+        if stale:
+            self._redis.hdel(self._key(job_id), *stale)
         self._redis.hincrby(self._key(job_id), "reruns", 1)
         self._redis.delete(self._key(job_id, ":create"))
         self._write(job_id, state=JobState.QUEUED.value)
         self._redis.zrem(DEAD_LETTERS_KEY, job_id)
         kwargs: dict[str, Any] = json.loads(kwargs_raw)
         return kwargs
+
+
+def _field(name: str, shard: int) -> str:
+    """Shard 0 keeps the plain name, so single-activity records read as they always did."""
+    return name if shard == 0 else f"{name}:{shard}"
 
 
 def _text(value: bytes | str) -> str:

@@ -8,6 +8,7 @@ the holder dies its heartbeat stops and the lease expires, so the next delivery 
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import threading
@@ -83,10 +84,8 @@ class Lease:
         self._stop.set()
         if self._thread is not None:
             self._thread.join()
-        try:
+        with contextlib.suppress(redis.RedisError):  # It expires on its own.
             self._redis.eval(_RELEASE, 1, self.key, self.holder)
-        except redis.RedisError:
-            pass  # It expires on its own.
 
     def __enter__(self) -> Lease:
         self.acquire()

@@ -208,3 +208,30 @@ def test_same_job_id_twice_gives_one_activity_and_the_same_result(
         if e["activity_id"] == first["activity_id"]
     ]
     assert len(posts) == 1
+
+
+def contact_id(sample: str, index: int) -> str:
+    """The sandbox's contact ids end in the contact's index as 12 hex digits."""
+    return f"{sample[:-12]}{index:012x}"
+
+
+def test_more_than_500_contact_ids_become_one_csv_in_request_order(
+    worker: WorkerProcess,
+    client: Celery,
+    sandbox: SandboxProcess,
+    object_bytes: Callable[[str, str], bytes],
+) -> None:
+    sample = sandbox.catalog()["sample_contact_ids"][0]
+    order = list(range(1199, -1, -1))  # 1,200 ids, newest first: three activities
+    wanted = [contact_id(sample, i) for i in order]
+    result = enqueue(client, export={"contact_ids": wanted, "fields": ["email_address"]})
+    summary = result.get(timeout=RESULT_TIMEOUT)
+
+    assert summary["activities"] == 3
+    assert summary["rows"] == 1200
+    text = object_bytes(summary["bucket"], summary["key"]).decode("utf-8-sig")
+    rows = list(csv.reader(io.StringIO(text, newline="")))
+    assert rows[0] == summary["columns"] == ["Email address - other"]
+    assert all(row != rows[0] for row in rows[1:]), "only one header"
+    indexes = [int(row[0].split("@")[0].rsplit(".", 1)[1], 16) for row in rows[1:]]
+    assert indexes == order
