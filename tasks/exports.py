@@ -19,7 +19,7 @@ from tasks.creating import create_once
 from tasks.downloading import stream_to_s3, sweep_uploads
 from tasks.progress import report, result_of, utc_now
 from tasks.schema import parse_job_request
-from workers import app
+from workers import app, metrics
 from workers.backoff import after_failure
 from workers.constant_contact import ActivityState
 from workers.exceptions import (
@@ -31,6 +31,7 @@ from workers.exceptions import (
 )
 from workers.jobs import Job, JobState
 from workers.leases import LeaseHeld
+from workers.logconfig import bind_job
 from workers.polling import Mark, next_poll_delay
 from workers.settings import Settings, get_settings
 
@@ -40,10 +41,34 @@ log = get_task_logger(__name__)
 BUSY_COUNTDOWN = 1.0
 
 
+#: What each task is doing, for logs and the stage-duration metric.
+STAGES = {
+    "contact_exports.export": "validating",
+    "contact_exports.create_export": "creating",
+    "contact_exports.poll_activity": "polling",
+    "contact_exports.download_csv": "downloading",
+}
+
+
 class ExportStep(Task):  # type: ignore[type-arg]  # celery's Task is generic only in stubs
-    """Base of the chain steps: a step that fails for good leaves a dead letter."""
+    """Base of the export tasks: job context on every log line, the time each step takes, and a
+    dead letter (plus a failure count) for a job that fails for good."""
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        stage = STAGES.get(self.name, self.name)
+        job_data = args[0] if args and isinstance(args[0], dict) else kwargs
+        activities = job_data.get("activities") or [{}]
+        bind_job(
+            job_id=job_data.get("job_id"),
+            account=job_data.get("account"),
+            activity_id=activities[0].get("activity_id"),
+            stage=stage,
+        )
+        with metrics.STAGE_SECONDS.labels(stage).time():
+            return super().__call__(*args, **kwargs)
 
     def on_failure(self, exc: Exception, task_id: str, args: Any, kwargs: Any, einfo: Any) -> None:
+        metrics.EXPORTS_FAILED.labels(type(exc).__name__).inc()
         job_data = args[0] if args else None
         if isinstance(job_data, dict) and "job_id" in job_data:
             job = Job.from_dict(job_data)
@@ -73,7 +98,7 @@ def _check_deadline(job: Job) -> None:
         )
 
 
-@app.task(bind=True, name="contact_exports.export", max_retries=None)
+@app.task(bind=True, base=ExportStep, name="contact_exports.export", max_retries=None)
 def export(self: Task[Any, Any], /, **kwargs: Any) -> dict[str, Any]:
     """Validate the request, fix its job_id and destination, and become the chain."""
     request = parse_job_request(kwargs)
@@ -83,6 +108,7 @@ def export(self: Task[Any, Any], /, **kwargs: Any) -> dict[str, Any]:
     if not bucket:
         raise InvalidExportRequest("destination.bucket: no bucket given and S3_BUCKET is not set")
     job_id = request.job_id or str(self.request.id)
+    bind_job(job_id=job_id, account=request.account)
     store = job_store()
     done = store.result(job_id)
     if done is not None:
@@ -102,6 +128,7 @@ def export(self: Task[Any, Any], /, **kwargs: Any) -> dict[str, Any]:
         unknown_fields=request.export.unknown_fields,
     )
     store.open(job, {**kwargs, "job_id": job_id})
+    metrics.EXPORTS_STARTED.inc()
     report(self, job, "creating")
     # The first poll waits: an activity is never done the moment it is created.
     first_poll = poll_activity.s().set(countdown=settings.poll_initial_seconds)
@@ -246,6 +273,8 @@ def download_csv(self: Task[Any, Any], job_data: dict[str, Any]) -> dict[str, An
         )
         result = result_of(job, summary, stored)
         store.save_result(job.job_id, result)
+        metrics.EXPORTS_COMPLETED.inc()
+        metrics.BYTES_STREAMED.inc(summary.size)
     except TransientError as error:
         _retry_transient(self, error, settings)
     finally:

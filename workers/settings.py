@@ -83,6 +83,11 @@ class Settings(BaseSettings):
     #: the next delivery of the same step.
     lease_ttl_seconds: float = Field(default=30.0, ge=1.0)
 
+    #: ``json`` (one object per line, for log pipelines) or ``console`` (for people).
+    log_format: Literal["json", "console"] = "json"
+    #: Port of the worker's Prometheus endpoint; unset, no endpoint.
+    metrics_port: int | None = Field(default=None, ge=1, le=65535)
+
     export_key_template: str = DEFAULT_KEY_TEMPLATE
     #: Seconds from enqueueing to give up with ExportTimedOut.
     export_deadline_seconds: int = Field(default=6 * 3600, ge=10)

@@ -86,7 +86,10 @@ def _clean_sandbox_faults(request: pytest.FixtureRequest) -> Iterator[None]:
 
 
 @pytest.fixture(scope="session")
-def worker_env(redis_url: str, s3_env: dict[str, str], sandbox: SandboxProcess) -> dict[str, str]:
+def worker_env(
+    redis_url: str, s3_env: dict[str, str], s3: Any, sandbox: SandboxProcess
+) -> dict[str, str]:
+    """Everything a worker needs; depending on ``s3`` makes sure the bucket exists."""
     return {
         **s3_env,
         "CELERY_BROKER_URL": redis_url,
