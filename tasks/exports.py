@@ -17,6 +17,7 @@ from celery.utils.log import get_task_logger
 from tasks.context import api_client, check_account, job_store, s3_client
 from tasks.creating import create_once
 from tasks.downloading import stream_to_s3, sweep_uploads
+from tasks.notify import enqueue_notification
 from tasks.progress import report, result_of, utc_now
 from tasks.schema import parse_job_request
 from workers import app, metrics
@@ -34,6 +35,7 @@ from workers.leases import LeaseHeld
 from workers.logconfig import bind_job
 from workers.polling import Mark, next_poll_delay
 from workers.settings import Settings, get_settings
+from workers.webhooks import check_url
 
 log = get_task_logger(__name__)
 
@@ -75,6 +77,15 @@ class ExportStep(Task):  # type: ignore[type-arg]  # celery's Task is generic on
             store = job_store()
             store.fail(job.job_id, self.name, exc)
             sweep_uploads(store, s3_client(), job)
+            enqueue_notification(
+                job.notify_url,
+                {
+                    "status": "FAILURE",
+                    "job_id": job.job_id,
+                    "error_type": type(exc).__name__,
+                    "error_message": str(exc),
+                },
+            )
 
 
 def _retry_transient(task: Task[Any, Any], error: TransientError, settings: Settings) -> NoReturn:
@@ -104,6 +115,8 @@ def export(self: Task[Any, Any], /, **kwargs: Any) -> dict[str, Any]:
     request = parse_job_request(kwargs)
     check_account(request.account)
     settings = get_settings()
+    if request.notify_url:
+        check_url(request.notify_url, settings.webhook_hosts, settings.webhook_secret is not None)
     bucket = request.destination.bucket or settings.s3_bucket
     if not bucket:
         raise InvalidExportRequest("destination.bucket: no bucket given and S3_BUCKET is not set")
@@ -126,6 +139,7 @@ def export(self: Task[Any, Any], /, **kwargs: Any) -> dict[str, Any]:
         deadline=time.time() + settings.export_deadline_seconds,
         started_at=utc_now(),
         unknown_fields=request.export.unknown_fields,
+        notify_url=request.notify_url,
     )
     store.open(job, {**kwargs, "job_id": job_id})
     metrics.EXPORTS_STARTED.inc()
@@ -274,6 +288,9 @@ def download_csv(self: Task[Any, Any], job_data: dict[str, Any]) -> dict[str, An
         result = result_of(job, summary, stored)
         store.save_result(job.job_id, result)
         metrics.EXPORTS_COMPLETED.inc()
+        enqueue_notification(
+            job.notify_url, {"status": "SUCCESS", "job_id": job.job_id, "result": result}
+        )
         metrics.BYTES_STREAMED.inc(summary.size)
     except TransientError as error:
         _retry_transient(self, error, settings)

@@ -367,6 +367,14 @@ class ExportJobRequest(BaseModel):
     account: Annotated[str, StringConstraints(pattern=_ACCOUNT)] = "default"
     job_id: Annotated[str, StringConstraints(pattern=_JOB_ID)] | None = None
     destination: Destination = Field(default_factory=Destination)
+    #: Where to POST the result (or the failure) when the export ends, signed with HMAC-SHA256;
+    #: the host must be on the worker's WEBHOOK_ALLOWED_HOSTS.
+    notify_url: (
+        Annotated[
+            str, StringConstraints(pattern=r"^https?://[^\s/?#]+(/[^\s]*)?$", max_length=2048)
+        ]
+        | None
+    ) = None
 
 
 NonNegative = Annotated[int, Field(ge=0)]

@@ -54,6 +54,8 @@ class Job:
     #: The first poll that saw progress, as [epoch seconds, percent_done]: the base of the
     #: completion estimate (see workers.polling).
     first_mark: list[float] | None = None
+    #: Where the outcome is POSTed when the job ends (see workers.webhooks).
+    notify_url: str | None = None
 
     @property
     def activity_id(self) -> str | None:

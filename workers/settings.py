@@ -88,6 +88,11 @@ class Settings(BaseSettings):
     #: Port of the worker's Prometheus endpoint; unset, no endpoint.
     metrics_port: int | None = Field(default=None, ge=1, le=65535)
 
+    #: Secret that signs completion webhooks (HMAC-SHA256); jobs with notify_url need it.
+    webhook_secret: SecretStr | None = None
+    #: Hosts a job's notify_url may name, comma-separated; empty, no webhooks are sent.
+    webhook_allowed_hosts: str = ""
+
     export_key_template: str = DEFAULT_KEY_TEMPLATE
     #: Seconds from enqueueing to give up with ExportTimedOut.
     export_deadline_seconds: int = Field(default=6 * 3600, ge=10)
@@ -138,6 +143,12 @@ class Settings(BaseSettings):
     @property
     def api_base_url(self) -> str:
         return str(self.cc_api_base_url).rstrip("/")
+
+    @property
+    def webhook_hosts(self) -> frozenset[str]:
+        return frozenset(
+            h.strip().lower() for h in self.webhook_allowed_hosts.split(",") if h.strip()
+        )
 
     @property
     def jobs_url(self) -> str:
