@@ -24,6 +24,14 @@ broker_transport_options = {
     "unacked_restore_throttle": 1,
 }
 
+# Ride out a broker restart of up to about a minute: publishing the next step of a chain (or a
+# poll's retry) and storing a result both retry instead of failing the export. Celery's default
+# gives up after about a second, which a Redis restart outlasts (bench/soak.py showed it).
+_OUTAGE_RETRY = {"max_retries": 40, "interval_start": 0.2, "interval_step": 0.5, "interval_max": 2}
+task_publish_retry = True
+task_publish_retry_policy = _OUTAGE_RETRY
+result_backend_transport_options = {"retry_policy": _OUTAGE_RETRY}
+
 task_serializer = "json"
 result_serializer = "json"
 accept_content = ["json"]

@@ -137,7 +137,10 @@ def collect(results: list[Any]) -> tuple[list[dict[str, Any]], list[str]]:
             try:
                 summaries.append(result.get(timeout=900))
                 break
-            except (redis.ConnectionError, OSError):
+            except (redis.ConnectionError, OSError) as error:
+                if result.state == "FAILURE":  # the export itself failed with this error
+                    failures.append(f"{type(error).__name__}: {error}"[:200])
+                    break
                 time.sleep(0.5)  # the broker is restarting; ask again
             except Exception as error:
                 failures.append(f"{type(error).__name__}: {error}"[:200])

@@ -113,7 +113,10 @@ class JobStore:
         return {_text(k): _text(v) for k, v in raw.items()}
 
     def set_state(self, job_id: str, state: JobState) -> None:
-        self._write(job_id, state=state.value)
+        """Move the job on, unless it already ended: a late duplicate must not reopen it."""
+        current = self._get(job_id, "state")
+        if current not in (JobState.COMPLETED.value, JobState.FAILED.value):
+            self._write(job_id, state=state.value)
 
     def count_attempt(self, job_id: str, step: str) -> int:
         """Counts each run of each step: repeated deliveries show up here."""

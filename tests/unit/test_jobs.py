@@ -95,3 +95,9 @@ def test_result_marks_the_job_completed(store: JobStore) -> None:
     store.save_result("j1", {"rows": 3})
     assert store.result("j1") == {"rows": 3}
     assert store.record("j1")["state"] == "completed"
+
+
+def test_a_late_duplicate_does_not_reopen_an_ended_job(store: JobStore) -> None:
+    store.save_result("j1", {"rows": 3})
+    store.set_state("j1", JobState.DOWNLOADING)
+    assert store.record("j1")["state"] == "completed"
