@@ -96,7 +96,8 @@ class Settings(BaseSettings):
     export_key_template: str = DEFAULT_KEY_TEMPLATE
     #: Seconds from enqueueing to give up with ExportTimedOut.
     export_deadline_seconds: int = Field(default=6 * 3600, ge=10)
-    poll_initial_seconds: float = Field(default=2.0, gt=0)
+    #: Seconds before the first poll: small exports complete within about a second.
+    poll_initial_seconds: float = Field(default=1.0, gt=0)
     #: Longest wait between polls; predicted completions are polled for just in time, so a long
     #: cap costs latency only for activities that report no progress.
     poll_max_seconds: float = Field(default=240.0, gt=0)
