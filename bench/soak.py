@@ -23,10 +23,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-import boto3
 import psutil
 import redis
-from botocore.config import Config
 from celery import Celery
 
 from devstack.redis_server import RedisServer
@@ -162,15 +160,7 @@ def report(
     s3: RcloneS3,
     elapsed: float,
 ) -> None:
-    env = s3.env()
-    client = boto3.client(
-        "s3",
-        endpoint_url=env["S3_ENDPOINT_URL"],
-        aws_access_key_id=env["AWS_ACCESS_KEY_ID"],
-        aws_secret_access_key=env["AWS_SECRET_ACCESS_KEY"],
-        region_name=env["AWS_DEFAULT_REGION"],
-        config=Config(s3={"addressing_style": "path"}),
-    )
+    client = s3.client()
     created = {
         e["activity_id"] for e in sandbox.requests(endpoint="create_export") if e.get("activity_id")
     }

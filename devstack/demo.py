@@ -14,9 +14,7 @@ import time
 import uuid
 from pathlib import Path
 
-import boto3
 import redis
-from botocore.config import Config
 from celery import Celery
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
@@ -111,15 +109,7 @@ def show(summary: dict[str, object], s3: RcloneS3) -> None:
     console.print(
         f"  bytes {summary['bytes']:,}  rows {summary['rows']:,}  sha256 {summary['sha256']}"
     )
-    env = s3.env()
-    client = boto3.client(
-        "s3",
-        endpoint_url=env["S3_ENDPOINT_URL"],
-        aws_access_key_id=env["AWS_ACCESS_KEY_ID"],
-        aws_secret_access_key=env["AWS_SECRET_ACCESS_KEY"],
-        region_name=env["AWS_DEFAULT_REGION"],
-        config=Config(s3={"addressing_style": "path"}),
-    )
+    client = s3.client()
     body = client.get_object(Bucket=str(summary["bucket"]), Key=str(summary["key"]))["Body"]
     head = body.read(2048).decode("utf-8", errors="replace").splitlines()[:5]
     console.print("  first lines:")

@@ -10,16 +10,16 @@ import contextlib
 import shutil
 import subprocess
 from pathlib import Path
-from types import TracebackType
 
 import redis
 
 from devstack.ports import free_port, wait_for_port
+from devstack.process import Managed
 
 START_TIMEOUT = 20.0
 
 
-class RedisServer:
+class RedisServer(Managed):
     def __init__(self, data_dir: Path) -> None:
         self.data_dir = data_dir
         self.port = free_port()
@@ -63,14 +63,3 @@ class RedisServer:
     def restart(self) -> None:
         self.stop()
         self.start()
-
-    def __enter__(self) -> RedisServer:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()

@@ -12,9 +12,16 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
-from types import TracebackType
+from typing import TYPE_CHECKING
+
+import boto3
+from botocore.config import Config
 
 from devstack.ports import free_port, wait_for_port
+from devstack.process import Managed
+
+if TYPE_CHECKING:
+    from mypy_boto3_s3 import S3Client
 
 ACCESS_KEY = "devstackaccesskey"
 SECRET_KEY = "devstacksecretkey"  # noqa: S105 — a local test server's fixed key
@@ -31,7 +38,7 @@ def rclone_binary() -> str:
     return found
 
 
-class RcloneS3:
+class RcloneS3(Managed):
     """Start with a context manager; buckets are folders under ``data_dir``."""
 
     def __init__(self, data_dir: Path, log_path: Path | None = None) -> None:
@@ -52,6 +59,18 @@ class RcloneS3:
             "AWS_SECRET_ACCESS_KEY": SECRET_KEY,
             "AWS_DEFAULT_REGION": "us-east-1",
         }
+
+    def client(self) -> S3Client:
+        """A plain boto3 client of this server, for checking what was stored."""
+        env = self.env()
+        return boto3.client(
+            "s3",
+            endpoint_url=env["S3_ENDPOINT_URL"],
+            aws_access_key_id=env["AWS_ACCESS_KEY_ID"],
+            aws_secret_access_key=env["AWS_SECRET_ACCESS_KEY"],
+            region_name=env["AWS_DEFAULT_REGION"],
+            config=Config(s3={"addressing_style": "path"}),
+        )
 
     def create_bucket(self, name: str) -> None:
         (self.data_dir / name).mkdir(parents=True, exist_ok=True)
@@ -85,14 +104,3 @@ class RcloneS3:
                 self._process.kill()
                 self._process.wait()
         self._process = None
-
-    def __enter__(self) -> RcloneS3:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()

@@ -8,16 +8,16 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from types import TracebackType
 
 from devstack.ports import POLL_INTERVAL
+from devstack.process import Managed
 
 READY_TIMEOUT = 60.0
 #: Celery prints this once the worker consumes.
 READY_MARK = b" ready."
 
 
-class WorkerProcess:
+class WorkerProcess(Managed):
     def __init__(
         self,
         env: dict[str, str],
@@ -90,14 +90,3 @@ class WorkerProcess:
         except subprocess.TimeoutExpired:
             self.process.kill()
             self.process.wait()
-
-    def __enter__(self) -> WorkerProcess:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
