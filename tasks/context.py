@@ -15,6 +15,8 @@ from functools import lru_cache
 from typing import TYPE_CHECKING
 
 import redis
+from redis.backoff import ExponentialBackoff
+from redis.retry import Retry
 
 from workers.constant_contact import ConstantContactClient, OAuthClient, StaticToken, TokenSource
 from workers.exceptions import InvalidExportRequest
@@ -34,6 +36,8 @@ if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
 
 DEFAULT_ACCOUNT = "default"
+#: Attempts of one Redis command across a restart (backoff 0.1 s doubling to 2 s: about 50 s).
+REDIS_RETRIES = 30
 
 
 def check_account(account: str) -> None:
@@ -48,8 +52,16 @@ def check_account(account: str) -> None:
 
 @lru_cache(maxsize=1)
 def redis_client() -> redis.Redis:
-    """The service's own Redis (job records, accounts, the rate limit)."""
-    return redis.Redis.from_url(get_settings().jobs_url)
+    """The service's own Redis (job records, accounts, the rate limit).
+
+    Commands retry through a Redis restart of up to about a minute, like the broker's publishes
+    (celeryconfig): a job must not fail because its record could not be written for a moment.
+    """
+    return redis.Redis.from_url(
+        get_settings().jobs_url,
+        retry=Retry(ExponentialBackoff(cap=2.0, base=0.1), REDIS_RETRIES),
+        retry_on_error=[redis.ConnectionError, redis.TimeoutError],
+    )
 
 
 @lru_cache(maxsize=1)
@@ -60,12 +72,18 @@ def account_store() -> AccountStore | None:
     store = AccountStore(
         redis_client(), make_cipher(settings.cc_token_encryption_key.get_secret_value())
     )
+    _seed_default(store)
+    return store
+
+
+def _seed_default(store: AccountStore) -> None:
+    """Store the default account's CC_* values unless Redis holds newer ones from them."""
+    settings = get_settings()
     access = settings.cc_access_token.get_secret_value() if settings.cc_access_token else None
     refresh = settings.cc_refresh_token.get_secret_value() if settings.cc_refresh_token else None
     if access or refresh:
         seed = seed_fingerprint(access, refresh)
         store.seed(DEFAULT_ACCOUNT, Credentials(access, refresh, seed=seed))
-    return store
 
 
 @lru_cache(maxsize=1)
@@ -99,7 +117,8 @@ def _tokens(account: str) -> TokenSource:
         token = get_settings().cc_access_token
         assert token is not None  # check_account admitted the default account
         return StaticToken(token.get_secret_value())
-    return RedisTokens(store, account, oauth_client())
+    reseed = (lambda: _seed_default(store)) if account == DEFAULT_ACCOUNT else None
+    return RedisTokens(store, account, oauth_client(), reseed=reseed)
 
 
 @lru_cache(maxsize=32)

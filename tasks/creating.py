@@ -11,6 +11,7 @@ from __future__ import annotations
 from datetime import datetime
 
 from workers.constant_contact import Activity, ConstantContactClient
+from workers.exceptions import RateLimited
 from workers.jobs import Job, JobStore
 
 #: Seconds of clock difference tolerated between this machine and Constant Contact.
@@ -77,6 +78,10 @@ def create_once(
         store.mark_posting(job.job_id, shard)
         try:
             activity = client.create_export(job.requests[shard])
+        except RateLimited:
+            # Nothing was sent (or the API refused it): there is no answer to look for later.
+            store.clear_posting(job.job_id, shard)
+            raise
         finally:
             store.mark_posted(job.job_id, shard)
         _remember(store, job, activity, shard)

@@ -21,19 +21,20 @@ from tasks.notify import enqueue_notification
 from tasks.progress import report, result_of, utc_now
 from tasks.schema import parse_job_request
 from workers import app, metrics
-from workers.backoff import after_failure
 from workers.constant_contact import ActivityState
 from workers.exceptions import (
     ActivityFailed,
     ConstantContactError,
     ExportTimedOut,
     InvalidExportRequest,
+    RateLimited,
     TransientError,
 )
 from workers.jobs import Job, JobState
 from workers.leases import LeaseHeld
 from workers.logconfig import bind_job
 from workers.polling import Mark, next_poll_delay
+from workers.ratelimit import QUOTA, retry_countdown
 from workers.settings import Settings, get_settings
 from workers.webhooks import check_url
 
@@ -88,18 +89,40 @@ class ExportStep(Task):  # type: ignore[type-arg]  # celery's Task is generic on
             )
 
 
-def _retry_transient(task: Task[Any, Any], error: TransientError, settings: Settings) -> NoReturn:
-    attempt = task.request.retries
-    if attempt >= settings.retry_max_attempts:
-        raise ConstantContactError(f"gave up after {attempt + 1} attempts: {error}") from error
-    countdown = after_failure(
-        attempt,
-        initial=settings.retry_initial_seconds,
-        cap=settings.retry_max_seconds,
-        retry_after=error.retry_after,
+def _come_back(
+    task: Task[Any, Any],
+    job: Job,
+    error: TransientError,
+    settings: Settings,
+    *,
+    cap: float,
+    bounded: bool = True,
+) -> NoReturn:
+    """Reschedule the step after a transient error, by the one retry policy.
+
+    Waiting for the shared request budget is not a failure: it uses up no attempt, and while the
+    daily quota is spent PROGRESS says so. Real failures count per job and step; ``bounded``
+    steps give up after RETRY_MAX_ATTEMPTS, polls only at the deadline.
+    """
+    stage = STAGES.get(task.name, task.name)
+    if isinstance(error, RateLimited):
+        countdown = retry_countdown(error, 0, initial=settings.retry_initial_seconds, cap=cap)
+        if time.time() + countdown > job.deadline:
+            raise ExportTimedOut(
+                f"job {job.job_id}: the deadline passes while waiting for the API's budget"
+            ) from error
+        waiting = "quota_reset" if error.reason == QUOTA else "rate_limit"
+        report(task, job, stage, waiting=waiting, resumes_at=error.resumes_at)
+        log.info("waiting %.1fs for the request budget (%s)", countdown, waiting)
+        raise task.retry(args=(job.to_dict(),) if task.request.args else None, countdown=countdown)
+    failures = job_store().count_attempt(job.job_id, f"failures:{stage}")
+    if bounded and failures > settings.retry_max_attempts:
+        raise ConstantContactError(f"gave up after {failures} attempts: {error}") from error
+    countdown = retry_countdown(
+        error, failures - 1, initial=settings.retry_initial_seconds, cap=cap
     )
     log.warning("transient failure, retrying in %.1fs: %s", countdown, error)
-    raise task.retry(countdown=countdown)
+    raise task.retry(args=(job.to_dict(),) if task.request.args else None, countdown=countdown)
 
 
 def _check_deadline(job: Job) -> None:
@@ -178,7 +201,7 @@ def create_export(self: Task[Any, Any], job_data: dict[str, Any]) -> dict[str, A
         except LeaseHeld as held:
             raise self.retry(countdown=max(min(held.ttl, BUSY_COUNTDOWN), 0.1)) from held
         except TransientError as error:
-            _retry_transient(self, error, settings)
+            _come_back(self, job, error, settings, cap=settings.retry_max_seconds)
     job.activities = [{**(store.activity(job.job_id, s) or {}), "completed": False} for s in shards]
     log.info("job %s: activity %s", job.job_id, ", ".join(a["activity_id"] for a in job.activities))
     report(self, job, "polling")
@@ -196,14 +219,7 @@ def poll_activity(self: Task[Any, Any], job_data: dict[str, Any]) -> dict[str, A
         percent_done, all_done = _poll_each(job)
     except TransientError as error:
         # The deadline, not an attempt count, bounds how long a poll keeps trying.
-        raise self.retry(
-            countdown=after_failure(
-                self.request.retries,
-                initial=settings.retry_initial_seconds,
-                cap=settings.poll_max_seconds,
-                retry_after=error.retry_after,
-            ),
-        ) from error
+        _come_back(self, job, error, settings, cap=settings.poll_max_seconds, bounded=False)
     if all_done:
         job_store().set_state(job.job_id, JobState.DOWNLOADING)
         report(self, job, "downloading", 100)
@@ -293,7 +309,7 @@ def download_csv(self: Task[Any, Any], job_data: dict[str, Any]) -> dict[str, An
         )
         metrics.BYTES_STREAMED.inc(summary.size)
     except TransientError as error:
-        _retry_transient(self, error, settings)
+        _come_back(self, job, error, settings, cap=settings.retry_max_seconds)
     finally:
         lease.release()
     log.info(

@@ -1,34 +1,49 @@
-"""Constant Contact v3 API client for the three export calls.
+"""Constant Contact: the v3 API client for the export calls, and the OAuth2 token endpoint.
 
 It turns every answer into either data or one of the errors in workers.exceptions, so the tasks
 decide only *when* to try again, never *what* an answer means. It follows links only on the
 configured API host: a link elsewhere would carry our bearer token to a stranger.
+
+Every request first takes a permit from the cluster's request budget (``workers.ratelimit``),
+and a 401 leads to at most one token refresh and one retry (``workers.tokens``).
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any, Protocol
-from urllib.parse import urlsplit
+from urllib.parse import urlencode, urlsplit
 
 import requests
 
 from workers.download import ResultsBody
 from workers.exceptions import (
     ConstantContactError,
+    RateLimited,
     TransientApiError,
     TransientError,
 )
+from workers.ratelimit import Unlimited
 
 #: Statuses that a later attempt may not meet (Constant Contact documents 500 and 503).
 RETRYABLE_STATUSES = frozenset({429, 500, 502, 503, 504})
 #: One safe path segment: what activity and file ids look like, and nothing that changes the path.
 _SEGMENT = re.compile(r"^[A-Za-z0-9._~-]+$")
 USER_AGENT = "contact-export-worker/0.1"
+#: The account whose credentials a client uses when none is named.
+DEFAULT_ACCOUNT = "default"
+#: Seconds every worker pauses after a 429 ``throttled`` that no Retry-After sized: the limiter
+#: kept us under our budget, so someone else shares the API key and the server needs room.
+THROTTLED_PAUSE_SECONDS = 1.0
+#: ``GET /activities`` takes a page size from 1 to 500.
+MAX_ACTIVITIES_PAGE = 500
+#: Seconds to connect to, then to wait for, the OAuth2 token endpoint.
+TOKEN_CONNECT_TIMEOUT = 10.0
+TOKEN_READ_TIMEOUT = 30.0
 
 
 class ActivityState(StrEnum):
@@ -52,6 +67,7 @@ class Activity:
     self_href: str
     results_href: str | None
     activity_errors: list[str] = field(default_factory=list)
+    created_at: str | None = None
 
     @classmethod
     def from_body(cls, body: Mapping[str, Any]) -> Activity:
@@ -65,23 +81,51 @@ class Activity:
                 self_href=str(links["self"]["href"]),
                 results_href=str(results["href"]) if results.get("href") else None,
                 activity_errors=[_error_text(e) for e in body.get("activity_errors") or []],
+                created_at=str(body["created_at"]) if body.get("created_at") else None,
             )
         except (KeyError, TypeError, ValueError) as error:
             raise ConstantContactError(f"unexpected activity body: {error!r}") from error
 
 
 class TokenSource(Protocol):
-    """Where the client gets its bearer token; issue-specific sources (refresh, Redis) plug in."""
+    """Where the client gets its bearer token (``workers.tokens`` keeps them in Redis)."""
 
     def access_token(self) -> str: ...
+
+    def refresh(self, rejected: str) -> str:
+        """A token other than ``rejected`` (which got a 401), refreshing it if nobody has yet;
+        raises ConstantContactError when the account must be re-authorized."""
+        ...
+
+
+class RequestBudget(Protocol):
+    """The cluster-wide rate limit (``workers.ratelimit.RateLimiter``)."""
+
+    def acquire(self, account: str) -> None:
+        """Return when a request may go out, or raise RateLimited."""
+        ...
+
+    def penalize(self, seconds: float) -> None: ...
+
+    def quota_exceeded(self) -> RateLimited: ...
 
 
 @dataclass(frozen=True)
 class StaticToken:
+    """A fixed access token with nothing to refresh it: a 401 is final."""
+
     token: str
 
     def access_token(self) -> str:
         return self.token
+
+    def refresh(self, rejected: str) -> str:
+        raise ConstantContactError(
+            "the access token was refused (401) and there is no refresh token to renew it: "
+            "re-authorize the account",
+            status=401,
+            error_key="unauthorized",
+        )
 
     def __repr__(self) -> str:
         return "StaticToken(<redacted>)"
@@ -93,6 +137,8 @@ class ConstantContactClient:
         base_url: str,
         tokens: TokenSource,
         *,
+        account: str = DEFAULT_ACCOUNT,
+        budget: RequestBudget | None = None,
         session: requests.Session | None = None,
         connect_timeout: float = 10.0,
         read_timeout: float = 60.0,
@@ -103,6 +149,8 @@ class ConstantContactClient:
         self._base = base_url.rstrip("/")
         self._origin = (parts.scheme, parts.netloc)
         self._tokens = tokens
+        self._account = account
+        self._budget: RequestBudget = budget or Unlimited()
         self._session = session or requests.Session()
         self._timeout = (connect_timeout, read_timeout)
 
@@ -113,6 +161,17 @@ class ConstantContactClient:
     def get_activity(self, href: str) -> Activity:
         response = self._request("GET", self.resolve(href))
         return Activity.from_body(_json(response))
+
+    def list_activities(self, limit: int = 50, state: str | None = None) -> list[Activity]:
+        """The account's most recent activities of every kind, newest first (one page)."""
+        if not 1 <= limit <= MAX_ACTIVITIES_PAGE:
+            raise ValueError(f"limit must be 1..{MAX_ACTIVITIES_PAGE}, not {limit}")
+        query = {"limit": str(limit)} | ({"state": ActivityState(state).value} if state else {})
+        response = self._request("GET", f"{self._base}/activities?{urlencode(query)}")
+        items = _json(response).get("activities") or []
+        if not isinstance(items, Sequence) or not all(isinstance(i, Mapping) for i in items):
+            raise ConstantContactError("unexpected activities body: 'activities' is not a list")
+        return [Activity.from_body(item) for item in items]
 
     @contextmanager
     def open_results(self, href: str) -> Iterator[ResultsBody]:
@@ -142,26 +201,75 @@ class ConstantContactClient:
         return f"{scheme}://{netloc}{parts.path}"
 
     def _request(self, method: str, url: str, **kwargs: Any) -> requests.Response:
+        """Send once; after a 401, refresh the token (at most once) and send once more."""
+        response, token = self._send(method, url, None, **kwargs)
+        if response.status_code == 401:
+            response.close()
+            response, _ = self._send(method, url, self._tokens.refresh(token), **kwargs)
+            if response.status_code == 401:
+                response.close()
+                raise ConstantContactError(
+                    f"{method} {urlsplit(url).path}: 401 even after a token refresh",
+                    status=401,
+                    error_key="unauthorized",
+                )
+        if 300 <= response.status_code < 400:
+            response.close()
+            raise ConstantContactError(
+                f"{method} {urlsplit(url).path}: refusing to follow a {response.status_code} "
+                "redirect (links are followed only on the API host, and only as given)",
+                status=response.status_code,
+            )
+        if response.status_code >= 400:
+            try:
+                raise_for_status(response)
+            except TransientApiError as error:
+                slower = self._slow_down(error)
+                if slower is error:
+                    raise
+                raise slower from error
+            finally:
+                response.close()
+        return response
+
+    def _send(
+        self, method: str, url: str, token: str | None, **kwargs: Any
+    ) -> tuple[requests.Response, str]:
+        """One request, after its permit; the token is read after any wait for the permit, so
+        a refresh made meanwhile by another worker is already used."""
+        self._budget.acquire(self._account)
+        token = token or self._tokens.access_token()
         headers = {
-            "Authorization": f"Bearer {self._tokens.access_token()}",
+            "Authorization": f"Bearer {token}",
             "Accept": "application/json",
             "User-Agent": USER_AGENT,
-            **kwargs.pop("headers", {}),
+            **kwargs.get("headers", {}),
         }
+        options = {k: v for k, v in kwargs.items() if k != "headers"}
         try:
             response = self._session.request(
-                method, url, headers=headers, timeout=self._timeout, **kwargs
+                method,
+                url,
+                headers=headers,
+                timeout=self._timeout,
+                allow_redirects=False,
+                **options,
             )
         except requests.Timeout as error:
             raise TransientError(f"{method} {urlsplit(url).path} timed out") from error
         except requests.ConnectionError as error:
             raise TransientError(f"{method} {urlsplit(url).path}: connection failed") from error
-        if response.status_code >= 400:
-            try:
-                raise_for_status(response)
-            finally:
-                response.close()
-        return response
+        return response, token
+
+    def _slow_down(self, error: TransientApiError) -> TransientError:
+        """A 429 tells every worker, not only this one: the quota is spent until 00:00 UTC, or
+        the server wants a pause (then this step backs off like after any transient error)."""
+        if error.status != 429:
+            return error
+        if error.error_key == "quota_exceeded":
+            return self._budget.quota_exceeded()
+        self._budget.penalize(error.retry_after or THROTTLED_PAUSE_SECONDS)
+        return error
 
 
 def raise_for_status(response: requests.Response) -> None:
@@ -218,3 +326,76 @@ def _error_text(item: Any) -> str:
     if isinstance(item, dict):
         return str(item.get("message") or item.get("error_message") or item)
     return str(item)
+
+
+@dataclass(frozen=True, repr=False)
+class Grant:
+    """What the token endpoint handed out (a rotating endpoint also gives a refresh token)."""
+
+    access_token: str
+    refresh_token: str | None
+    expires_in: float | None
+
+
+class OAuthClient:
+    """Constant Contact's token endpoint, ``grant_type=refresh_token`` with HTTP Basic."""
+
+    def __init__(
+        self,
+        token_url: str,
+        client_id: str,
+        client_secret: str,
+        *,
+        session: requests.Session | None = None,
+        connect_timeout: float = TOKEN_CONNECT_TIMEOUT,
+        read_timeout: float = TOKEN_READ_TIMEOUT,
+    ) -> None:
+        self._url = token_url
+        self._auth = (client_id, client_secret)
+        self._session = session or requests.Session()
+        self._timeout = (connect_timeout, read_timeout)
+
+    def __repr__(self) -> str:
+        return f"OAuthClient({self._url!r}, <redacted>)"
+
+    def refresh(self, refresh_token: str) -> Grant:
+        form = {"grant_type": "refresh_token", "refresh_token": refresh_token}
+        try:
+            response = self._session.post(
+                self._url,
+                data=form,
+                auth=self._auth,
+                headers={"Accept": "application/json"},
+                timeout=self._timeout,
+                allow_redirects=False,
+            )
+        except requests.Timeout:
+            raise TransientError("token endpoint: timed out") from None
+        except requests.ConnectionError:
+            raise TransientError("token endpoint: connection failed") from None
+        with response:
+            if response.status_code != 200:
+                raise _token_error(response, (refresh_token, self._auth[1]))
+            try:
+                body = response.json()
+                return Grant(
+                    access_token=str(body["access_token"]),
+                    refresh_token=str(body["refresh_token"]) if body.get("refresh_token") else None,
+                    expires_in=float(body["expires_in"]) if body.get("expires_in") else None,
+                )
+            except (ValueError, KeyError, TypeError):
+                raise ConstantContactError("token endpoint: unexpected answer body") from None
+
+
+def _token_error(response: requests.Response, hidden: tuple[str, ...]) -> Exception:
+    status = response.status_code
+    key, message = parse_error_body(response)
+    for secret in hidden:
+        message = message.replace(secret, "<redacted>") if message else message
+    text = f"token endpoint: {status} {key or ''}: {message or ''}".rstrip(": ")
+    if status == 429 or status >= 500:
+        wait = _retry_after(response.headers.get("Retry-After"))
+        return TransientApiError(text, status=status, error_key=key, retry_after=wait)
+    if key == "invalid_client":
+        text += " (check CC_CLIENT_ID and CC_CLIENT_SECRET)"
+    return ConstantContactError(text, status=status, error_key=key)

@@ -14,7 +14,9 @@ context in attributes with defaults.
     ├── StorageError            (contract) the object could not be written
     └── TransientError          worth retrying: 429, 5xx, timeouts, dropped connections
         ├── TransientApiError   the API answered with a retryable status
-        └── BodyIncomplete      the results body ended early or broke mid-stream
+        ├── BodyIncomplete      the results body ended early or broke mid-stream
+        └── RateLimited         the cluster's request budget is spent for now (a wait, not a
+                                failure: ``counts_as_attempt`` is False)
 """
 
 from __future__ import annotations
@@ -90,3 +92,28 @@ class TransientApiError(TransientError):
 
 class BodyIncomplete(TransientError):  # noqa: N818 — reads as the condition it reports
     """The CSV body was shorter than announced or its stream broke."""
+
+
+class RateLimited(TransientError):  # noqa: N818 — reads as the condition it reports
+    """The shared request budget (per second or per day) is spent for now.
+
+    Raised before a request is sent (the limiter said wait longer than is sensible in place) or
+    when Constant Contact answered 429 ``quota_exceeded``. ``reason`` is ``"throttled"`` (come
+    back in ``retry_after`` seconds: a slot is expected then) or ``"quota"`` (the daily budget is
+    spent until ``resumes_at``, 00:00 UTC, ISO 8601). Waiting for budget is not a failure, so
+    ``counts_as_attempt`` is False: it should not use up the export's retry attempts.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        retry_after: float | None = None,
+        reason: str = "throttled",
+        resumes_at: str | None = None,
+        counts_as_attempt: bool = False,
+    ) -> None:
+        super().__init__(message, retry_after=retry_after)
+        self.reason = reason
+        self.resumes_at = resumes_at
+        self.counts_as_attempt = counts_as_attempt

@@ -149,6 +149,11 @@ class JobStore:
         """The POST came back (with or without an answer): its window is closed."""
         self._write(job_id, **{_field("post_ended_at", shard): time.time()})
 
+    def clear_posting(self, job_id: str, shard: int = 0) -> None:
+        """Forget a POST that certainly created nothing."""
+        names = [_field("post_started_at", shard), _field("post_ended_at", shard)]
+        self._redis.hdel(self._key(job_id), *names)
+
     def post_window(self, job_id: str, shard: int = 0) -> tuple[float, float | None] | None:
         """When the last POST for this shard started and, if it came back, ended."""
         names = [_field("post_started_at", shard), _field("post_ended_at", shard)]
@@ -256,6 +261,7 @@ class JobStore:
             "error_message",
             "failed_step",
             "finished_at",
+            "failures",
         }
         stale = [name for name in self.record(job_id) if name.split(":")[0] in forget]
         if stale:
