@@ -12,12 +12,15 @@ only account.
 from __future__ import annotations
 
 from functools import lru_cache
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
 
 import redis
+import requests
 from redis.backoff import ExponentialBackoff
 from redis.retry import Retry
 
+from workers import metrics
 from workers.constant_contact import ConstantContactClient, OAuthClient, StaticToken, TokenSource
 from workers.exceptions import InvalidExportRequest
 from workers.jobs import JobStore
@@ -121,12 +124,30 @@ def _tokens(account: str) -> TokenSource:
     return RedisTokens(store, account, oauth_client(), reseed=reseed)
 
 
+def _count_call(response: requests.Response, *args: Any, **kwargs: Any) -> None:
+    """A requests hook: every API answer counted by endpoint and status, for the metrics."""
+    request = response.request
+    path = urlsplit(response.url).path
+    if request.method == "POST":
+        endpoint = "create_export"
+    elif "/contact_exports/" in path:
+        endpoint = "get_results"
+    elif path.rstrip("/").endswith("/activities"):
+        endpoint = "list_activities"
+    else:
+        endpoint = "get_activity"
+    metrics.API_CALLS.labels(endpoint, str(response.status_code)).inc()
+
+
 @lru_cache(maxsize=32)
 def api_client(account: str) -> ConstantContactClient:
     settings = get_settings()
+    session = requests.Session()
+    session.hooks["response"].append(_count_call)
     return ConstantContactClient(
         settings.api_base_url,
         _tokens(account),
+        session=session,
         account=account,
         budget=rate_limiter(),
         connect_timeout=settings.cc_connect_timeout,

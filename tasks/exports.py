@@ -112,6 +112,7 @@ def _come_back(
                 f"job {job.job_id}: the deadline passes while waiting for the API's budget"
             ) from error
         waiting = "quota_reset" if error.reason == QUOTA else "rate_limit"
+        metrics.RATE_LIMIT_WAITS.inc()
         report(task, job, stage, waiting=waiting, resumes_at=error.resumes_at)
         log.info("waiting %.1fs for the request budget (%s)", countdown, waiting)
         raise task.retry(args=(job.to_dict(),) if task.request.args else None, countdown=countdown)

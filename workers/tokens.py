@@ -34,6 +34,7 @@ from typing import Any
 import redis
 from cryptography.fernet import Fernet, InvalidToken, MultiFernet
 
+from workers import metrics
 from workers.constant_contact import OAuthClient
 from workers.exceptions import ConstantContactError, TransientError
 from workers.settings import get_settings
@@ -296,6 +297,7 @@ class RedisTokens:
             )
         try:
             grant = self._oauth.refresh(old.refresh_token)
+            metrics.TOKEN_REFRESHES.inc()
         except ConstantContactError as error:
             if error.error_key != "invalid_grant":
                 raise

@@ -54,6 +54,9 @@ def test_counters_move_after_an_export(
     assert moved("contact_exports_bytes_streamed_total") == summary["bytes"]
     assert moved('contact_exports_stage_seconds_count{stage="downloading"}') == 1
     assert moved('contact_exports_stage_seconds_count{stage="polling"}') >= 1
+    assert moved('contact_exports_api_calls_total{endpoint="create_export",status="201"}') == 1
+    assert moved('contact_exports_api_calls_total{endpoint="get_results",status="200"}') == 1
+    assert moved('contact_exports_api_calls_total{endpoint="get_activity",status="200"}') >= 1
 
 
 def test_failures_are_counted_by_reason(
