@@ -22,6 +22,8 @@ COPY workers/ workers/
 COPY tasks/ tasks/
 COPY sandbox/ sandbox/
 COPY devstack/ devstack/
+COPY contact_exports_cli/ contact_exports_cli/
+COPY contact_exports_client/ contact_exports_client/
 
 # Installed as root, so the runtime user cannot modify the code it runs.
 RUN pip install --no-cache-dir .
