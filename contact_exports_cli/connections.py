@@ -1,0 +1,123 @@
+"""Where the command line finds Redis and Celery, from the environment alone.
+
+The workers' settings (``workers.settings``) insist on Constant Contact credentials, which an
+operator submitting or inspecting jobs need not have, so the URLs are read here with the same
+names and defaults (CONTRACT.md §5) instead.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+import redis
+from celery import Celery
+from celery.result import AsyncResult
+
+from contact_exports_cli.exceptions import ServiceUnreachableError
+from contact_exports_client import DEFAULT_REDIS_URL, EXPORT_TASK
+
+#: Seconds to wait for Redis to accept a connection: it is local or close, and an operator
+#: at a prompt should hear within seconds that it is down.
+CONNECT_TIMEOUT_SECONDS = 3.0
+
+
+@dataclass(frozen=True)
+class Endpoints:
+    broker_url: str
+    backend_url: str
+    #: Where job records and accounts live (JOBS_REDIS_URL, else the result backend).
+    jobs_url: str
+
+    @classmethod
+    def from_env(cls) -> Endpoints:
+        broker = os.environ.get("CELERY_BROKER_URL") or DEFAULT_REDIS_URL
+        backend = os.environ.get("CELERY_RESULT_BACKEND") or DEFAULT_REDIS_URL
+        return cls(broker, backend, os.environ.get("JOBS_REDIS_URL") or backend)
+
+
+def redact(url: str) -> str:
+    """The URL with any password replaced, fit for messages and logs."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    user = parts.username or ""
+    host = parts.hostname or ""
+    port = f":{parts.port}" if parts.port else ""
+    return urlunsplit(parts._replace(netloc=f"{user}:***@{host}{port}"))
+
+
+def connect_redis(url: str, what: str) -> redis.Redis:
+    """A client that has answered a PING, or ServiceUnreachableError naming ``what`` it is for."""
+    client = redis.Redis.from_url(
+        url, socket_connect_timeout=CONNECT_TIMEOUT_SECONDS, socket_timeout=30.0
+    )
+    try:
+        client.ping()
+    except (redis.ConnectionError, redis.TimeoutError) as error:
+        client.close()
+        raise ServiceUnreachableError(
+            f"cannot reach Redis ({what}) at {redact(url)}: {error}",
+            hint="start Redis there, or point CELERY_BROKER_URL / CELERY_RESULT_BACKEND at one",
+        ) from None
+    return client
+
+
+class JobNamedCelery(Celery):
+    """A Celery client that sends each export under its job's id as the task id.
+
+    Every job a command sends (a submit with ``--job-id``, a retry) can then be looked up in the
+    result backend by its job id alone: ``status`` and ``result`` need nothing else.
+    """
+
+    def send_task(self, name: str, *args: Any, **options: Any) -> AsyncResult[Any]:
+        kwargs = options.get("kwargs") or {}
+        job_id = kwargs.get("job_id") if isinstance(kwargs, dict) else None
+        if name == EXPORT_TASK and options.get("task_id") is None and isinstance(job_id, str):
+            options["task_id"] = job_id
+        return super().send_task(name, *args, **options)
+
+
+def celery_app(endpoints: Endpoints) -> Celery:
+    """A plain client of the workers (no ``workers`` import: no worker settings needed)."""
+    app = JobNamedCelery(
+        "contact_exports_cli",
+        broker=endpoints.broker_url,
+        backend=endpoints.backend_url,
+        set_as_current=False,
+    )
+    app.conf.update(
+        task_serializer="json",
+        accept_content=["json"],
+        result_accept_content=["json"],
+        broker_connection_retry_on_startup=False,
+        redis_socket_connect_timeout=CONNECT_TIMEOUT_SECONDS,
+    )
+    return app
+
+
+def close_app(app: Celery) -> None:
+    """Close every connection the app opened.
+
+    ``Celery.close`` releases the broker's pool but not the result backend's Redis pool or the
+    pub/sub connection ``result.get`` listens on; run in-process (tests, an application calling
+    a command) those sockets would stay open.
+    """
+    backend: Any = app.backend
+    consumer = getattr(backend, "result_consumer", None)
+    if consumer is not None and getattr(consumer, "_pubsub", None) is not None:
+        consumer.stop()
+    client = vars(backend).get("client")  # a cached property: present only once it was used
+    if client is not None:
+        client.connection_pool.disconnect()
+    app.close()
+
+
+def reachable_app(endpoints: Endpoints) -> Celery:
+    """The Celery client, once the broker and the backend have answered."""
+    connect_redis(endpoints.broker_url, "broker").close()
+    if endpoints.backend_url != endpoints.broker_url:
+        connect_redis(endpoints.backend_url, "result backend").close()
+    return celery_app(endpoints)

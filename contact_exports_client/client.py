@@ -1,0 +1,170 @@
+"""Enqueue an export and wait for it, typed, from any Python application.
+
+Everything goes by task name over Celery (CONTRACT.md §1), so nothing here imports ``workers``
+or ``tasks``: those validate the worker's settings (CC_ACCESS_TOKEN, ...) as they load, and an
+application that only asks for exports has no business holding Constant Contact credentials.
+The request is checked by the worker; ``schemas/export-task-kwargs.schema.json`` lets a caller
+check it first.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable, Mapping
+from functools import lru_cache
+from typing import Any, cast
+
+from celery import Celery
+from celery.exceptions import TimeoutError as CeleryTimeoutError
+from celery.result import AsyncResult
+
+from contact_exports_client.types import Destination, ExportKwargs, ExportResult, Progress
+
+#: The task that starts an export (CONTRACT.md §1).
+EXPORT_TASK = "contact_exports.export"
+#: The only queue the workers consume.
+QUEUE = "contact_exports"
+#: Broker and backend when neither argument nor environment names one (CONTRACT.md §5).
+DEFAULT_REDIS_URL = "redis://localhost:6379/0"
+#: Result state while an export runs; ``result.info`` is then a :class:`Progress`.
+PROGRESS = "PROGRESS"
+#: How long :func:`wait` waits by default: the workers' own default deadline is six hours,
+#: but a caller that waits in-line rarely wants more than one.
+DEFAULT_TIMEOUT_SECONDS = 3600.0
+#: How often :func:`wait` looks at a result backend that cannot push state changes (Redis can).
+POLL_SECONDS = 0.25
+
+ProgressCallback = Callable[[Progress], None]
+
+
+class WaitTimeoutError(TimeoutError):
+    """:func:`wait` gave up; the export goes on in the workers and can be waited for again."""
+
+
+def make_app(broker_url: str | None = None, backend_url: str | None = None) -> Celery:
+    """A Celery client that speaks only JSON, like the workers.
+
+    Unset URLs come from CELERY_BROKER_URL and CELERY_RESULT_BACKEND; the backend falls back to
+    the broker, since both live in one Redis in every deployment this service documents.
+    """
+    broker = broker_url or os.environ.get("CELERY_BROKER_URL") or DEFAULT_REDIS_URL
+    backend = backend_url or os.environ.get("CELERY_RESULT_BACKEND") or broker
+    return _shared_app(broker, backend)
+
+
+@lru_cache(maxsize=8)
+def _shared_app(broker: str, backend: str) -> Celery:
+    # One app per URL pair: each holds connection pools that a result needs for as long as the
+    # caller keeps it, so a fresh app per call would leak them.
+    app = Celery("contact_exports_client", broker=broker, backend=backend, set_as_current=False)
+    app.conf.update(
+        task_serializer="json",
+        accept_content=["json"],
+        result_accept_content=["json"],
+        broker_connection_retry_on_startup=False,
+        # Celery lets CELERY_BROKER_URL and CELERY_RESULT_BACKEND win over URLs given in code, so
+        # an application whose own Celery uses those variables would send exports to its own
+        # broker. These two settings, and the backend class below, are read before them.
+        broker_read_url=broker,
+        broker_write_url=broker,
+    )
+    app.backend_cls = backend
+    return app
+
+
+def export_kwargs(
+    export: Mapping[str, Any],
+    *,
+    account: str | None = None,
+    job_id: str | None = None,
+    destination: Destination | None = None,
+) -> ExportKwargs:
+    """The task's kwargs; what is left out takes the worker's default (CONTRACT.md §1)."""
+    kwargs: ExportKwargs = {"export": dict(export)}
+    if account is not None:
+        kwargs["account"] = account
+    if job_id is not None:
+        kwargs["job_id"] = job_id
+    if destination is not None:
+        kwargs["destination"] = destination
+    return kwargs
+
+
+def submit_export(
+    export: Mapping[str, Any],
+    *,
+    account: str | None = None,
+    job_id: str | None = None,
+    destination: Destination | None = None,
+    app: Celery | None = None,
+    broker_url: str | None = None,
+) -> AsyncResult[Any]:
+    """Enqueue one export; the returned result is what :func:`wait` takes.
+
+    With a ``job_id`` the Celery task id is the job id, so the result can be found again from
+    the job id alone (``AsyncResult(job_id)``, ``contact-exports status JOB_ID``). Sending the
+    same job id again is safe: the workers run each job once and hand back the same result.
+    """
+    if app is not None and broker_url is not None:
+        raise TypeError("give app or broker_url, not both")
+    client = app or make_app(broker_url)
+    kwargs = export_kwargs(export, account=account, job_id=job_id, destination=destination)
+    return client.send_task(EXPORT_TASK, kwargs=dict(kwargs), queue=QUEUE, task_id=job_id or None)
+
+
+def wait(
+    result: AsyncResult[Any],
+    timeout: float = DEFAULT_TIMEOUT_SECONDS,
+    on_progress: ProgressCallback | None = None,
+) -> ExportResult:
+    """Block until the export ends; return its result dict or raise its error.
+
+    ``on_progress`` gets each PROGRESS report (stage, percent_done, activity_id, bytes) as the
+    workers publish it. A failure raises the worker's exception, rebuilt by Celery: its
+    ``type(exc).__name__`` is one of CONTRACT.md §3. Past ``timeout`` seconds
+    :class:`WaitTimeoutError` is raised and the export goes on.
+    """
+    if on_progress is not None:
+        _relay(on_progress, result.state, result.info)  # what happened before we listened
+    try:
+        if getattr(result.backend, "is_async", False):
+            value = result.get(
+                timeout=timeout,
+                propagate=True,
+                on_message=_on_message(result.id, on_progress) if on_progress else None,
+            )
+        else:
+            value = _poll(result, timeout, on_progress)
+    except CeleryTimeoutError:
+        raise WaitTimeoutError(f"export {result.id} did not finish within {timeout:g}s") from None
+    return cast(ExportResult, value)
+
+
+def _on_message(task_id: str, on_progress: ProgressCallback) -> Callable[[dict[str, Any]], None]:
+    def on_message(meta: dict[str, Any]) -> None:
+        # One connection may carry the states of several results this process waits for.
+        if meta.get("task_id") == task_id:
+            _relay(on_progress, str(meta.get("status")), meta.get("result"))
+
+    return on_message
+
+
+def _relay(on_progress: ProgressCallback, state: str, info: Any) -> None:
+    if state == PROGRESS and isinstance(info, dict):
+        on_progress(cast(Progress, info))
+
+
+def _poll(result: AsyncResult[Any], timeout: float, on_progress: ProgressCallback | None) -> Any:
+    """For result backends that cannot push state changes: look again every POLL_SECONDS."""
+    deadline = time.monotonic() + timeout
+    last: Any = None
+    while not result.ready():
+        if time.monotonic() > deadline:
+            raise CeleryTimeoutError
+        info = result.info
+        if on_progress is not None and info != last:
+            _relay(on_progress, result.state, info)
+            last = info
+        time.sleep(POLL_SECONDS)
+    return result.get(timeout=1.0, propagate=True)

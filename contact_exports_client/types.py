@@ -1,0 +1,58 @@
+"""The shapes that travel over the wire (CONTRACT.md §1-2), as TypedDicts a type checker reads.
+
+The JSON Schemas in ``schemas/`` are the authority for other languages; these mirror them for
+Python callers without importing the project's pydantic models (which would pull in the worker).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal, TypedDict
+
+#: What ``export`` holds: the Constant Contact request body, as the API takes it.
+ExportBody = dict[str, Any]
+
+
+class Destination(TypedDict, total=False):
+    bucket: str
+    key: str
+
+
+class ExportKwargs(TypedDict, total=False):
+    """The kwargs of ``contact_exports.export``; only ``export`` is needed."""
+
+    export: ExportBody
+    account: str
+    job_id: str
+    destination: Destination
+
+
+Stage = Literal["creating", "polling", "downloading"]
+
+
+class Progress(TypedDict, total=False):
+    """``result.info`` while ``result.state == "PROGRESS"``."""
+
+    job_id: str
+    stage: Stage
+    percent_done: int
+    activity_id: str | None
+    bytes: int
+
+
+class ExportResult(TypedDict):
+    """What ``result.get()`` returns; the worker may add keys later (the contract only widens)."""
+
+    job_id: str
+    account: str
+    activity_id: str
+    bucket: str
+    key: str
+    uri: str
+    bytes: int
+    rows: int
+    columns: list[str]
+    sha256: str
+    started_at: str
+    finished_at: str
+    unknown_fields: list[str]
+    activities: int
