@@ -106,7 +106,7 @@ def main() -> None:
         stop.set()
         restarter.cancel()
         elapsed = time.monotonic() - started
-        report(args, summaries, failures, sandbox, s3, elapsed)
+        report(args, summaries, failures, sandbox, s3, elapsed, broker.url)
         client.close()
 
 
@@ -159,6 +159,7 @@ def report(
     sandbox: SandboxProcess,
     s3: RcloneS3,
     elapsed: float,
+    broker_url: str,
 ) -> None:
     client = s3.client()
     created = {
@@ -190,6 +191,15 @@ def report(
     )
     for failure in failures[:10]:
         print("  failed:", failure)
+    owned: set[str] = set()
+    store = redis.Redis.from_url(broker_url)
+    for key in store.scan_iter("contact_exports:job:*"):
+        if key.count(b":") == 2:
+            record = store.hgetall(key)
+            owned |= {v.decode() for k, v in record.items() if k.startswith(b"activity_id")}
+    for entry in sandbox.requests(endpoint="create_export"):
+        if entry.get("activity_id") and entry["activity_id"] not in owned:
+            print("  activity owned by no job:", entry)
 
 
 if __name__ == "__main__":
