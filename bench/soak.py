@@ -76,6 +76,7 @@ def main() -> None:
             "LEASE_TTL_SECONDS": "4",
             "BROKER_VISIBILITY_TIMEOUT": "20",
             "BROKER_RESTORE_INTERVAL": "2",
+            "JANITOR_INTERVAL_SECONDS": "5",
         }
         workers = [
             stack.enter_context(

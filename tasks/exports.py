@@ -165,8 +165,8 @@ def export(self: Task[Any, Any], /, **kwargs: Any) -> dict[str, Any]:
         unknown_fields=request.export.unknown_fields,
         notify_url=request.notify_url,
     )
-    store.open(job, {**kwargs, "job_id": job_id})
-    metrics.EXPORTS_STARTED.inc()
+    if store.open(job, {**kwargs, "job_id": job_id}):
+        metrics.EXPORTS_STARTED.inc()
     report(self, job, "creating")
     # The first poll waits: an activity is never done the moment it is created.
     first_poll = poll_activity.s().set(countdown=settings.poll_initial_seconds)
@@ -216,6 +216,7 @@ def poll_activity(self: Task[Any, Any], job_data: dict[str, Any]) -> dict[str, A
     settings = get_settings()
     _check_deadline(job)
     log.info("job %s: polling activity %s", job.job_id, job.activity_id)
+    job_store().touch(job.job_id)
     try:
         percent_done, all_done = _poll_each(job)
     except TransientError as error:

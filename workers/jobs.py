@@ -94,8 +94,9 @@ class JobStore:
 
     # -- the record ------------------------------------------------------------------------
 
-    def open(self, job: Job, kwargs: dict[str, Any]) -> None:
-        """Create the record on first sight of a job; a repeat leaves it as it is."""
+    def open(self, job: Job, kwargs: dict[str, Any]) -> bool:
+        """Create the record on first sight of a job; a repeat leaves it as it is, and the job
+        keeps the deadline and result id it was first given. True if the job is new."""
         key = self._key(job.job_id)
         if self._redis.hsetnx(key, "created_at", time.time()):
             self._write(
@@ -105,8 +106,43 @@ class JobStore:
                 bucket=job.bucket,
                 key=job.key,
                 deadline=job.deadline,
+                result_id=job.result_id,
                 kwargs=json.dumps(kwargs),
             )
+            return True
+        deadline = self._get(job.job_id, "deadline")
+        if deadline is None:  # reopened after a failure: a fresh deadline
+            self._write(job.job_id, deadline=job.deadline, result_id=job.result_id)
+        else:
+            job.deadline = float(deadline)
+        self._write(job.job_id)  # seen alive
+        return False
+
+    def touch(self, job_id: str) -> None:
+        """The job is alive (a poll ran): the janitor leaves it alone."""
+        self._write(job_id)
+
+    def stale(self, older_than: float) -> list[dict[str, str]]:
+        """Unfinished jobs nothing has touched for ``older_than`` seconds and whose steps hold
+        no lease: their messages were lost (a Redis restart can drop a message in flight)."""
+        now = time.time()
+        found = []
+        for raw in self._redis.scan_iter(f"{KEY_PREFIX}*", count=500):
+            key = _text(raw)
+            job_id = key.removeprefix(KEY_PREFIX)
+            if ":" in job_id:
+                continue
+            record = self.record(job_id)
+            if record.get("state") in (JobState.COMPLETED.value, JobState.FAILED.value):
+                continue
+            if float(record.get("updated_at", now)) > now - older_than or "kwargs" not in record:
+                continue
+            if self._redis.exists(
+                self._key(job_id, ":lease:create"), self._key(job_id, ":lease:download")
+            ):
+                continue
+            found.append({"job_id": job_id, **record})
+        return found
 
     def record(self, job_id: str) -> dict[str, str]:
         raw = self._redis.hgetall(self._key(job_id))
@@ -262,6 +298,7 @@ class JobStore:
             "failed_step",
             "finished_at",
             "failures",
+            "deadline",
         }
         stale = [name for name in self.record(job_id) if name.split(":")[0] in forget]
         if stale:

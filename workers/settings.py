@@ -83,6 +83,8 @@ class Settings(BaseSettings):
     #: the next delivery of the same step.
     lease_ttl_seconds: float = Field(default=30.0, ge=1.0)
 
+    #: Seconds between sweeps for jobs whose messages were lost (0 turns the janitor off).
+    janitor_interval_seconds: float = Field(default=60.0, ge=0)
     #: ``json`` (one object per line, for log pipelines) or ``console`` (for people).
     log_format: Literal["json", "console"] = "json"
     #: Port of the worker's Prometheus endpoint; unset, no endpoint.

@@ -29,6 +29,14 @@ def _serve_metrics(**_: Any) -> None:
         metrics.serve(port)
 
 
+@signals.worker_ready.connect
+def _start_janitor(sender: Any = None, **_: Any) -> None:
+    from tasks import janitor  # the tasks package imports this app: import it late
+    from tasks.context import redis_client
+
+    janitor.start(sender.app, redis_client(), get_settings())
+
+
 @signals.worker_process_shutdown.connect
 def _forget_process(**_: Any) -> None:
     if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):

@@ -1,0 +1,71 @@
+"""Finding jobs whose messages were lost, and sending them again.
+
+Redis hands a message out and kombu records it as unacknowledged in two steps; a Redis restart
+between them loses the message, and with it the job (bench/soak.py showed it). Every live job
+touches its record at least once per countdown and holds a lease while a step runs, so a job that
+nothing touched for longer than any legitimate wait is orphaned. It is sent again under its own
+job_id and result id: every step resumes from the record, so nothing is done twice, and the
+caller's AsyncResult still resolves.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+from typing import Any
+
+import redis
+from celery import Celery
+
+from workers.jobs import JobStore
+from workers.settings import Settings
+
+log = logging.getLogger(__name__)
+
+EXPORT_TASK = "contact_exports.export"
+QUEUE = "contact_exports"
+#: One sweep at a time across the cluster.
+LOCK_KEY = "contact_exports:janitor"
+
+
+def stale_after(settings: Settings) -> float:
+    """Longer than any wait of a live job: a message held by a dead worker comes back after the
+    visibility timeout, a countdown lasts at most the longest cap, a dead step's lease expires."""
+    longest = max(settings.poll_max_seconds, settings.retry_max_seconds)
+    return settings.broker_visibility_timeout + 2 * longest + settings.lease_ttl_seconds
+
+
+def sweep(store: JobStore, app: Celery, older_than: float) -> list[str]:
+    """Send every orphaned job again; returns their ids."""
+    sent = []
+    for record in store.stale(older_than):
+        job_id = record["job_id"]
+        kwargs: dict[str, Any] = json.loads(record["kwargs"])
+        store.touch(job_id)
+        app.send_task(EXPORT_TASK, kwargs=kwargs, queue=QUEUE, task_id=record.get("result_id"))
+        log.warning("job %s: no sign of life for %.0fs; sent again", job_id, older_than)
+        sent.append(job_id)
+    return sent
+
+
+def start(app: Celery, client: redis.Redis, settings: Settings) -> threading.Thread | None:
+    """Sweep every JANITOR_INTERVAL_SECONDS from a daemon thread of the worker's main process."""
+    interval = settings.janitor_interval_seconds
+    if interval <= 0:
+        return None
+    store = JobStore(client)
+    older_than = stale_after(settings)
+
+    def run() -> None:
+        while True:
+            threading.Event().wait(interval)
+            try:
+                if client.set(LOCK_KEY, "1", nx=True, ex=max(1, int(interval))):
+                    sweep(store, app, older_than)
+            except redis.RedisError as error:
+                log.warning("janitor skipped a sweep: %s", error)
+
+    thread = threading.Thread(target=run, name="janitor", daemon=True)
+    thread.start()
+    return thread
