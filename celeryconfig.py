@@ -17,7 +17,7 @@ result_backend = _settings.celery_result_backend
 broker_connection_retry_on_startup = True
 # A countdown (poll backoff) shorter than this never causes a second delivery; a worker that
 # dies holding a message gives it back after this long.
-broker_transport_options = {
+broker_transport_options: dict[str, object] = {
     "visibility_timeout": _settings.broker_visibility_timeout,
     # Sweep for such messages every interval (kombu's default scans only every 10th interval).
     "unacked_restore_interval": _settings.broker_restore_interval,
@@ -30,7 +30,10 @@ broker_transport_options = {
 _OUTAGE_RETRY = {"max_retries": 40, "interval_start": 0.2, "interval_step": 0.5, "interval_max": 2}
 task_publish_retry = True
 task_publish_retry_policy = _OUTAGE_RETRY
-result_backend_transport_options = {"retry_policy": _OUTAGE_RETRY}
+result_backend_transport_options: dict[str, object] = {"retry_policy": _OUTAGE_RETRY}
+if _settings.broker_master_name:
+    broker_transport_options["master_name"] = _settings.broker_master_name
+    result_backend_transport_options["master_name"] = _settings.broker_master_name
 
 task_serializer = "json"
 result_serializer = "json"

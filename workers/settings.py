@@ -36,6 +36,8 @@ class Settings(BaseSettings):
 
     celery_broker_url: str = DEFAULT_REDIS_URL
     celery_result_backend: str = DEFAULT_REDIS_URL
+    #: Redis Sentinel's master name, when the broker/backend URLs are ``sentinel://`` URLs.
+    broker_master_name: str | None = None
     #: Where job records live; the result backend's Redis when unset.
     jobs_redis_url: str | None = None
     #: Seconds before Redis hands an unacknowledged message to another worker. It must stay well
