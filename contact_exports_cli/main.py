@@ -71,6 +71,10 @@ def command(name: str | None = None) -> Callable[[Callable[P, None]], Callable[P
 # -- submit ----------------------------------------------------------------------------------
 
 
+#: How long ``--wait`` waits, shared by every command that can wait.
+WaitSeconds = Annotated[float, typer.Option(min=0.1, help="Seconds --wait waits.")]
+
+
 @command()
 def submit(
     list_id: Annotated[
@@ -103,9 +107,7 @@ def submit(
     wait_for_it: Annotated[
         bool, typer.Option("--wait", help="Show progress until the export ends; print its result.")
     ] = False,
-    timeout: Annotated[
-        float, typer.Option(min=0.1, help="Seconds --wait waits.")
-    ] = DEFAULT_WAIT_SECONDS,
+    timeout: WaitSeconds = DEFAULT_WAIT_SECONDS,
 ) -> None:
     """Enqueue an export. Prints the job id, or with --wait the result as JSON.
 
@@ -199,9 +201,7 @@ def result(
     wait_for_it: Annotated[
         bool, typer.Option("--wait", help="Wait for a job still running.")
     ] = False,
-    timeout: Annotated[
-        float, typer.Option(min=0.1, help="Seconds --wait waits.")
-    ] = DEFAULT_WAIT_SECONDS,
+    timeout: WaitSeconds = DEFAULT_WAIT_SECONDS,
 ) -> None:
     """The result dict of a finished job, as JSON (CONTRACT.md §2)."""
     with services() as (client, celery):
@@ -285,9 +285,7 @@ def retry(
     wait_for_it: Annotated[
         bool, typer.Option("--wait", help="Show progress until it ends; print its result.")
     ] = False,
-    timeout: Annotated[
-        float, typer.Option(min=0.1, help="Seconds --wait waits.")
-    ] = DEFAULT_WAIT_SECONDS,
+    timeout: WaitSeconds = DEFAULT_WAIT_SECONDS,
 ) -> None:
     """Run a failed job again with its original request, under the same job id."""
     with services() as (client, celery):
