@@ -16,8 +16,10 @@ from workers.jobs import Job, JobStore
 
 #: Seconds of clock difference tolerated between this machine and Constant Contact.
 CLOCK_SKEW_SECONDS = 5.0
-#: How many recent activities are searched for one whose answer was lost.
-RECENT_ACTIVITIES = 50
+#: How many recent activities are searched for one whose answer was lost: the API's largest
+#: page. A busy account creates other activities while a create is retried, so one page of 50
+#: was too few (bench/soak.py found lost activities beyond it).
+RECENT_ACTIVITIES = 500
 
 
 def _timestamp(value: str | None) -> float | None:
