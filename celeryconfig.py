@@ -28,6 +28,11 @@ broker_transport_options: dict[str, object] = {
 # poll's retry) and storing a result both retry instead of failing the export. Celery's default
 # gives up after about a second, which a Redis restart outlasts (bench/soak.py showed it).
 _OUTAGE_RETRY = {"max_retries": 40, "interval_start": 0.2, "interval_step": 0.5, "interval_max": 2}
+# Storing a result reads the old one first; without always_retry a Redis blip there turns a
+# finished step into a ConnectionError failure (bench/soak.py caught it).
+result_backend_always_retry = True
+result_backend_max_retries = 40
+result_backend_max_sleep_between_retries_ms = 2000
 task_publish_retry = True
 task_publish_retry_policy = _OUTAGE_RETRY
 result_backend_transport_options: dict[str, object] = {"retry_policy": _OUTAGE_RETRY}

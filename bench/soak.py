@@ -49,10 +49,15 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=4)
     parser.add_argument("--concurrency", type=int, default=2)
     parser.add_argument("--kill-every", type=float, default=4.0, help="seconds between kills")
+    parser.add_argument("--keep", action="store_true", help="keep worker logs and data")
     parser.add_argument("--restart-after", type=float, default=5.0, help="seconds to Redis restart")
     args = parser.parse_args()
     with ExitStack() as stack:
-        root = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="soak-")))
+        if args.keep:
+            root = Path(tempfile.mkdtemp(prefix="soak-"))
+            print(f"logs and data kept in {root}", flush=True)
+        else:
+            root = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="soak-")))
         broker = stack.enter_context(RedisServer(root / "redis"))
         s3 = stack.enter_context(RcloneS3(root / "s3", root / "rclone.log"))
         s3.create_bucket(BUCKET)
