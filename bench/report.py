@@ -9,11 +9,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import boto3
 import psutil
-from botocore.config import Config
-
-from devstack.s3server import RcloneS3
 
 #: Row labels, in table order.
 LABELS = {
@@ -23,18 +19,6 @@ LABELS = {
     "naive": "(d) naive: read all, put_object",
     "worker": "(e) download_csv in a celery worker",
 }
-
-
-def s3_client(s3: RcloneS3) -> Any:
-    env = s3.env()
-    return boto3.client(
-        "s3",
-        endpoint_url=env["S3_ENDPOINT_URL"],
-        aws_access_key_id=env["AWS_ACCESS_KEY_ID"],
-        aws_secret_access_key=env["AWS_SECRET_ACCESS_KEY"],
-        region_name=env["AWS_DEFAULT_REGION"],
-        config=Config(s3={"addressing_style": "path"}),
-    )
 
 
 def best(trials: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:

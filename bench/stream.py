@@ -70,7 +70,7 @@ class Bench:
     def __init__(self, s3: RcloneS3, repeat: int) -> None:
         self.s3 = s3
         self.repeat = repeat
-        self.client = report.s3_client(s3)
+        self.client = s3.client()
 
     def curl(self, file: CsvFile, key: str) -> dict[str, Any]:
         command = [
