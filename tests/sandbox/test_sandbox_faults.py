@@ -51,6 +51,7 @@ def test_drop_after_bytes_truncates_the_download(api: Api, sb: SandboxProcess) -
     final, full = api.export({"fields": ["email_address", "notes"]})
     results = final["_links"]["results"]["href"]
     sb.add_faults({"endpoint": "get_results", "drop_after_bytes": 1000})
+    logged_before = len(sb.requests(endpoint="get_results"))
     parts = urlsplit(sb.url)
     connection = http.client.HTTPConnection(parts.hostname or "", parts.port, timeout=10)
     try:
@@ -63,6 +64,12 @@ def test_drop_after_bytes_truncates_the_download(api: Api, sb: SandboxProcess) -
         assert caught.value.partial == full[:1000]
     finally:
         connection.close()
+    # The server logs the request once its handler returns, which may be just after the client
+    # saw the connection close: wait for the entry rather than read a stale log.
+    deadline = time.monotonic() + 10
+    while len(sb.requests(endpoint="get_results")) == logged_before:
+        assert time.monotonic() < deadline, "the dropped download was never logged"
+        time.sleep(0.02)
     [record] = sb.requests(endpoint="get_results")[-1:]
     assert record["bytes_sent"] == 1000
     assert api.get(results).content == full  # the next download is whole again
