@@ -19,6 +19,7 @@ from workers.download import ResultsBody
 from workers.exceptions import TransientError
 from workers.jobs import Job, JobStore
 from workers.leases import Lease
+from workers.objectmeta import identity, seal, sealed_export
 from workers.storage import MultipartWriter, StoredObject
 from workers.transfer import TransferSummary, copy_measured
 
@@ -64,8 +65,11 @@ def stream_to_s3(
     lease: Lease,
     on_progress: Callable[[int], None],
 ) -> tuple[TransferSummary, StoredObject]:
-    activity_ids = ",".join(str(entry["activity_id"]) for entry in job.activities)
-    metadata = {"job-id": job.job_id, "activity-id": activity_ids[:1024]}
+    metadata = identity(job.job_id, [str(entry["activity_id"]) for entry in job.activities])
+    adopted = sealed_export(s3, job.bucket, job.key, metadata)
+    if adopted is not None:
+        # An earlier attempt stored and sealed this export, then died before recording it.
+        return adopted
     first: ResultsBody
     # The first GET happens before the upload is created, so a refused link leaves nothing.
     with client.open_results(job.activities[0]["results_href"]) as first:
@@ -90,4 +94,5 @@ def stream_to_s3(
             stored = writer.complete()
     # Only a completed upload is forgotten here; an aborted one is swept again next time.
     store.drop_upload(job.job_id, writer.upload_id)
+    seal(s3, stored, metadata, summary)
     return summary, stored

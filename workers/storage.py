@@ -103,6 +103,8 @@ class StoredObject:
     key: str
     size: int
     parts: int
+    #: The ETag S3 gave the completed object, to make sure later copies read this very object.
+    etag: str | None = None
 
     @property
     def uri(self) -> str:
@@ -274,7 +276,7 @@ class MultipartWriter:
             self._send_current()
         self._current = None
         parts = [future.result() for future in self._futures]
-        self._call(
+        answer = self._call(
             "complete_multipart_upload",
             Bucket=self.bucket,
             Key=self.key,
@@ -283,7 +285,7 @@ class MultipartWriter:
         )
         self._closed = True
         self._pool.shutdown()
-        return StoredObject(self.bucket, self.key, self._size, len(parts))
+        return StoredObject(self.bucket, self.key, self._size, len(parts), answer.get("ETag"))
 
     def abort(self) -> None:
         """Drop every uploaded part; safe to call more than once."""

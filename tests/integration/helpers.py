@@ -65,12 +65,18 @@ def open_uploads(s3: Any, bucket: str) -> list[dict[str, Any]]:
 
 
 def assert_stored_once(s3: Any, sandbox: SandboxProcess, summary: dict[str, Any]) -> None:
-    """Exactly one object at the job's key, byte-for-byte the sandbox's file; nothing open."""
+    """Exactly one object at the job's key, byte-for-byte the sandbox's file, sealed with its
+    job, activity and sha256; no upload left open."""
     listed = s3.list_objects_v2(Bucket=summary["bucket"], Prefix=summary["key"])
     keys = [o["Key"] for o in listed.get("Contents", [])]
     assert keys == [summary["key"]]
-    data = s3.get_object(Bucket=summary["bucket"], Key=summary["key"])["Body"].read()
-    assert hashlib.sha256(data).hexdigest() == summary["sha256"]
+    stored = s3.get_object(Bucket=summary["bucket"], Key=summary["key"])
+    assert hashlib.sha256(stored["Body"].read()).hexdigest() == summary["sha256"]
+    metadata = {name.lower(): value for name, value in stored["Metadata"].items()}
+    assert metadata["job-id"] == summary["job_id"]
+    assert metadata["activity-id"].split(",")[0] == summary["activity_id"]
+    assert (metadata["sha256"], metadata["bytes"]) == (summary["sha256"], str(summary["bytes"]))
+    assert metadata["rows"] == str(summary["rows"])
     file_ids = {
         e["file_export_id"]
         for e in sandbox.requests(endpoint="get_results", activity_id=summary["activity_id"])

@@ -1,0 +1,137 @@
+"""The download step's own guarantees, run in-process on the sandbox, Redis and a real S3 server:
+a sealed export is adopted instead of streamed again; an unsealed one is rewritten identically."""
+
+from __future__ import annotations
+
+import hashlib
+import time
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+import redis
+
+from sandbox.testing import SandboxProcess
+from tasks.downloading import stream_to_s3
+from tests.integration.conftest import BUCKET, TOKEN
+from tests.integration.helpers import open_uploads, wait_until
+from workers.constant_contact import ActivityState, ConstantContactClient, StaticToken
+from workers.jobs import Job, JobStore
+from workers.settings import Settings
+from workers.storage import StoredObject
+from workers.transfer import TransferSummary
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+def store(redis_url: str) -> Iterator[JobStore]:
+    client = redis.Redis.from_url(redis_url)
+    yield JobStore(client)
+    client.close()
+
+
+@pytest.fixture
+def api(sandbox: SandboxProcess) -> ConstantContactClient:
+    return ConstantContactClient(sandbox.api_base, StaticToken(TOKEN))
+
+
+@pytest.fixture
+def settings(s3_env: dict[str, str]) -> Settings:
+    values = {name.lower(): value for name, value in s3_env.items()}
+    return Settings(cc_access_token=TOKEN, s3_part_size_mib=5, **values)
+
+
+def completed_job(api: ConstantContactClient) -> Job:
+    """A job whose one activity the sandbox has finished: what download_csv is handed."""
+    activity = api.create_export({"fields": ["email_address", "first_name"]})
+    wait_until(
+        lambda: api.get_activity(activity.self_href).state is ActivityState.COMPLETED,
+        what="the sandbox to finish the activity",
+    )
+    done = api.get_activity(activity.self_href)
+    job_id = str(uuid.uuid4())
+    return Job(
+        job_id=job_id,
+        result_id=job_id,
+        account="default",
+        requests=[{}],
+        bucket=BUCKET,
+        key=f"downloading/{job_id}.csv",
+        deadline=time.time() + 600,
+        started_at="2026-11-26T00:00:00.000Z",
+        activities=[
+            {
+                "activity_id": done.activity_id,
+                "self_href": done.self_href,
+                "results_href": done.results_href,
+                "completed": True,
+            }
+        ],
+    )
+
+
+def download(
+    job: Job, api: ConstantContactClient, s3: Any, store: JobStore, settings: Settings
+) -> tuple[TransferSummary, StoredObject]:
+    lease = store.lease(job.job_id, "download", ttl=30)
+    with lease:
+        return stream_to_s3(
+            job,
+            client=api,
+            s3=s3,
+            store=store,
+            settings=settings,
+            lease=lease,
+            on_progress=lambda _: None,
+        )
+
+
+def results_fetched(sandbox: SandboxProcess, job: Job) -> int:
+    return len(sandbox.requests(endpoint="get_results", activity_id=job.activity_id))
+
+
+def test_a_sealed_export_is_adopted_without_fetching_the_file_again(
+    sandbox: SandboxProcess,
+    api: ConstantContactClient,
+    s3: Any,
+    store: JobStore,
+    settings: Settings,
+) -> None:
+    job = completed_job(api)
+    first, stored = download(job, api, s3, store, settings)
+    assert results_fetched(sandbox, job) == 1
+    # As if the worker died after sealing but before recording the result: the step runs again.
+    again, adopted = download(job, api, s3, store, settings)
+    assert results_fetched(sandbox, job) == 1
+    assert again == first
+    assert (adopted.bucket, adopted.key, adopted.size) == (stored.bucket, stored.key, stored.size)
+    data = s3.get_object(Bucket=BUCKET, Key=job.key)["Body"].read()
+    assert hashlib.sha256(data).hexdigest() == first.sha256
+    assert open_uploads(s3, BUCKET) == []
+
+
+def test_an_unsealed_object_is_rewritten_with_identical_bytes_and_sealed(
+    sandbox: SandboxProcess,
+    api: ConstantContactClient,
+    s3: Any,
+    store: JobStore,
+    settings: Settings,
+) -> None:
+    job = completed_job(api)
+    first, _ = download(job, api, s3, store, settings)
+    # As if the worker died between completing the upload and sealing it.
+    s3.copy_object(
+        Bucket=BUCKET,
+        Key=job.key,
+        CopySource={"Bucket": BUCKET, "Key": job.key},
+        MetadataDirective="REPLACE",
+        Metadata={"job-id": job.job_id, "activity-id": str(job.activity_id)},
+        ContentType="text/csv",
+    )
+    again, _ = download(job, api, s3, store, settings)
+    assert results_fetched(sandbox, job) == 2
+    assert again == first
+    head = s3.head_object(Bucket=BUCKET, Key=job.key)
+    assert {k.lower(): v for k, v in head["Metadata"].items()}["sha256"] == first.sha256

@@ -1,0 +1,125 @@
+"""What an export's S3 object says about itself, so a finished object is never streamed twice.
+
+The object's metadata names its job and activities from the start, and — once the whole stream
+has been measured — its sha256, bytes and rows. S3 fixes metadata when an upload is created,
+before a single byte is known, so the measured figures are added after completion by copying
+the object onto itself with new metadata ("sealing"). MinIO and ``rclone serve s3`` treat that as
+a metadata-only update; AWS copies server-side (no byte passes through the worker).
+
+A sealed object whose job, activities and size match is the finished export: a repeated
+download (a worker that died after sealing but before recording the result) adopts it instead of
+streaming the file again. An unsealed one is simply rewritten with identical bytes.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from typing import TYPE_CHECKING, Any
+
+from boto3.s3.transfer import TransferConfig
+from botocore.exceptions import BotoCoreError, ClientError
+
+from workers.csvstats import MAX_HEADER_BYTES, CsvStats
+from workers.exceptions import StorageError
+from workers.storage import StoredObject
+from workers.transfer import TransferSummary
+
+if TYPE_CHECKING:
+    from mypy_boto3_s3 import S3Client
+
+#: S3 copies an object of up to 5 GiB in one request; larger ones are copied part by part.
+SINGLE_COPY_LIMIT = 5 * 1024**3
+#: Part size of a multipart copy (only for objects over SINGLE_COPY_LIMIT).
+COPY_PART_SIZE = 512 * 1024**2
+#: S3 limits all user metadata of an object to 2 KiB; the activity list is cut to fit.
+MAX_ACTIVITY_IDS = 1024
+
+JOB_ID = "job-id"
+ACTIVITY_ID = "activity-id"
+SHA256 = "sha256"
+ROWS = "rows"
+BYTES = "bytes"
+
+
+def identity(job_id: str, activity_ids: list[str]) -> dict[str, str]:
+    """The metadata an export's upload starts with: which job and activities it holds."""
+    return {JOB_ID: job_id, ACTIVITY_ID: ",".join(activity_ids)[:MAX_ACTIVITY_IDS]}
+
+
+def seal(
+    s3: S3Client,
+    stored: StoredObject,
+    identity_metadata: dict[str, str],
+    summary: TransferSummary,
+    *,
+    content_type: str = "text/csv",
+) -> None:
+    """Add the measured sha256, bytes and rows to the object's metadata.
+
+    A failure here is a StorageError, which the download step retries; until sealed, a repeated
+    download rewrites the object rather than trusting it.
+    """
+    if_match = {"CopySourceIfMatch": stored.etag} if stored.etag else {}
+    metadata = {
+        **identity_metadata,
+        SHA256: summary.sha256,
+        ROWS: str(summary.rows),
+        BYTES: str(summary.size),
+    }
+    try:
+        s3.copy(
+            CopySource={"Bucket": stored.bucket, "Key": stored.key},
+            Bucket=stored.bucket,
+            Key=stored.key,
+            ExtraArgs={
+                "MetadataDirective": "REPLACE",
+                "Metadata": metadata,
+                "ContentType": content_type,
+                **if_match,
+            },
+            Config=TransferConfig(
+                multipart_threshold=SINGLE_COPY_LIMIT,
+                multipart_chunksize=COPY_PART_SIZE,
+                use_threads=False,
+            ),
+        )
+    except (ClientError, BotoCoreError) as error:
+        raise StorageError(f"S3 copy (sealing) failed for {stored.uri}: {error}") from error
+
+
+def sealed_export(
+    s3: S3Client, bucket: str, key: str, identity_metadata: dict[str, str]
+) -> tuple[TransferSummary, StoredObject] | None:
+    """The figures of a sealed object of this very export, or None if it must be (re)written.
+
+    Metadata keys are compared case-insensitively: AWS lowercases them, rclone capitalises them.
+    The header (the result's ``columns``) is read back with one ranged GET.
+    """
+    try:
+        head = s3.head_object(Bucket=bucket, Key=key)
+    except (ClientError, BotoCoreError):
+        return None  # absent (404) or unreadable: writing it again is always safe
+    metadata = {name.lower(): value for name, value in head.get("Metadata", {}).items()}
+    if any(metadata.get(name) != value for name, value in identity_metadata.items()):
+        return None
+    try:
+        size, rows, sha256 = int(metadata[BYTES]), int(metadata[ROWS]), metadata[SHA256]
+    except (KeyError, ValueError):
+        return None
+    if head["ContentLength"] != size or len(sha256) != 64:
+        return None
+    columns = _header(s3, bucket, key) if size else []
+    if columns is None:
+        return None
+    return TransferSummary(size, sha256, rows, columns), StoredObject(bucket, key, size, 0)
+
+
+def _header(s3: S3Client, bucket: str, key: str) -> list[str] | None:
+    stats = CsvStats()
+    with contextlib.suppress(ClientError, BotoCoreError):
+        answer: dict[str, Any] = dict(
+            s3.get_object(Bucket=bucket, Key=key, Range=f"bytes=0-{MAX_HEADER_BYTES - 1}")
+        )
+        stats.feed(answer["Body"].read())
+        return stats.columns
+    return None
