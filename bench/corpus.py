@@ -42,8 +42,8 @@ class CsvFile:
     rows: int
 
 
-def start_sandbox(nominal_mib: int) -> SandboxProcess:
-    """A quiet sandbox whose ``{}`` export is the file of ``nominal_mib``."""
+def corpus_sandbox(nominal_mib: int) -> SandboxProcess:
+    """A quiet sandbox whose ``{}`` export is the file of ``nominal_mib``; ``with`` starts it."""
     contacts = CONTACTS_FOR_MIB[nominal_mib]
     SPOOL_DIR.mkdir(parents=True, exist_ok=True)
     return SandboxProcess(
@@ -53,7 +53,7 @@ def start_sandbox(nominal_mib: int) -> SandboxProcess:
         rate_limit=0,
         extra_args=("--spool-dir", str(SPOOL_DIR), "--quiet", "--daily-quota", "0"),
         startup_timeout=120.0,
-    ).start()
+    )
 
 
 def export_all(sandbox: SandboxProcess, nominal_mib: int) -> CsvFile:
@@ -105,6 +105,6 @@ if __name__ == "__main__":
 
     for mib in [int(s) for s in sys.argv[1:]] or sorted(CONTACTS_FOR_MIB):
         started = time.monotonic()
-        with start_sandbox(mib) as server:
+        with corpus_sandbox(mib) as server:
             file = export_all(server, mib)
         print(f"{mib} MiB: {file.size} bytes, {file.rows} rows, {time.monotonic() - started:.0f}s")

@@ -34,7 +34,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench import report
-from bench.corpus import CONTACTS_FOR_MIB, CsvFile, export_all, start_sandbox
+from bench.corpus import CONTACTS_FOR_MIB, CsvFile, corpus_sandbox, export_all
 from bench.sampling import RssSampler
 from bench.worker_run import WorkerBench
 from devstack.s3server import ACCESS_KEY, SECRET_KEY, RcloneS3
@@ -113,7 +113,7 @@ class Bench:
 
 def run_size(bench: Bench, mib: int, levers: bool) -> list[dict[str, Any]]:
     trials: list[dict[str, Any]] = []
-    with start_sandbox(mib) as sandbox:
+    with corpus_sandbox(mib) as sandbox:
         file = export_all(sandbox, mib)
         print(f"== {mib} MiB: {file.size} bytes, {file.rows} rows", flush=True)
         with WorkerBench(bench.s3, sandbox, BUCKET) as worker:
