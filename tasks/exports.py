@@ -21,7 +21,7 @@ from tasks.notify import enqueue_notification
 from tasks.progress import report, result_of, utc_now
 from tasks.schema import parse_job_request
 from workers import app, metrics
-from workers.constant_contact import ActivityState
+from workers.constant_contact import Activity, ActivityState, epoch_seconds
 from workers.exceptions import (
     ActivityFailed,
     ConstantContactError,
@@ -33,7 +33,7 @@ from workers.exceptions import (
 from workers.jobs import Job, JobState
 from workers.leases import LeaseHeld
 from workers.logconfig import bind_job
-from workers.polling import Mark, next_poll_delay
+from workers.polling import ClockOffset, Sighting, Timeline, next_poll_at
 from workers.ratelimit import QUOTA, retry_countdown
 from workers.settings import Settings, get_settings
 from workers.webhooks import check_url
@@ -42,6 +42,8 @@ log = get_task_logger(__name__)
 
 #: Seconds to wait before looking again when another delivery holds a job's step.
 BUSY_COUNTDOWN = 1.0
+#: A poll task that wakes up at most this long before its job's ``poll_at`` polls anyway.
+WAKE_EARLY_SECONDS = 0.05
 
 
 #: What each task is doing, for logs and the stage-duration metric.
@@ -211,14 +213,22 @@ def create_export(self: Task[Any, Any], job_data: dict[str, Any]) -> dict[str, A
 
 @app.task(bind=True, base=ExportStep, name="contact_exports.poll_activity", max_retries=None)
 def poll_activity(self: Task[Any, Any], job_data: dict[str, Any]) -> dict[str, Any]:
-    """Check the activity once; if it is still running, come back later instead of waiting."""
+    """Check the activity once; if it is still running, come back later instead of waiting.
+
+    When to come back is ``workers.polling``'s call. A wait longer than POLL_MAX_SECONDS (the
+    longest countdown the broker tolerates) is slept in parts: a wake-up before ``poll_at``
+    goes back to sleep without spending a request.
+    """
     job = Job.from_dict(job_data)
     settings = get_settings()
     _check_deadline(job)
-    log.info("job %s: polling activity %s", job.job_id, job.activity_id)
     job_store().touch(job.job_id)
+    early = job.poll_at - time.time() if job.poll_at is not None else 0.0
+    if early > WAKE_EARLY_SECONDS:
+        raise self.retry(args=(job.to_dict(),), countdown=min(early, settings.poll_max_seconds))
+    log.info("job %s: polling activity %s", job.job_id, job.activity_id)
     try:
-        percent_done, all_done = _poll_each(job)
+        percent_done, all_done = _poll_each(job, settings)
     except TransientError as error:
         # The deadline, not an attempt count, bounds how long a poll keeps trying.
         _come_back(self, job, error, settings, cap=settings.poll_max_seconds, bounded=False)
@@ -227,27 +237,35 @@ def poll_activity(self: Task[Any, Any], job_data: dict[str, Any]) -> dict[str, A
         report(self, job, "downloading", 100)
         return job.to_dict()
     report(self, job, "polling", percent_done)
-    latest = Mark(time.time(), percent_done)
-    if job.first_mark is None and percent_done > 0:
-        job.first_mark = [latest.at, latest.percent]
-    first = Mark(job.first_mark[0], int(job.first_mark[1])) if job.first_mark else None
-    countdown = next_poll_delay(
-        first,
-        latest,
-        attempt=self.request.retries,
-        initial=settings.poll_initial_seconds,
+    offset = ClockOffset(job.clock_offset or 0.0)
+    timelines = [
+        Timeline.from_json(entry["timeline"])
+        for entry in job.activities
+        if not entry["completed"] and entry.get("timeline")
+    ]
+    target = next_poll_at(
+        timelines,
+        offset.server(time.time()),
+        floor=settings.poll_initial_seconds,
         cap=settings.poll_max_seconds,
     )
-    raise self.retry(args=(job.to_dict(),), countdown=countdown)
+    job.poll_at = offset.worker(target)
+    countdown = min(job.poll_at - time.time(), settings.poll_max_seconds)
+    raise self.retry(args=(job.to_dict(),), countdown=max(countdown, 0.0))
 
 
-def _poll_each(job: Job) -> tuple[int, bool]:
-    """Look at every activity not yet seen completed; the job's percent_done is their mean."""
+def _poll_each(job: Job, settings: Settings) -> tuple[int, bool]:
+    """Look at every activity not yet seen completed; the job's percent_done is their mean.
+
+    Each unfinished activity's entry keeps its ``timeline`` (what it reported, on the server's
+    clock), and the job its estimate of the server's clock (see ``workers.polling``).
+    """
     client = api_client(job.account)
     percents = []
     for entry in job.activities:
         if not entry["completed"]:
             activity = client.get_activity(entry["self_href"])
+            received = time.time()
             if activity.state.finished and activity.state is not ActivityState.COMPLETED:
                 errors = "; ".join(activity.activity_errors) or "no errors given"
                 raise ActivityFailed(
@@ -261,12 +279,46 @@ def _poll_each(job: Job) -> tuple[int, bool]:
                 if not entry["results_href"]:
                     raise ConstantContactError(f"activity {activity.activity_id} has no results")
                 entry["completed"] = True
+                entry.pop("timeline", None)
             else:
+                _record_look(job, entry, activity, received, settings.poll_initial_seconds)
                 percents.append(activity.percent_done)
                 continue
         percents.append(100)
     done = all(entry["completed"] for entry in job.activities)
     return sum(percents) // len(percents), done
+
+
+def _record_look(
+    job: Job, entry: dict[str, Any], activity: Activity, received: float, first_wait: float
+) -> None:
+    """Add what an unfinished activity just reported to its timeline and to the clock estimate."""
+    created, started, updated = (
+        epoch_seconds(stamp)
+        for stamp in (activity.created_at, activity.started_at, activity.updated_at)
+    )
+    timeline = Timeline.from_json(entry["timeline"]) if entry.get("timeline") else None
+    if timeline is None:
+        # Without a created_at to go by: our clock, and the latest the activity can be created.
+        origin, resolution = created or (received - first_wait, 0.001)
+        timeline = Timeline(created=origin, looked_at=origin, resolution=resolution)
+    # The first look comes at least POLL_INITIAL_SECONDS after the activity was created.
+    offset = ClockOffset(
+        job.clock_offset
+        if job.clock_offset is not None
+        else timeline.created + first_wait - received
+    )
+    for stamp in (created, started, updated):
+        if stamp is not None:
+            offset = offset.merge(stamp[0], received)
+    job.clock_offset = offset.value
+    looked_at = offset.server(received)
+    sighting = None
+    if activity.state is ActivityState.PROCESSING:
+        sighting = Sighting(updated[0] if updated else looked_at, activity.percent_done)
+    entry["timeline"] = timeline.seen(
+        looked_at=looked_at, started=started[0] if started else None, sighting=sighting
+    ).to_json()
 
 
 @app.task(bind=True, base=ExportStep, name="contact_exports.download_csv", max_retries=None)

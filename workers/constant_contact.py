@@ -14,6 +14,7 @@ import re
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any, Protocol
 from urllib.parse import urlencode, urlsplit
@@ -67,7 +68,10 @@ class Activity:
     self_href: str
     results_href: str | None
     activity_errors: list[str] = field(default_factory=list)
+    #: The server's timestamps, as sent (ISO 8601); see ``epoch_seconds``.
     created_at: str | None = None
+    started_at: str | None = None
+    updated_at: str | None = None
 
     @classmethod
     def from_body(cls, body: Mapping[str, Any]) -> Activity:
@@ -81,10 +85,34 @@ class Activity:
                 self_href=str(links["self"]["href"]),
                 results_href=str(results["href"]) if results.get("href") else None,
                 activity_errors=[_error_text(e) for e in body.get("activity_errors") or []],
-                created_at=str(body["created_at"]) if body.get("created_at") else None,
+                created_at=_text_or_none(body.get("created_at")),
+                started_at=_text_or_none(body.get("started_at")),
+                updated_at=_text_or_none(body.get("updated_at")),
             )
         except (KeyError, TypeError, ValueError) as error:
             raise ConstantContactError(f"unexpected activity body: {error!r}") from error
+
+
+def _text_or_none(value: Any) -> str | None:
+    return str(value) if value else None
+
+
+def epoch_seconds(stamp: str | None) -> tuple[float, float] | None:
+    """An API timestamp as (epoch seconds, resolution), or None if absent or unreadable.
+
+    The resolution is what the stamp's truncation may hide: 0.001 for ``…:44.108Z``, 1 for
+    ``…:42-05:00`` (the guide's examples show both).
+    """
+    if not stamp:
+        return None
+    try:
+        moment = datetime.fromisoformat(stamp.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    digits = re.search(r"T[0-9:]+\.([0-9]+)", stamp)
+    return moment.timestamp(), 10.0 ** -len(digits.group(1)) if digits else 1.0
 
 
 class TokenSource(Protocol):

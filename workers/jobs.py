@@ -49,11 +49,18 @@ class Job:
     deadline: float
     started_at: str
     unknown_fields: list[str] = field(default_factory=list)
-    #: Per activity, in request order: activity_id, self_href, results_href, completed.
+    #: Per activity, in request order: activity_id, self_href, results_href, completed, and while
+    #: it is polled its ``timeline`` (workers.polling.Timeline.to_json).
     activities: list[dict[str, Any]] = field(default_factory=list)
-    #: The first poll that saw progress, as [epoch seconds, percent_done]: the base of the
-    #: completion estimate (see workers.polling).
+    #: Unused: what the poll schedule kept before ``poll_at``; still read so that messages
+    #: written by older workers load.
     first_mark: list[float] | None = None
+    #: Worker time (epoch seconds) of the next poll. A longer wait than a countdown may be is
+    #: slept in parts, and a poll task that wakes before this goes back to sleep without a
+    #: request. Each activity's own record of what it reported is its entry's ``timeline``.
+    poll_at: float | None = None
+    #: The API server's clock minus ours, a lower bound (workers.polling.ClockOffset).
+    clock_offset: float | None = None
     #: Where the outcome is POSTed when the job ends (see workers.webhooks).
     notify_url: str | None = None
 

@@ -100,10 +100,12 @@ class Settings(BaseSettings):
     export_key_template: str = DEFAULT_KEY_TEMPLATE
     #: Seconds from enqueueing to give up with ExportTimedOut.
     export_deadline_seconds: int = Field(default=6 * 3600, ge=10)
-    #: Seconds before the first poll: small exports complete within about a second.
-    poll_initial_seconds: float = Field(default=1.0, gt=0)
-    #: Longest wait between polls; predicted completions are polled for just in time, so a long
-    #: cap costs latency only for activities that report no progress.
+    #: Seconds before the first poll (small exports complete in a fraction of a second), and the
+    #: shortest wait between polls.
+    poll_initial_seconds: float = Field(default=0.3, gt=0)
+    #: Longest countdown of a poll task. Waits for a predicted completion may be longer and are
+    #: slept in parts without requests; waits while an activity reports no progress are capped
+    #: here, so this bounds how late such an activity is seen.
     poll_max_seconds: float = Field(default=240.0, gt=0)
     #: Seconds to wait before retrying a transient failure, doubled per attempt up to the max.
     retry_initial_seconds: float = Field(default=2.0, gt=0)
