@@ -49,6 +49,11 @@ LEVERS: dict[str, tuple[str, dict[str, str]]] = {
     "readinto in place (8 MiB x 3)": ("pipeline", {}),
     "part 16 MiB": ("pipeline", {"S3_PART_SIZE_MIB": "16"}),
     "part 32 MiB": ("pipeline", {"S3_PART_SIZE_MIB": "32"}),
+    "1 part in flight": ("pipeline", {"S3_PARTS_IN_FLIGHT": "1"}),
+    "1 part in flight, 16 MiB": (
+        "pipeline",
+        {"S3_PARTS_IN_FLIGHT": "1", "S3_PART_SIZE_MIB": "16"},
+    ),
     "2 parts in flight": ("pipeline", {"S3_PARTS_IN_FLIGHT": "2"}),
     "6 parts in flight": ("pipeline", {"S3_PARTS_IN_FLIGHT": "6"}),
     "no CRC32 (when_required), signed": (

@@ -6,7 +6,7 @@ from __future__ import annotations
 import hashlib
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
@@ -72,20 +72,27 @@ def completed_job(api: ConstantContactClient) -> Job:
     )
 
 
-def download(
-    job: Job, api: ConstantContactClient, s3: Any, store: JobStore, settings: Settings
-) -> tuple[TransferSummary, StoredObject]:
-    lease = store.lease(job.job_id, "download", ttl=30)
-    with lease:
-        return stream_to_s3(
-            job,
-            client=api,
-            s3=s3,
-            store=store,
-            settings=settings,
-            lease=lease,
-            on_progress=lambda _: None,
-        )
+Download = Callable[[Job], tuple[TransferSummary, StoredObject]]
+
+
+@pytest.fixture
+def download(api: ConstantContactClient, s3: Any, store: JobStore, settings: Settings) -> Download:
+    """Run the download step's body for a job, as ``download_csv`` does under its lease."""
+
+    def run(job: Job) -> tuple[TransferSummary, StoredObject]:
+        lease = store.lease(job.job_id, "download", ttl=30)
+        with lease:
+            return stream_to_s3(
+                job,
+                client=api,
+                s3=s3,
+                store=store,
+                settings=settings,
+                lease=lease,
+                on_progress=lambda _: None,
+            )
+
+    return run
 
 
 def results_fetched(sandbox: SandboxProcess, job: Job) -> int:
@@ -93,17 +100,13 @@ def results_fetched(sandbox: SandboxProcess, job: Job) -> int:
 
 
 def test_a_sealed_export_is_adopted_without_fetching_the_file_again(
-    sandbox: SandboxProcess,
-    api: ConstantContactClient,
-    s3: Any,
-    store: JobStore,
-    settings: Settings,
+    sandbox: SandboxProcess, api: ConstantContactClient, s3: Any, download: Download
 ) -> None:
     job = completed_job(api)
-    first, stored = download(job, api, s3, store, settings)
+    first, stored = download(job)
     assert results_fetched(sandbox, job) == 1
     # As if the worker died after sealing but before recording the result: the step runs again.
-    again, adopted = download(job, api, s3, store, settings)
+    again, adopted = download(job)
     assert results_fetched(sandbox, job) == 1
     assert again == first
     assert (adopted.bucket, adopted.key, adopted.size) == (stored.bucket, stored.key, stored.size)
@@ -113,14 +116,10 @@ def test_a_sealed_export_is_adopted_without_fetching_the_file_again(
 
 
 def test_an_unsealed_object_is_rewritten_with_identical_bytes_and_sealed(
-    sandbox: SandboxProcess,
-    api: ConstantContactClient,
-    s3: Any,
-    store: JobStore,
-    settings: Settings,
+    sandbox: SandboxProcess, api: ConstantContactClient, s3: Any, download: Download
 ) -> None:
     job = completed_job(api)
-    first, _ = download(job, api, s3, store, settings)
+    first, _ = download(job)
     # As if the worker died between completing the upload and sealing it.
     s3.copy_object(
         Bucket=BUCKET,
@@ -130,7 +129,7 @@ def test_an_unsealed_object_is_rewritten_with_identical_bytes_and_sealed(
         Metadata={"job-id": job.job_id, "activity-id": str(job.activity_id)},
         ContentType="text/csv",
     )
-    again, _ = download(job, api, s3, store, settings)
+    again, _ = download(job)
     assert results_fetched(sandbox, job) == 2
     assert again == first
     head = s3.head_object(Bucket=BUCKET, Key=job.key)
