@@ -198,3 +198,40 @@ def test_doctor_exits_3_when_redis_or_the_api_is_unreachable(env: dict[str, str]
     [account] = [c for c in json.loads(api_down.stdout) if c["name"] == "account default"]
     assert account["outcome"] == "unreachable"
     assert "cannot reach the Constant Contact API" in account["detail"]
+
+
+@pytest.mark.parametrize(
+    ("status", "exit_code", "outcome", "says"),
+    [
+        (403, ExitCode.CHECK_FAILED, "problem", "may not read activities (403)"),
+        (429, ExitCode.OK, "warning", "not checked"),
+        (503, ExitCode.UNREACHABLE, "unreachable", "cannot reach the Constant Contact API"),
+    ],
+)
+def test_doctor_tells_a_refusal_from_a_busy_or_failing_api(
+    env: dict[str, str],
+    sandbox: SandboxProcess,
+    status: int,
+    exit_code: ExitCode,
+    outcome: str,
+    says: str,
+) -> None:
+    # Every attempt the client makes in one check answers the same (it retries a 5xx itself).
+    sandbox.add_faults({"endpoint": "list_activities", "status": status})
+    done = cli(env, "doctor", "--json", "--account", "default")
+    assert done.exit_code == exit_code, done.output
+    [account] = [c for c in json.loads(done.stdout) if c["name"] == "account default"]
+    assert account["outcome"] == outcome
+    assert says in account["detail"]
+    assert TOKEN not in done.output
+
+
+def test_doctor_exits_3_when_s3_is_unreachable(env: dict[str, str]) -> None:
+    done = cli(
+        env, "doctor", "--json", "--account", "default", S3_ENDPOINT_URL="http://127.0.0.1:1"
+    )
+    assert done.exit_code == ExitCode.UNREACHABLE, done.output
+    [bucket] = [c for c in json.loads(done.stdout) if c["name"] == "S3 bucket"]
+    assert bucket["outcome"] == "unreachable"
+    assert "cannot reach S3 at http://127.0.0.1:1" in bucket["detail"]
+    assert "S3_ENDPOINT_URL" in bucket["fix"]
