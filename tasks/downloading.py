@@ -1,7 +1,10 @@
 """Streaming the results link into S3 for one job, leaving nothing behind on failure.
 
 The writer aborts its own upload on any error; an upload that a killed process could not abort
-is recorded in the job and swept by the next attempt, so no open multipart upload outlives a job.
+is swept by the next attempt, so no open multipart upload outlives a job. Upload ids are recorded
+in the job as soon as S3 gives them, and the sweep also aborts any upload open at the job's own
+key since the job began: a process killed between S3 creating an upload and Redis recording it
+(or a Redis restart that lost the record) leaves an upload no record names.
 """
 
 from __future__ import annotations
@@ -9,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import itertools
 from collections.abc import Callable, Iterator
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
 from botocore.exceptions import BotoCoreError, ClientError
@@ -32,15 +36,40 @@ if TYPE_CHECKING:
 DOWNLOAD_CHUNK = 1024 * 1024
 
 
+#: Allowance for the S3 server's clock against the worker's when matching uploads to a job.
+CLOCK_MARGIN = timedelta(minutes=5)
+
+
 def sweep_uploads(store: JobStore, s3: S3Client, job: Job) -> int:
-    """Abort uploads left open by earlier attempts of this job; returns how many."""
+    """Abort uploads left open by earlier attempts of this job; returns how many.
+
+    Runs under the job's download lease (or once the job has failed), so no live attempt of this
+    job owns an upload at its key. The key is the job's own: two jobs writing one key at once
+    would overwrite each other anyway.
+    """
+    recorded = store.uploads(job.job_id)
     swept = 0
-    for upload_id in store.uploads(job.job_id):
+    for upload_id in sorted({*recorded, *unrecorded_uploads(s3, job)}):
         with contextlib.suppress(ClientError, BotoCoreError):
             s3.abort_multipart_upload(Bucket=job.bucket, Key=job.key, UploadId=upload_id)
             swept += 1
-        store.drop_upload(job.job_id, upload_id)
+        if upload_id in recorded:
+            store.drop_upload(job.job_id, upload_id)
     return swept
+
+
+def unrecorded_uploads(s3: S3Client, job: Job) -> list[str]:
+    """Ids of the uploads open at exactly the job's key that began after the job did."""
+    since = datetime.fromisoformat(job.started_at.replace("Z", "+00:00")) - CLOCK_MARGIN
+    try:
+        listed = s3.list_multipart_uploads(Bucket=job.bucket, Prefix=job.key)
+    except (ClientError, BotoCoreError):
+        return []  # rclone answers NoSuchUpload when the bucket never had one; none to sweep
+    return [
+        upload["UploadId"]
+        for upload in listed.get("Uploads", [])
+        if upload.get("Key") == job.key and upload.get("Initiated", since) >= since
+    ]
 
 
 def later_shards(client: ConstantContactClient, job: Job) -> Iterator[bytes | bytearray]:

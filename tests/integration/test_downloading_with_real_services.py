@@ -13,7 +13,7 @@ import pytest
 import redis
 
 from sandbox.testing import SandboxProcess
-from tasks.downloading import stream_to_s3
+from tasks.downloading import stream_to_s3, sweep_uploads
 from tests.integration.conftest import BUCKET, TOKEN
 from tests.integration.helpers import open_uploads, wait_until
 from workers.constant_contact import ActivityState, ConstantContactClient, StaticToken
@@ -134,3 +134,21 @@ def test_an_unsealed_object_is_rewritten_with_identical_bytes_and_sealed(
     assert again == first
     head = s3.head_object(Bucket=BUCKET, Key=job.key)
     assert {k.lower(): v for k, v in head["Metadata"].items()}["sha256"] == first.sha256
+
+
+def test_an_upload_no_record_names_is_swept_but_not_one_at_another_key(
+    api: ConstantContactClient, s3: Any, store: JobStore
+) -> None:
+    job = completed_job(api)
+    # A process killed between S3 creating an upload and Redis recording it leaves the first.
+    lost = s3.create_multipart_upload(Bucket=BUCKET, Key=job.key)["UploadId"]
+    recorded = s3.create_multipart_upload(Bucket=BUCKET, Key=job.key)["UploadId"]
+    store.add_upload(job.job_id, recorded)
+    neighbour = s3.create_multipart_upload(Bucket=BUCKET, Key=f"{job.key}.other")["UploadId"]
+    try:
+        assert {u["UploadId"] for u in open_uploads(s3, BUCKET)} == {lost, recorded, neighbour}
+        assert sweep_uploads(store, s3, job) == 2
+        assert [u["UploadId"] for u in open_uploads(s3, BUCKET)] == [neighbour]
+        assert store.uploads(job.job_id) == []
+    finally:
+        s3.abort_multipart_upload(Bucket=BUCKET, Key=f"{job.key}.other", UploadId=neighbour)
