@@ -16,10 +16,6 @@ from workers.jobs import Job, JobStore
 
 #: Seconds of clock difference tolerated between this machine and Constant Contact.
 CLOCK_SKEW_SECONDS = 5.0
-#: How many recent activities are searched for one whose answer was lost: the API's largest
-#: page. A busy account creates other activities while a create is retried, so one page of 50
-#: was too few (bench/soak.py found lost activities beyond it).
-RECENT_ACTIVITIES = 500
 
 
 def _timestamp(value: str | None) -> float | None:
@@ -36,11 +32,18 @@ def find_lost_activity(
     store: JobStore,
     window: tuple[float, float],
 ) -> Activity | None:
-    """The unowned export activity created within ``window``, if any (earliest first)."""
+    """The unowned export activity created within ``window``, if any (earliest first).
+
+    The account's activities are read newest first, page by page, until one created before the
+    window: a busy account may have created hundreds since (bench/soak.py found a lost activity
+    beyond the first page of 500 after a create had waited 95 s for its turn).
+    """
     start, end = window
     candidates = []
-    for activity in client.list_activities(limit=RECENT_ACTIVITIES):
+    for activity in client.iter_activities():
         created = _timestamp(activity.created_at)
+        if created is not None and created < start - CLOCK_SKEW_SECONDS:
+            break
         is_export = activity.results_href is not None and "/contact_exports/" in (
             activity.results_href
         )

@@ -42,6 +42,9 @@ DEFAULT_ACCOUNT = "default"
 THROTTLED_PAUSE_SECONDS = 1.0
 #: ``GET /activities`` takes a page size from 1 to 500.
 MAX_ACTIVITIES_PAGE = 500
+#: Pages read at most when walking the activity list: 10,000 activities, far more than any
+#: account creates while one lost create is looked for.
+MAX_ACTIVITY_PAGES = 20
 #: Seconds to connect to, then to wait for, the OAuth2 token endpoint.
 TOKEN_CONNECT_TIMEOUT = 10.0
 TOKEN_READ_TIMEOUT = 30.0
@@ -192,14 +195,37 @@ class ConstantContactClient:
 
     def list_activities(self, limit: int = 50, state: str | None = None) -> list[Activity]:
         """The account's most recent activities of every kind, newest first (one page)."""
+        return self._activities_page(self._first_page(limit, state))[0]
+
+    def iter_activities(self, limit: int = MAX_ACTIVITIES_PAGE) -> Iterator[Activity]:
+        """Every activity of the account, newest first, a page of ``limit`` at a time.
+
+        Pages are fetched only as the caller reads on (stop reading to stop paging), following
+        the API's own ``next`` links, at most ``MAX_ACTIVITY_PAGES`` of them.
+        """
+        url: str | None = self._first_page(limit, None)
+        for _ in range(MAX_ACTIVITY_PAGES):
+            if url is None:
+                return
+            page, url = self._activities_page(url)
+            yield from page
+
+    def _first_page(self, limit: int, state: str | None) -> str:
         if not 1 <= limit <= MAX_ACTIVITIES_PAGE:
             raise ValueError(f"limit must be 1..{MAX_ACTIVITIES_PAGE}, not {limit}")
         query = {"limit": str(limit)} | ({"state": ActivityState(state).value} if state else {})
-        response = self._request("GET", f"{self._base}/activities?{urlencode(query)}")
-        items = _json(response).get("activities") or []
+        return f"{self._base}/activities?{urlencode(query)}"
+
+    def _activities_page(self, url: str) -> tuple[list[Activity], str | None]:
+        body = _json(self._request("GET", url))
+        items = body.get("activities") or []
         if not isinstance(items, Sequence) or not all(isinstance(i, Mapping) for i in items):
             raise ConstantContactError("unexpected activities body: 'activities' is not a list")
-        return [Activity.from_body(item) for item in items]
+        links = body.get("_links")
+        following = links.get("next") if isinstance(links, Mapping) else None
+        href = following.get("href") if isinstance(following, Mapping) else None
+        next_url = self.resolve(href, query=True) if isinstance(href, str) and items else None
+        return [Activity.from_body(item) for item in items], next_url
 
     @contextmanager
     def open_results(self, href: str) -> Iterator[ResultsBody]:
@@ -212,8 +238,11 @@ class ConstantContactClient:
         finally:
             response.close()
 
-    def resolve(self, href: str) -> str:
-        """An absolute URL for a link of the API, refusing any other host or an odd path."""
+    def resolve(self, href: str, *, query: bool = False) -> str:
+        """An absolute URL for a link of the API, refusing any other host or an odd path.
+
+        Only a paging link (``query=True``) may carry a query string, which is kept as given.
+        """
         parts = urlsplit(href)
         if (parts.scheme or parts.netloc) and (parts.scheme, parts.netloc) != self._origin:
             raise ConstantContactError(
@@ -223,10 +252,10 @@ class ConstantContactClient:
         safe = all(_SEGMENT.match(s) and s not in (".", "..") for s in segments)
         if not parts.path.startswith("/") or not safe:
             raise ConstantContactError(f"refusing to follow a malformed API link: {href!r}")
-        if parts.query or parts.fragment:
+        if (parts.query and not query) or parts.fragment:
             raise ConstantContactError(f"refusing to follow a malformed API link: {href!r}")
         scheme, netloc = self._origin
-        return f"{scheme}://{netloc}{parts.path}"
+        return f"{scheme}://{netloc}{parts.path}" + (f"?{parts.query}" if parts.query else "")
 
     def _request(self, method: str, url: str, **kwargs: Any) -> requests.Response:
         """Send once; after a 401, refresh the token (at most once) and send once more."""

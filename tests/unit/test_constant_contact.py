@@ -98,6 +98,13 @@ def test_foreign_or_odd_links_are_refused(href: str) -> None:
         client().resolve(href)
 
 
+def test_only_a_paging_link_keeps_its_query() -> None:
+    assert (
+        client().resolve("/v3/activities?limit=500&cursor=9", query=True)
+        == "https://api.cc.email/v3/activities?limit=500&cursor=9"
+    )
+
+
 def test_activity_body_is_parsed_and_states_know_when_they_end() -> None:
     activity = Activity.from_body(
         {
@@ -312,6 +319,35 @@ def test_listing_refuses_bad_arguments_and_bodies() -> None:
     with pytest.raises(ConstantContactError):
         wired(Transport((200, {"activities": "nope"}))).list_activities()
     assert wired(Transport((200, {"_links": {}}))).list_activities() == []
+
+
+def page(*ids: str, after: str | None = None) -> tuple[int, dict[str, Any]]:
+    links = {"next": {"href": after}} if after else {}
+    return 200, {"activities": [{**ACTIVITY, "activity_id": i} for i in ids], "_links": links}
+
+
+def test_activities_are_walked_page_by_page_only_as_far_as_they_are_read() -> None:
+    transport = Transport(
+        page("a5", "a4", after="/v3/activities?limit=2&cursor=4"),
+        page("a3", "a2", after="/v3/activities?limit=2&cursor=2"),
+        page("a1"),
+    )
+    walked = wired(transport).iter_activities(limit=2)
+    assert [next(walked).activity_id for _ in range(3)] == ["a5", "a4", "a3"]
+    assert len(transport.sent) == 2  # the third page is not asked for until it is read
+    assert [a.activity_id for a in walked] == ["a2", "a1"]
+    assert [r.url for r in transport.sent] == [
+        f"{BASE}/activities?limit=2",
+        "https://api.cc.email/v3/activities?limit=2&cursor=4",
+        "https://api.cc.email/v3/activities?limit=2&cursor=2",
+    ]
+
+
+def test_a_paging_link_off_the_api_host_is_refused() -> None:
+    transport = Transport(page("a2", after="https://evil.example/v3/activities?cursor=1"))
+    with pytest.raises(ConstantContactError, match="off the API host"):
+        list(wired(transport).iter_activities())
+    assert len(transport.sent) == 1
 
 
 def test_a_foreign_results_link_is_refused_before_any_request() -> None:

@@ -1,0 +1,50 @@
+"""The search for an activity whose create answer was lost, against the sandbox and Redis."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+
+import pytest
+import redis
+
+from sandbox.testing import SandboxProcess
+from tasks.creating import find_lost_activity
+from tests.integration.conftest import TOKEN
+from workers.constant_contact import (
+    MAX_ACTIVITIES_PAGE,
+    ConstantContactClient,
+    StaticToken,
+)
+from workers.jobs import OWNED_ACTIVITIES_KEY, JobStore
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+def store(redis_url: str) -> Iterator[JobStore]:
+    client = redis.Redis.from_url(redis_url)
+    yield JobStore(client)
+    client.close()
+
+
+def test_a_lost_activity_is_found_beyond_the_first_page(
+    sandbox: SandboxProcess, store: JobStore, redis_url: str
+) -> None:
+    api = ConstantContactClient(sandbox.api_base, StaticToken(TOKEN))
+    owned = redis.Redis.from_url(redis_url)
+    # Everything created so far belongs to some job, and so will all that comes after ours.
+    for activity in api.iter_activities():
+        owned.sadd(OWNED_ACTIVITIES_KEY, activity.activity_id)
+    body = {"contact_ids": sandbox.catalog()["sample_contact_ids"][:1]}
+    posted = time.time()
+    lost = api.create_export(body)  # its answer "never arrived": no job recorded it
+    for _ in range(MAX_ACTIVITIES_PAGE + 20):
+        owned.sadd(OWNED_ACTIVITIES_KEY, api.create_export(body).activity_id)
+    owned.close()
+    assert lost.activity_id not in {a.activity_id for a in api.list_activities(limit=500)}
+
+    found = find_lost_activity(api, store, (posted, time.time()))
+
+    assert found is not None
+    assert found.activity_id == lost.activity_id
