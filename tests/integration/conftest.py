@@ -20,6 +20,7 @@ from celery import Celery
 from devstack.s3server import RcloneS3
 from devstack.worker import WorkerProcess
 from sandbox.testing import SandboxProcess
+from workers.jobs import JobStore
 
 TOKEN = "integration-test-token"
 BUCKET = "test-exports"
@@ -33,6 +34,14 @@ def redis_url() -> Iterator[str]:
     client.flushdb()
     yield url
     client.flushdb()
+    client.close()
+
+
+@pytest.fixture(scope="session")
+def store(redis_url: str) -> Iterator[JobStore]:
+    """The job records the workers keep, read as they read them (a module may name its own)."""
+    client = redis.Redis.from_url(redis_url)
+    yield JobStore(client)
     client.close()
 
 

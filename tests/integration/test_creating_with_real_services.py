@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 
 import pytest
 import redis
@@ -19,13 +18,6 @@ from workers.constant_contact import (
 from workers.jobs import OWNED_ACTIVITIES_KEY, JobStore
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture
-def store(redis_url: str) -> Iterator[JobStore]:
-    client = redis.Redis.from_url(redis_url)
-    yield JobStore(client)
-    client.close()
 
 
 def test_a_lost_activity_is_found_beyond_the_first_page(

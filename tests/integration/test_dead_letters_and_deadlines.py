@@ -9,7 +9,6 @@ import uuid
 from typing import Any
 
 import pytest
-import redis
 from celery import Celery
 
 from devstack.worker import WorkerProcess
@@ -25,11 +24,6 @@ from tests.integration.helpers import (
 from workers.jobs import JobStore
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture(scope="module")
-def store(redis_url: str) -> JobStore:
-    return JobStore(redis.Redis.from_url(redis_url))
 
 
 @pytest.fixture(scope="module")

@@ -6,11 +6,10 @@ from __future__ import annotations
 import hashlib
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import pytest
-import redis
 
 from sandbox.testing import SandboxProcess
 from tasks.downloading import stream_to_s3, sweep_uploads
@@ -23,13 +22,6 @@ from workers.storage import StoredObject
 from workers.transfer import TransferSummary
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture
-def store(redis_url: str) -> Iterator[JobStore]:
-    client = redis.Redis.from_url(redis_url)
-    yield JobStore(client)
-    client.close()
 
 
 @pytest.fixture

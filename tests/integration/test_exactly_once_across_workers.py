@@ -13,7 +13,6 @@ from typing import Any
 
 import psutil
 import pytest
-import redis
 from celery import Celery
 
 from sandbox.testing import SandboxProcess
@@ -37,11 +36,6 @@ FAST_REDELIVERY = {
     "RETRY_MAX_SECONDS": "1",
     "LEASE_TTL_SECONDS": "2",
 }
-
-
-@pytest.fixture(scope="module")
-def store(redis_url: str) -> JobStore:
-    return JobStore(redis.Redis.from_url(redis_url))
 
 
 def download_task_ids(log: str) -> set[str]:

@@ -10,7 +10,6 @@ import uuid
 from typing import Any
 
 import pytest
-import redis
 from celery import Celery
 
 from devstack.worker import WorkerProcess
@@ -37,11 +36,6 @@ LEASE_TTL = "3"
 def killable(start_worker: WorkerFactory) -> WorkerProcess:
     """A worker of its own (others must not pick up the redelivered messages)."""
     return start_worker(concurrency=1, LEASE_TTL_SECONDS=LEASE_TTL)
-
-
-@pytest.fixture(scope="module")
-def store(redis_url: str) -> JobStore:
-    return JobStore(redis.Redis.from_url(redis_url))
 
 
 def test_pool_killed_during_create_posts_once(
