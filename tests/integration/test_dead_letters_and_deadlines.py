@@ -26,9 +26,13 @@ from workers.jobs import JobStore
 pytestmark = pytest.mark.integration
 
 
+#: Short enough for the deadline test, long enough that a rerun on a busy machine finishes.
+DEADLINE_SECONDS = 20
+
+
 @pytest.fixture(scope="module")
 def short_deadline_worker(start_worker: WorkerFactory) -> WorkerProcess:
-    return start_worker(concurrency=1, EXPORT_DEADLINE_SECONDS="10")
+    return start_worker(concurrency=1, EXPORT_DEADLINE_SECONDS=str(DEADLINE_SECONDS))
 
 
 def test_failed_job_is_listed_and_rerun_to_completion(
@@ -66,7 +70,7 @@ def test_past_the_deadline_the_job_times_out_and_leaves_nothing_open(
     store: JobStore,
     s3: Any,
 ) -> None:
-    sandbox.set_processing_seconds(30.0)
+    sandbox.set_processing_seconds(3.0 * DEADLINE_SECONDS)
     job_id = f"late-{uuid.uuid4().hex[:8]}"
     key = f"late/{job_id}.csv"
     result = enqueue(client, export={}, job_id=job_id, destination={"key": key})
