@@ -8,23 +8,12 @@ one's time window is recorded, so an unowned export activity created inside our 
 
 from __future__ import annotations
 
-from datetime import datetime
-
-from workers.constant_contact import Activity, ConstantContactClient
+from workers.constant_contact import Activity, ConstantContactClient, epoch_seconds
 from workers.exceptions import RateLimited
 from workers.jobs import Job, JobStore
 
 #: Seconds of clock difference tolerated between this machine and Constant Contact.
 CLOCK_SKEW_SECONDS = 5.0
-
-
-def _timestamp(value: str | None) -> float | None:
-    if not value:
-        return None
-    try:
-        return datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
-    except ValueError:
-        return None
 
 
 def find_lost_activity(
@@ -41,7 +30,8 @@ def find_lost_activity(
     start, end = window
     candidates = []
     for activity in client.iter_activities():
-        created = _timestamp(activity.created_at)
+        stamp = epoch_seconds(activity.created_at)
+        created = stamp[0] if stamp else None
         if created is not None and created < start - CLOCK_SKEW_SECONDS:
             break
         is_export = activity.results_href is not None and "/contact_exports/" in (

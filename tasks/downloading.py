@@ -12,12 +12,11 @@ from __future__ import annotations
 import contextlib
 import itertools
 from collections.abc import Callable, Iterator
-from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from workers.constant_contact import ConstantContactClient
+from workers.constant_contact import ConstantContactClient, epoch_seconds
 from workers.csvmerge import without_header
 from workers.download import ResultsBody
 from workers.exceptions import TransientError
@@ -36,8 +35,9 @@ if TYPE_CHECKING:
 DOWNLOAD_CHUNK = 1024 * 1024
 
 
-#: Allowance for the S3 server's clock against the worker's when matching uploads to a job.
-CLOCK_MARGIN = timedelta(minutes=5)
+#: Allowance, in seconds, for the S3 server's clock against the worker's when matching uploads
+#: to a job.
+CLOCK_MARGIN_SECONDS = 300.0
 
 
 def sweep_uploads(store: JobStore, s3: S3Client, job: Job) -> int:
@@ -60,7 +60,8 @@ def sweep_uploads(store: JobStore, s3: S3Client, job: Job) -> int:
 
 def unrecorded_uploads(s3: S3Client, job: Job) -> list[str]:
     """Ids of the uploads open at exactly the job's key that began after the job did."""
-    since = datetime.fromisoformat(job.started_at.replace("Z", "+00:00")) - CLOCK_MARGIN
+    started = epoch_seconds(job.started_at)
+    since = (started[0] if started else 0.0) - CLOCK_MARGIN_SECONDS
     try:
         listed = s3.list_multipart_uploads(Bucket=job.bucket, Prefix=job.key)
     except (ClientError, BotoCoreError):
@@ -68,7 +69,8 @@ def unrecorded_uploads(s3: S3Client, job: Job) -> list[str]:
     return [
         upload["UploadId"]
         for upload in listed.get("Uploads", [])
-        if upload.get("Key") == job.key and upload.get("Initiated", since) >= since
+        if upload.get("Key") == job.key
+        and ("Initiated" not in upload or upload["Initiated"].timestamp() >= since)
     ]
 
 
