@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 
 import pytest
 import redis
@@ -11,16 +10,10 @@ import redis
 from workers.exceptions import ActivityFailed
 from workers.jobs import Job, JobState, JobStore
 
-URL = "redis://127.0.0.1:6379/15"
-
 
 @pytest.fixture
-def store() -> Iterator[JobStore]:
-    client = redis.Redis.from_url(URL)
-    client.flushdb()
-    yield JobStore(client)
-    client.flushdb()
-    client.close()
+def store(r: redis.Redis) -> JobStore:
+    return JobStore(r)
 
 
 def job(job_id: str = "j1") -> Job:

@@ -3,23 +3,11 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
 
 import pytest
 import redis
 
 from workers.leases import Lease, LeaseHeld
-
-URL = "redis://127.0.0.1:6379/15"
-
-
-@pytest.fixture
-def r() -> Iterator[redis.Redis]:
-    client = redis.Redis.from_url(URL)
-    client.flushdb()
-    yield client
-    client.flushdb()
-    client.close()
 
 
 def test_second_holder_is_refused_while_the_first_lives(r: redis.Redis) -> None:

@@ -5,11 +5,9 @@ from __future__ import annotations
 
 import heapq
 import itertools
-import os
 import random
 import time
 from collections import defaultdict
-from collections.abc import Iterator
 from datetime import UTC, datetime
 
 import pytest
@@ -26,7 +24,6 @@ from workers.ratelimit import (
     retry_countdown,
 )
 
-URL = os.environ.get("TEST_REDIS_UNIT_URL", "redis://127.0.0.1:6379/12")
 #: 2026-11-26 23:59:58 UTC: two seconds before a reset.
 BEFORE_MIDNIGHT = datetime(2026, 11, 26, 23, 59, 58, tzinfo=UTC).timestamp()
 #: How long a request takes in the simulations (the worker asks again after it).
@@ -39,15 +36,6 @@ class Clock:
 
     def __call__(self) -> float:
         return self.now
-
-
-@pytest.fixture
-def r() -> Iterator[redis.Redis]:
-    client = redis.Redis.from_url(URL)
-    client.flushdb()
-    yield client
-    client.flushdb()
-    client.close()
 
 
 def limiter(r: redis.Redis, clock: Clock, **budget: float) -> RateLimiter:

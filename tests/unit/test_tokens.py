@@ -4,10 +4,8 @@ token endpoint that rotates refresh tokens like Constant Contact's (an injected 
 from __future__ import annotations
 
 import base64
-import os
 import threading
 import time
-from collections.abc import Iterator
 from typing import Any
 from urllib.parse import parse_qs
 
@@ -16,6 +14,7 @@ import redis
 import requests
 from cryptography.fernet import Fernet
 
+from tests.unit.conftest import UNIT_REDIS_URL
 from tests.unit.test_constant_contact import Transport
 from workers.constant_contact import Grant, OAuthClient, StaticToken
 from workers.exceptions import ConstantContactError, TransientApiError, TransientError
@@ -31,7 +30,6 @@ from workers.tokens import (
     seed_fingerprint,
 )
 
-URL = os.environ.get("TEST_REDIS_UNIT_URL", "redis://127.0.0.1:6379/12")
 TOKEN_URL = "https://authz.example/oauth2/default/v1/token"
 CLIENT_ID, CLIENT_SECRET = "client-id", "client-secret-value"
 KEY = Fernet.generate_key().decode()
@@ -62,15 +60,6 @@ class RotatingEndpoint:
             self.issued.append(f"access-{n}")
             body = {"access_token": f"access-{n}", "refresh_token": self.valid, "expires_in": 86400}
             return 200, body
-
-
-@pytest.fixture
-def r() -> Iterator[redis.Redis]:
-    client = redis.Redis.from_url(URL)
-    client.flushdb()
-    yield client
-    client.flushdb()
-    client.close()
 
 
 @pytest.fixture
@@ -139,7 +128,7 @@ def test_concurrent_refreshes_call_the_endpoint_once(r: redis.Redis) -> None:
 
     def worker() -> None:
         # Each "worker" has its own connection, store and HTTP session, as processes would.
-        connection = redis.Redis.from_url(URL)
+        connection = redis.Redis.from_url(UNIT_REDIS_URL)
         tokens = RedisTokens(AccountStore(connection, make_cipher(KEY)), "acct", oauth(endpoint))
         start.wait()
         got.append(tokens.refresh("access-0"))
