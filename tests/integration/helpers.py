@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import hashlib
+import os
 import signal
+import subprocess
 import time
 from typing import Any
 
@@ -21,6 +23,26 @@ QUEUE = "contact_exports"
 
 def enqueue(client: Celery, **kwargs: Any) -> AsyncResult[Any]:
     return client.send_task("contact_exports.export", kwargs=kwargs, queue=QUEUE)
+
+
+def run_as_app(
+    command: list[str], redis_url: str, *, cwd: str | None = None
+) -> subprocess.CompletedProcess[str]:
+    """Run ``command`` as another application would: an environment holding only PATH and the
+    broker and result backend URLs, so nothing of the workers' configuration can help it."""
+    return subprocess.run(
+        command,
+        env={
+            "PATH": os.environ["PATH"],
+            "CELERY_BROKER_URL": redis_url,
+            "CELERY_RESULT_BACKEND": redis_url,
+        },
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=RESULT_TIMEOUT + 30,
+    )
 
 
 def wait_until(predicate: Any, timeout: float = 30.0, what: str = "condition") -> None:

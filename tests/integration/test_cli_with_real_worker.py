@@ -7,8 +7,6 @@ script in a bare environment, which shows the command needs no worker credential
 from __future__ import annotations
 
 import json
-import os
-import subprocess
 import sys
 import uuid
 from pathlib import Path
@@ -23,7 +21,12 @@ from contact_exports_cli.main import app
 from devstack.worker import WorkerProcess
 from sandbox.testing import SandboxProcess
 from tests.integration.conftest import BUCKET
-from tests.integration.helpers import RESULT_TIMEOUT, assert_stored_once, wait_until
+from tests.integration.helpers import (
+    RESULT_TIMEOUT,
+    assert_stored_once,
+    run_as_app,
+    wait_until,
+)
 from workers.jobs import JobStore
 
 pytestmark = pytest.mark.integration
@@ -52,7 +55,7 @@ def test_submit_wait_from_a_bare_environment_then_status_and_result(
     worker: WorkerProcess, redis_url: str, sandbox: SandboxProcess, s3: Any
 ) -> None:
     job = new_job("cli")
-    done = subprocess.run(
+    done = run_as_app(
         [
             str(CONSOLE_SCRIPT),
             "submit",
@@ -70,15 +73,7 @@ def test_submit_wait_from_a_bare_environment_then_status_and_result(
             "--timeout",
             str(RESULT_TIMEOUT),
         ],
-        env={
-            "PATH": os.environ["PATH"],
-            "CELERY_BROKER_URL": redis_url,
-            "CELERY_RESULT_BACKEND": redis_url,
-        },
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=RESULT_TIMEOUT + 30,
+        redis_url,
     )
     assert done.returncode == 0, done.stderr
     summary = json.loads(done.stdout)

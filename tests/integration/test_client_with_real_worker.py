@@ -7,8 +7,6 @@ shows an application can use the helper without the worker's settings or code.
 from __future__ import annotations
 
 import json
-import os
-import subprocess
 import sys
 import uuid
 from collections.abc import Iterator
@@ -26,7 +24,7 @@ from contact_exports_client import Progress, make_app, submit_export, wait
 from devstack.worker import WorkerProcess
 from sandbox.testing import SandboxProcess
 from tests.integration.conftest import BUCKET
-from tests.integration.helpers import RESULT_TIMEOUT, assert_stored_once
+from tests.integration.helpers import RESULT_TIMEOUT, assert_stored_once, run_as_app
 
 pytestmark = pytest.mark.integration
 
@@ -96,17 +94,9 @@ def test_an_application_without_worker_settings_exports_with_the_helper(
     worker: WorkerProcess, redis_url: str, sandbox: SandboxProcess, s3: Any
 ) -> None:
     job = f"client-app-{uuid.uuid4().hex[:8]}"
-    done = subprocess.run(
+    done = run_as_app(
         [sys.executable, "-c", APPLICATION, job, f"client/{job}.csv", str(RESULT_TIMEOUT)],
-        env={
-            "PATH": os.environ["PATH"],
-            "CELERY_BROKER_URL": redis_url,
-            "CELERY_RESULT_BACKEND": redis_url,
-        },
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=RESULT_TIMEOUT + 30,
+        redis_url,
     )
     assert done.returncode == 0, done.stderr
     report = json.loads(done.stdout)

@@ -5,7 +5,6 @@ real Redis, rclone S3 and the sandbox; its environment has only the broker's URL
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 import uuid
@@ -17,7 +16,7 @@ import pytest
 from devstack.worker import WorkerProcess
 from sandbox.testing import SandboxProcess
 from tests.integration.conftest import BUCKET
-from tests.integration.helpers import RESULT_TIMEOUT, assert_stored_once
+from tests.integration.helpers import RESULT_TIMEOUT, assert_stored_once, run_as_app
 
 pytestmark = pytest.mark.integration
 
@@ -25,19 +24,9 @@ EXAMPLE = Path(__file__).parents[2] / "examples" / "enqueue_export.py"
 
 
 def run_example(redis_url: str, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, str(EXAMPLE), *args, "--timeout", str(RESULT_TIMEOUT)],
-        env={
-            "PATH": os.environ["PATH"],
-            "CELERY_BROKER_URL": redis_url,
-            "CELERY_RESULT_BACKEND": redis_url,
-        },
-        # Run from outside the project, so nothing of it can be imported by accident.
-        cwd="/",
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=RESULT_TIMEOUT + 30,
+    # Run from outside the project, so nothing of it can be imported by accident.
+    return run_as_app(
+        [sys.executable, str(EXAMPLE), *args, "--timeout", str(RESULT_TIMEOUT)], redis_url, cwd="/"
     )
 
 
