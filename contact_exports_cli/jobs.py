@@ -17,7 +17,7 @@ from celery import Celery
 from celery.result import AsyncResult
 
 from contact_exports_cli.exceptions import ExportFailedError, NotFinishedError, NotFoundError
-from contact_exports_client import PROGRESS
+from contact_exports_client import PROGRESS, snapshot
 from workers.jobs import KEY_PREFIX, JobState, JobStore
 
 #: Record states of a job still on its way.
@@ -41,9 +41,7 @@ class CeleryState:
 
 
 def celery_state(app: Celery, task_id: str) -> CeleryState:
-    result: AsyncResult[Any] = AsyncResult(task_id, app=app)
-    state = str(result.state)
-    info = result.info
+    state, info = snapshot(AsyncResult(task_id, app=app))
     if isinstance(info, BaseException):
         info = {"error_type": type(info).__name__, "error_message": str(info)}
     elif info is not None and not isinstance(info, dict | list | str | int | float | bool):

@@ -16,9 +16,11 @@ from contact_exports_client.client import (
     PROGRESS,
     QUEUE,
     ProgressCallback,
+    Snapshot,
     WaitTimeoutError,
     export_kwargs,
     make_app,
+    snapshot,
     submit_export,
     wait,
 )
@@ -41,9 +43,11 @@ __all__ = [
     "ExportResult",
     "Progress",
     "ProgressCallback",
+    "Snapshot",
     "WaitTimeoutError",
     "export_kwargs",
     "make_app",
+    "snapshot",
     "submit_export",
     "wait",
 ]

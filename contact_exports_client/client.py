@@ -13,7 +13,7 @@ import os
 import time
 from collections.abc import Callable, Mapping
 from functools import lru_cache
-from typing import Any, cast
+from typing import Any, NamedTuple, cast
 
 from celery import Celery
 from celery.exceptions import TimeoutError as CeleryTimeoutError
@@ -40,6 +40,24 @@ ProgressCallback = Callable[[Progress], None]
 
 class WaitTimeoutError(TimeoutError):
     """:func:`wait` gave up; the export goes on in the workers and can be waited for again."""
+
+
+class Snapshot(NamedTuple):
+    """A result's state and info as one read of the backend saw them."""
+
+    state: str
+    info: Any
+
+
+def snapshot(result: AsyncResult[Any]) -> Snapshot:
+    """Read state and info together.
+
+    ``result.state`` and ``result.info`` each fetch the backend anew until the result is ready,
+    so reading one after the other can pair PROGRESS with the final result dict (or an
+    exception) written in between. One fetch gives a pair the workers really published.
+    """
+    meta = result.backend.get_task_meta(result.id)
+    return Snapshot(str(meta.get("status")), meta.get("result"))
 
 
 def make_app(broker_url: str | None = None, backend_url: str | None = None) -> Celery:
@@ -126,7 +144,7 @@ def wait(
     :class:`WaitTimeoutError` is raised and the export goes on.
     """
     if on_progress is not None:
-        _relay(on_progress, result.state, result.info)  # what happened before we listened
+        _relay(on_progress, *snapshot(result))  # what happened before we listened
     try:
         if getattr(result.backend, "is_async", False):
             value = result.get(
@@ -162,9 +180,9 @@ def _poll(result: AsyncResult[Any], timeout: float, on_progress: ProgressCallbac
     while not result.ready():
         if time.monotonic() > deadline:
             raise CeleryTimeoutError
-        info = result.info
+        state, info = snapshot(result)
         if on_progress is not None and info != last:
-            _relay(on_progress, result.state, info)
+            _relay(on_progress, state, info)
             last = info
         time.sleep(POLL_SECONDS)
     return result.get(timeout=1.0, propagate=True)

@@ -18,6 +18,7 @@ import pytest
 from celery import Celery
 from celery.result import AsyncResult
 
+from contact_exports_client import snapshot
 from devstack.worker import WorkerProcess
 from sandbox.testing import SandboxProcess
 from tests.integration.conftest import BUCKET
@@ -131,8 +132,9 @@ def test_progress_is_reported_on_the_callers_id(
     seen_info: list[dict[str, Any]] = []
     deadline = time.monotonic() + RESULT_TIMEOUT
     while not result.ready() and time.monotonic() < deadline:
-        if result.state == "PROGRESS" and isinstance(result.info, dict):
-            seen_info.append(dict(result.info))
+        state, info = snapshot(result)
+        if state == "PROGRESS" and isinstance(info, dict):
+            seen_info.append(dict(info))
         time.sleep(0.05)
     summary = result.get(timeout=1)
     stages = {info["stage"] for info in seen_info}

@@ -23,6 +23,7 @@ from contact_exports_client import (
     WaitTimeoutError,
     export_kwargs,
     make_app,
+    snapshot,
     submit_export,
     wait,
 )
@@ -129,6 +130,30 @@ def test_wait_relays_each_progress_report_then_returns_the_result(memory_app: Ce
     summary = wait(AsyncResult("t-1", app=memory_app), timeout=10, on_progress=on_progress)
     assert summary == RESULT
     assert [p.get("stage") for p in seen] == ["polling", "downloading"]
+
+
+def test_snapshot_pairs_state_and_info_from_one_read(
+    memory_app: Celery, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The export finishes between two reads: state and info must still belong together."""
+    backend = memory_app.backend
+    backend.store_result("t-4", {"stage": "polling", "percent_done": 40}, "PROGRESS")
+    read = backend.get_task_meta
+
+    def read_then_finish(task_id: str, cache: bool = True) -> dict[str, Any]:
+        meta = read(task_id, cache=cache)
+        backend.store_result(task_id, RESULT, "SUCCESS")
+        return meta
+
+    monkeypatch.setattr(backend, "get_task_meta", read_then_finish)
+    assert snapshot(AsyncResult("t-4", app=memory_app)) == (
+        "PROGRESS",
+        {"stage": "polling", "percent_done": 40},
+    )
+    # What the check guards against: result.state then result.info tear the pair apart.
+    backend.store_result("t-5", {"stage": "polling", "percent_done": 40}, "PROGRESS")
+    torn = AsyncResult("t-5", app=memory_app)
+    assert (torn.state, torn.info) == ("PROGRESS", RESULT)
 
 
 def test_wait_raises_the_workers_error(memory_app: Celery) -> None:
