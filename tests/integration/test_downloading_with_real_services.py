@@ -144,3 +144,16 @@ def test_an_upload_no_record_names_is_swept_but_not_one_at_another_key(
         assert store.uploads(job.job_id) == []
     finally:
         s3.abort_multipart_upload(Bucket=BUCKET, Key=f"{job.key}.other", UploadId=neighbour)
+
+
+def test_the_stream_and_the_seal_are_timed_apart_in_the_log(
+    api: ConstantContactClient, download: Download, caplog: pytest.LogCaptureFixture
+) -> None:
+    job = completed_job(api)
+    with caplog.at_level("INFO", logger="tasks.downloading"):
+        summary, _ = download(job)
+    [line] = [r for r in caplog.records if r.getMessage().startswith(f"job {job.job_id}: streamed")]
+    figures = vars(line)
+    assert f"streamed {summary.size} bytes" in line.getMessage()
+    assert figures["stream_seconds"] > 0
+    assert figures["seal_seconds"] > 0
