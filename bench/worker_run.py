@@ -3,11 +3,13 @@
 The worker has one slot, so its single pool child does the download; that child's RSS is sampled
 before the task (idle) and while it runs (peak). The time is taken from when the sandbox logged
 the results GET to when the task's result arrived: the download and upload, without the create
-and poll steps before them.
+and poll steps before them. The worker's own log line splits that into the stream (the GET to
+the completed upload) and the seal after it.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import tempfile
 import time
@@ -86,11 +88,12 @@ class WorkerBench:
             time.sleep(0.02)
         sampler.peak = idle
         sampler.start()
+        job_id = f"bench-{uuid.uuid4().hex[:12]}"
         result = self.client.send_task(
             "contact_exports.export",
             kwargs={
                 "export": {},
-                "job_id": f"bench-{uuid.uuid4().hex[:12]}",
+                "job_id": job_id,
                 "destination": {"bucket": self.bucket, "key": key},
             },
             queue="contact_exports",
@@ -108,7 +111,17 @@ class WorkerBench:
             "rss_growth": sampler.peak - idle,
             "sha256": summary["sha256"],
             "rows": summary["rows"],
+            **self._stream_figures(job_id),
         }
+
+    def _stream_figures(self, job_id: str) -> dict[str, float]:
+        """stream_seconds and seal_seconds from the worker's "streamed" line for this job."""
+        opening = f"job {job_id}: streamed"
+        for line in (self._log_dir / "worker.log").read_text().splitlines():
+            if opening in line:
+                entry = json.loads(line)
+                return {name: entry[name] for name in ("stream_seconds", "seal_seconds")}
+        raise RuntimeError(f"the worker logged no stream figures for job {job_id}")
 
     def _download_started(self, activity_id: str) -> float:
         gets = self.sandbox.requests(endpoint="get_results", activity_id=activity_id)

@@ -106,9 +106,9 @@ def stream_to_s3(
         # An earlier attempt stored and sealed this export, then died before recording it.
         return adopted
     first: ResultsBody
-    started = time.monotonic()
     # The first GET happens before the upload is created, so a refused link leaves nothing.
     with client.open_results(job.activities[0]["results_href"]) as first:
+        started = time.monotonic()  # after the GET's turn under the rate limit, and its answer
         writer = MultipartWriter(
             s3,
             job.bucket,
