@@ -18,6 +18,7 @@ from celery.result import AsyncResult
 
 from contact_exports_cli.exceptions import ServiceUnreachableError
 from contact_exports_client import DEFAULT_REDIS_URL, EXPORT_TASK
+from contact_exports_client.client import CALLER_CONF
 
 #: Seconds to wait for Redis to accept a connection: it is local or close, and an operator
 #: at a prompt should hear within seconds that it is down.
@@ -89,10 +90,7 @@ def celery_app(endpoints: Endpoints) -> Celery:
         set_as_current=False,
     )
     app.conf.update(
-        task_serializer="json",
-        accept_content=["json"],
-        result_accept_content=["json"],
-        broker_connection_retry_on_startup=False,
+        **CALLER_CONF,
         redis_socket_connect_timeout=CONNECT_TIMEOUT_SECONDS,
     )
     return app

@@ -13,6 +13,7 @@ import os
 import time
 from collections.abc import Callable, Mapping
 from functools import lru_cache
+from types import MappingProxyType
 from typing import Any, NamedTuple, cast
 
 from celery import Celery
@@ -36,6 +37,17 @@ DEFAULT_TIMEOUT_SECONDS = 3600.0
 POLL_SECONDS = 0.25
 
 ProgressCallback = Callable[[Progress], None]
+
+#: The settings of any caller's Celery app: JSON only, as the workers speak it, and a broker that
+#: is down is reported to the caller at once instead of being retried at start.
+CALLER_CONF: Mapping[str, Any] = MappingProxyType(
+    {
+        "task_serializer": "json",
+        "accept_content": ["json"],
+        "result_accept_content": ["json"],
+        "broker_connection_retry_on_startup": False,
+    }
+)
 
 
 class WaitTimeoutError(TimeoutError):
@@ -77,10 +89,7 @@ def _shared_app(broker: str, backend: str) -> Celery:
     # caller keeps it, so a fresh app per call would leak them.
     app = Celery("contact_exports_client", broker=broker, backend=backend, set_as_current=False)
     app.conf.update(
-        task_serializer="json",
-        accept_content=["json"],
-        result_accept_content=["json"],
-        broker_connection_retry_on_startup=False,
+        **CALLER_CONF,
         # Celery lets CELERY_BROKER_URL and CELERY_RESULT_BACKEND win over URLs given in code, so
         # an application whose own Celery uses those variables would send exports to its own
         # broker. These two settings, and the backend class below, are read before them.

@@ -9,8 +9,6 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
-import socket
-import threading
 import uuid
 from collections.abc import Iterator
 from typing import Any
@@ -20,6 +18,8 @@ import pytest
 import requests
 
 from devstack.s3server import ACCESS_KEY, SECRET_KEY, RcloneS3
+from tests.integration.helpers import open_uploads
+from tests.rawhttp import raw_server
 from workers.download import ResultsBody
 from workers.exceptions import BodyIncomplete, StorageError
 from workers.settings import Settings
@@ -56,33 +56,8 @@ def s3(rclone: RcloneS3) -> Any:
     return client_for(rclone)
 
 
-def open_uploads(s3: Any) -> list[dict[str, Any]]:
-    try:
-        uploads: list[dict[str, Any]] = s3.list_multipart_uploads(Bucket=BUCKET).get("Uploads", [])
-    except s3.exceptions.NoSuchUpload:
-        return []
-    return uploads
-
-
 def exists(s3: Any, key: str) -> bool:
     return bool(s3.list_objects_v2(Bucket=BUCKET, Prefix=key).get("KeyCount"))
-
-
-def serve_once(response: bytes) -> tuple[str, threading.Thread]:
-    listener = socket.create_server(("127.0.0.1", 0))
-
-    def serve() -> None:
-        with listener:
-            connection, _ = listener.accept()
-            with connection:
-                request = b""
-                while b"\r\n\r\n" not in request:
-                    request += connection.recv(65536)
-                connection.sendall(response)
-
-    thread = threading.Thread(target=serve, daemon=True)
-    thread.start()
-    return f"http://127.0.0.1:{listener.getsockname()[1]}/r.csv", thread
 
 
 def csv_response(body: bytes, announced: int) -> bytes:
@@ -91,16 +66,15 @@ def csv_response(body: bytes, announced: int) -> bytes:
 
 
 def stream(s3: Any, key: str, body: bytes, announced: int, *, in_flight: int = 2) -> Any:
-    url, thread = serve_once(csv_response(body, announced))
-    response = requests.get(url, stream=True, timeout=30)
-    results = ResultsBody(response, int(response.headers["Content-Length"]))
-    try:
-        with MultipartWriter(s3, BUCKET, key, part_size=PART, parts_in_flight=in_flight) as writer:
+    with raw_server(csv_response(body, announced)) as url:
+        response = requests.get(url, stream=True, timeout=30)
+        results = ResultsBody(response, int(response.headers["Content-Length"]))
+        with (
+            contextlib.closing(response),
+            MultipartWriter(s3, BUCKET, key, part_size=PART, parts_in_flight=in_flight) as writer,
+        ):
             summary = copy_measured(results.chunks(1 << 20), writer)
             stored = writer.complete()
-    finally:
-        response.close()
-        thread.join(timeout=10)
     return summary, stored, writer
 
 
@@ -121,7 +95,7 @@ def test_a_body_cut_short_leaves_no_object_and_no_open_upload(s3: Any) -> None:
     with pytest.raises(BodyIncomplete):
         stream(s3, key, CSV[: 3 * PART + 123], len(CSV))
     assert not exists(s3, key)
-    assert [u for u in open_uploads(s3) if u["Key"] == key] == []
+    assert [u for u in open_uploads(s3, BUCKET) if u["Key"] == key] == []
 
 
 def test_memory_stays_at_parts_in_flight_plus_one_however_many_parts(s3: Any) -> None:

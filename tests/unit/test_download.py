@@ -1,47 +1,17 @@
-"""ResultsBody over a real loopback socket: whole bodies read, short or broken ones refused.
-
-The server writes raw HTTP, so a test can lie about Content-Length or break the chunked framing
-exactly the way a dropped connection does.
-"""
+"""ResultsBody over a real loopback socket: whole bodies read, short or broken ones refused."""
 
 from __future__ import annotations
 
 import gzip
-import socket
-import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
 
 import pytest
 import requests
 
+from tests.rawhttp import raw_server
 from workers.download import ResultsBody
 from workers.exceptions import BodyIncomplete
 
 BODY = b"Email,Notes\n" + b"".join(b'a%d@x.org,"two\nlines"\n' % i for i in range(20_000))
-
-
-@contextmanager
-def raw_server(response: bytes) -> Iterator[str]:
-    """Answer one request with ``response`` verbatim, then close the connection."""
-    listener = socket.create_server(("127.0.0.1", 0))
-    port = listener.getsockname()[1]
-
-    def serve() -> None:
-        connection, _ = listener.accept()
-        with connection:
-            request = b""
-            while b"\r\n\r\n" not in request:
-                request += connection.recv(65536)
-            connection.sendall(response)
-
-    thread = threading.Thread(target=serve, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{port}/results.csv"
-    finally:
-        thread.join(timeout=10)
-        listener.close()
 
 
 def head(**headers: str | int) -> bytes:
