@@ -25,8 +25,8 @@ from typing import Any
 
 import psutil
 import redis
-from celery import Celery
 
+from contact_exports_client import make_app, submit_export
 from devstack.redis_server import RedisServer
 from devstack.s3server import RcloneS3
 from devstack.worker import WorkerProcess
@@ -91,20 +91,14 @@ def main() -> None:
             )
             for i in range(args.workers)
         ]
-        client = Celery(broker=broker.url, backend=broker.url)
+        client = make_app(broker.url)
         stop = threading.Event()
         chaos = threading.Thread(
             target=make_chaos, args=(stop, sandbox, workers, args.kill_every), daemon=True
         )
         started = time.monotonic()
-        results = [
-            client.send_task(
-                "contact_exports.export",
-                kwargs={"export": {}, "job_id": f"soak-{i}"},
-                queue="contact_exports",
-            )
-            for i in range(args.exports)
-        ]
+        # Sent as an application using contact_exports_client would: each job's record first.
+        results = [submit_export({}, job_id=f"soak-{i}", app=client) for i in range(args.exports)]
         chaos.start()
         restarter = threading.Timer(args.restart_after, broker.restart)
         restarter.start()

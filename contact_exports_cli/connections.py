@@ -8,6 +8,7 @@ names and defaults (CONTRACT.md §5) instead.
 from __future__ import annotations
 
 import os
+import uuid
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
@@ -18,7 +19,8 @@ from celery.result import AsyncResult
 
 from contact_exports_cli.exceptions import ServiceUnreachableError
 from contact_exports_client import DEFAULT_REDIS_URL, EXPORT_TASK
-from contact_exports_client.client import CALLER_CONF
+from contact_exports_client.client import CALLER_CONF, jobs_redis
+from contact_exports_client.ledger import record_submission
 
 #: Seconds to wait for Redis to accept a connection: it is local or close, and an operator
 #: at a prompt should hear within seconds that it is down.
@@ -70,14 +72,21 @@ class JobNamedCelery(Celery):
     """A Celery client that sends each export under its job's id as the task id.
 
     Every job a command sends (a submit with ``--job-id``, a retry) can then be looked up in the
-    result backend by its job id alone: ``status`` and ``result`` need nothing else.
+    result backend by its job id alone: ``status`` and ``result`` need nothing else. Each new job's
+    record is written before its message (``contact_exports_client.ledger``).
     """
 
     def send_task(self, name: str, *args: Any, **options: Any) -> AsyncResult[Any]:
         kwargs = options.get("kwargs") or {}
-        job_id = kwargs.get("job_id") if isinstance(kwargs, dict) else None
-        if name == EXPORT_TASK and options.get("task_id") is None and isinstance(job_id, str):
-            options["task_id"] = job_id
+        if name == EXPORT_TASK and isinstance(kwargs, dict):
+            job_id = kwargs.get("job_id")
+            if options.get("task_id") is None:
+                options["task_id"] = job_id if isinstance(job_id, str) else str(uuid.uuid4())
+            jobs = jobs_redis(self)
+            if jobs is not None:
+                # As the client does: the record first, so a message the broker loses is resent.
+                task_id = str(options["task_id"])
+                record_submission(jobs, str(job_id or task_id), task_id, kwargs)
         return super().send_task(name, *args, **options)
 
 

@@ -11,15 +11,18 @@ from __future__ import annotations
 
 import os
 import time
+import uuid
 from collections.abc import Callable, Mapping
 from functools import lru_cache
 from types import MappingProxyType
 from typing import Any, NamedTuple, cast
 
+import redis
 from celery import Celery
 from celery.exceptions import TimeoutError as CeleryTimeoutError
 from celery.result import AsyncResult
 
+from contact_exports_client.ledger import record_submission
 from contact_exports_client.types import Destination, ExportKwargs, ExportResult, Progress
 
 #: The task that starts an export (CONTRACT.md §1).
@@ -132,12 +135,36 @@ def submit_export(
     With a ``job_id`` the Celery task id is the job id, so the result can be found again from
     the job id alone (``AsyncResult(job_id)``, ``contact-exports status JOB_ID``). Sending the
     same job id again is safe: the workers run each job once and hand back the same result.
+    The job's record is written first (``contact_exports_client.ledger``), so the workers send
+    it again should the broker lose its message.
     """
     if app is not None and broker_url is not None:
         raise TypeError("give app or broker_url, not both")
     client = app or make_app(broker_url)
     kwargs = export_kwargs(export, account=account, job_id=job_id, destination=destination)
-    return client.send_task(EXPORT_TASK, kwargs=dict(kwargs), queue=QUEUE, task_id=job_id or None)
+    task_id = job_id or str(uuid.uuid4())
+    jobs = jobs_redis(client)
+    if jobs is not None:
+        # Before the message: once sent, a broker restart may lose it before any worker sees it.
+        record_submission(jobs, job_id or task_id, task_id, kwargs)
+    return client.send_task(EXPORT_TASK, kwargs=dict(kwargs), queue=QUEUE, task_id=task_id)
+
+
+def jobs_redis(app: Celery) -> redis.Redis | None:
+    """Where the workers keep job records: JOBS_REDIS_URL, else the app's Redis result backend.
+
+    None when neither is Redis (an in-memory backend in tests): there is no job store to write.
+    """
+    url = os.environ.get("JOBS_REDIS_URL")
+    if url:
+        return _redis_at(url)
+    client = getattr(app.backend, "client", None)
+    return client if isinstance(client, redis.Redis) else None
+
+
+@lru_cache(maxsize=8)
+def _redis_at(url: str) -> redis.Redis:
+    return redis.Redis.from_url(url)
 
 
 def wait(

@@ -16,20 +16,23 @@ from typing import Any
 
 import redis
 
+from contact_exports_client.ledger import JOB_KEY_PREFIX, QUEUED
+from contact_exports_client.ledger import RECORD_TTL_SECONDS as LEDGER_TTL_SECONDS
 from workers.leases import DEFAULT_TTL_SECONDS, Lease
 
-#: Every Redis key this module writes starts with this.
-KEY_PREFIX = "contact_exports:job:"
+#: Every Redis key this module writes starts with this. Callers using contact_exports_client
+#: write a job's first record themselves, before its message (contact_exports_client.ledger).
+KEY_PREFIX = JOB_KEY_PREFIX
 #: Sorted set of failed job ids, scored by the time they failed.
 DEAD_LETTERS_KEY = "contact_exports:dead_letters"
 #: Set of every activity id some job owns, so an orphan found by listing is told apart.
 OWNED_ACTIVITIES_KEY = "contact_exports:owned_activities"
 #: Job records outlive their results by this long, so a late duplicate still finds them.
-RECORD_TTL_SECONDS = 14 * 24 * 3600
+RECORD_TTL_SECONDS = LEDGER_TTL_SECONDS
 
 
 class JobState(StrEnum):
-    QUEUED = "queued"
+    QUEUED = QUEUED
     CREATING = "creating"
     POLLING = "polling"
     DOWNLOADING = "downloading"

@@ -15,12 +15,45 @@ import redis
 from celery import Celery
 from celery.result import AsyncResult
 
+from contact_exports_client import make_app, submit_export
 from sandbox.testing import SandboxProcess
 from tests.integration.conftest import BUCKET, WorkerFactory
 from tests.integration.helpers import RESULT_TIMEOUT, assert_stored_once, created_activities
 from workers.jobs import Job, JobStore
 
 pytestmark = pytest.mark.integration
+
+#: Short enough that the janitor calls a job orphaned after a few seconds.
+SHORT_TIMEOUTS = {
+    "JANITOR_INTERVAL_SECONDS": "1",
+    "BROKER_VISIBILITY_TIMEOUT": "3",
+    "POLL_MAX_SECONDS": "1",
+    "RETRY_MAX_SECONDS": "1",
+    "LEASE_TTL_SECONDS": "2",
+}
+
+
+def test_an_export_whose_first_message_was_lost_is_sent_again_and_completes_once(
+    start_worker: WorkerFactory, sandbox: SandboxProcess, s3: Any, redis_url: str
+) -> None:
+    """A broker restart can drop a message no worker has seen: the caller's record remains.
+
+    First in this module, so that no worker is running yet to take the message.
+    """
+    broker = redis.Redis.from_url(redis_url)
+    app = make_app(redis_url)
+    result = submit_export({"fields": ["email_address"]}, app=app)
+    queued = [key for key in broker.scan_iter("contact_exports*") if broker.type(key) == b"list"]
+    assert [broker.llen(key) for key in queued] == [1]
+    broker.delete(*queued)  # what Redis did to soak-655: popped, and never delivered
+    before = created_activities(sandbox)
+    start_worker(concurrency=1, **SHORT_TIMEOUTS)
+
+    summary: dict[str, Any] = result.get(timeout=RESULT_TIMEOUT)
+
+    assert summary["job_id"] == result.id
+    assert created_activities(sandbox)[len(before) :] == [summary["activity_id"]]
+    assert_stored_once(s3, sandbox, summary)
 
 
 def test_an_orphaned_job_is_sent_again_and_completes_once(
@@ -30,14 +63,7 @@ def test_an_orphaned_job_is_sent_again_and_completes_once(
     s3: Any,
     redis_url: str,
 ) -> None:
-    start_worker(
-        concurrency=1,
-        JANITOR_INTERVAL_SECONDS="1",
-        BROKER_VISIBILITY_TIMEOUT="3",
-        POLL_MAX_SECONDS="1",
-        RETRY_MAX_SECONDS="1",
-        LEASE_TTL_SECONDS="2",
-    )
+    start_worker(concurrency=1, **SHORT_TIMEOUTS)
     store = JobStore(redis.Redis.from_url(redis_url))
     job_id = f"orphan-{uuid.uuid4().hex[:8]}"
     result_id = str(uuid.uuid4())

@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+import redis
 from celery import Celery
 from celery.result import AsyncResult
 
@@ -27,6 +28,7 @@ from contact_exports_client import (
     submit_export,
     wait,
 )
+from workers.jobs import JobStore
 
 RESULT = {"job_id": "j", "uri": "s3://b/k.csv", "bytes": 10}
 
@@ -82,6 +84,30 @@ def test_without_job_id_celery_picks_the_id(memory_app: Celery) -> None:
     [(headers, body)] = sent_messages(memory_app)
     assert headers["id"] == result.id
     assert body[1] == {"export": {}}
+
+
+def test_the_job_is_recorded_before_its_message_is_sent(r: redis.Redis) -> None:
+    """A message the broker loses is then found by the workers' janitor and sent again."""
+    url = r.connection_pool.connection_kwargs
+    backend = f"redis://{url['host']}:{url['port']}/{url['db']}"
+    app = Celery("t", broker="memory://", backend=backend, set_as_current=False)
+    sent_messages(app)
+    try:
+        named = submit_export({"status": "active"}, job_id="crm-7", app=app)
+        anonymous = submit_export({}, app=app)
+        store = JobStore(r)
+        assert store.record("crm-7")["result_id"] == named.id == "crm-7"
+        # Without a job id the task id is chosen here, and the workers use it as the job id.
+        assert store.record(anonymous.id)["result_id"] == anonymous.id
+        assert json.loads(store.record(anonymous.id)["kwargs"])["job_id"] == anonymous.id
+        assert len(sent_messages(app)) == 2
+    finally:
+        app.close()
+
+
+def test_without_a_redis_job_store_the_export_is_still_sent(memory_app: Celery) -> None:
+    submit_export({}, job_id="crm-8", app=memory_app)
+    assert len(sent_messages(memory_app)) == 1
 
 
 def test_app_and_broker_url_exclude_each_other(memory_app: Celery) -> None:

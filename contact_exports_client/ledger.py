@@ -1,0 +1,55 @@
+"""A record of every export sent, written before its message, so a lost message is sent again.
+
+Celery's Redis transport takes a message off the queue (BRPOP) and records it as unacknowledged
+in a second step; a Redis restart between the two loses it (kombu#1733 fixed one such window,
+not all). A job whose first message was lost would leave no trace: no worker ever saw it. With
+this record in the job store, the workers' janitor finds the job untouched and sends it again
+under the same result id (``tasks/janitor.py``), and the job runs once (CONTRACT.md §4).
+
+The record is the job record the workers keep (``workers/jobs.py``), in its first state; the
+worker that runs the export completes it. Applications that send the task by name with a plain
+Celery app write none, and are not covered.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Mapping
+from typing import Any
+
+import redis
+
+#: Where job records live, shared with ``workers.jobs``.
+JOB_KEY_PREFIX = "contact_exports:job:"
+#: How long a record is kept after its last change.
+RECORD_TTL_SECONDS = 14 * 24 * 3600
+#: A job's state from when it is sent until a worker moves it on.
+QUEUED = "queued"
+
+# Only a job never seen before gets a record: a repeat must not reset a record the workers keep.
+_RECORD_NEW = """
+if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
+redis.call('HSET', KEYS[1], 'state', ARGV[1], 'result_id', ARGV[2], 'kwargs', ARGV[3],
+           'submitted_at', ARGV[4], 'updated_at', ARGV[4])
+redis.call('EXPIRE', KEYS[1], ARGV[5])
+return 1
+"""
+
+
+def record_submission(
+    client: redis.Redis, job_id: str, result_id: str, kwargs: Mapping[str, Any]
+) -> bool:
+    """Record a job about to be sent; True if it is new, False if a record was there already."""
+    body = json.dumps({**kwargs, "job_id": job_id})
+    created = client.eval(
+        _RECORD_NEW,
+        1,
+        f"{JOB_KEY_PREFIX}{job_id}",
+        QUEUED,
+        result_id,
+        body,
+        time.time(),
+        RECORD_TTL_SECONDS,
+    )
+    return bool(created)
