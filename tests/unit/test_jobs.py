@@ -7,6 +7,7 @@ import time
 import pytest
 import redis
 
+from contact_exports_client.ledger import record_submission
 from workers.exceptions import ActivityFailed
 from workers.jobs import Job, JobState, JobStore
 
@@ -27,6 +28,14 @@ def job(job_id: str = "j1") -> Job:
         deadline=time.time() + 60,
         started_at="2026-11-26T00:00:00Z",
     )
+
+
+def test_the_worker_takes_over_a_record_its_caller_wrote(store: JobStore, r: redis.Redis) -> None:
+    record_submission(r, "j1", "r1", {"export": {}})
+    assert store.open(job(), {"export": {}, "job_id": "j1"})  # new to the workers
+    record = store.record("j1")
+    assert (record["account"], record["bucket"], record["key"]) == ("default", "b", "k.csv")
+    assert float(record["deadline"]) == pytest.approx(job().deadline, abs=5)
 
 
 def test_opening_twice_keeps_the_first_record(store: JobStore) -> None:

@@ -8,7 +8,7 @@ import time
 import redis
 
 from contact_exports_client.ledger import RECORD_TTL_SECONDS, record_submission
-from workers.jobs import Job, JobState, JobStore
+from workers.jobs import JobState, JobStore
 
 
 def test_a_submission_is_a_queued_record_the_janitor_can_send_again(r: redis.Redis) -> None:
@@ -31,21 +31,3 @@ def test_a_job_seen_before_keeps_its_record(r: redis.Redis) -> None:
     kept = store.record("crm-2")
     assert not record_submission(r, "crm-2", "task-2", {"export": {}})
     assert store.record("crm-2") == kept
-
-
-def test_the_worker_takes_over_a_submitted_record(r: redis.Redis) -> None:
-    record_submission(r, "crm-3", "task-3", {"export": {}})
-    job = Job(
-        job_id="crm-3",
-        result_id="task-3",
-        account="default",
-        requests=[{}],
-        bucket="b",
-        key="k.csv",
-        deadline=time.time() + 60,
-        started_at="2026-11-26T00:00:00Z",
-    )
-    assert JobStore(r).open(job, {"export": {}, "job_id": "crm-3"})  # new to the workers
-    record = JobStore(r).record("crm-3")
-    assert (record["account"], record["bucket"], record["key"]) == ("default", "b", "k.csv")
-    assert float(record["deadline"]) == job.deadline
