@@ -91,12 +91,16 @@ class JobStore:
         return f"{KEY_PREFIX}{job_id}{suffix}"
 
     def _write(self, job_id: str, **fields: str | int | float) -> None:
-        key = self._key(job_id)
         pipe = self._redis.pipeline()
+        self._stage(pipe, job_id, **fields)
+        pipe.execute()
+
+    def _stage(self, pipe: Any, job_id: str, **fields: str | int | float) -> None:
+        """Add a record update to a pipeline (MULTI/EXEC): applied with the rest, or not at all."""
+        key = self._key(job_id)
         for name, value in {**fields, "updated_at": time.time()}.items():
             pipe.hset(key, name, value)
         pipe.expire(key, RECORD_TTL_SECONDS)
-        pipe.execute()
 
     def _get(self, job_id: str, name: str) -> str | None:
         value = self._redis.hget(self._key(job_id), name)
@@ -223,8 +227,12 @@ class JobStore:
         }
         if results_href:
             fields[_field("results_href", shard)] = results_href
-        self._redis.sadd(OWNED_ACTIVITIES_KEY, activity_id)
-        self._write(job_id, **fields)
+        # One transaction: an activity owned but not recorded (a process killed in between) would
+        # be skipped by the lost-create search and posted again (bench/soak.py found one).
+        pipe = self._redis.pipeline()
+        pipe.sadd(OWNED_ACTIVITIES_KEY, activity_id)
+        self._stage(pipe, job_id, **fields)
+        pipe.execute()
 
     def owns_activity(self, activity_id: str) -> bool:
         return bool(self._redis.sismember(OWNED_ACTIVITIES_KEY, activity_id))

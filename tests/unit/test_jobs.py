@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from typing import Any
 
 import pytest
 import redis
@@ -56,6 +57,55 @@ def test_activity_is_remembered_and_owned(store: JobStore) -> None:
         "results_href": "/v3/contact_exports/f1",
     }
     assert store.owns_activity("a1") and not store.owns_activity("a2")
+
+
+class BreaksAfter:
+    """A Redis client whose connection breaks after ``round_trips`` requests (a command, or a
+    pipeline's execute), as it does for a process killed between two of them."""
+
+    def __init__(self, client: redis.Redis, round_trips: int) -> None:
+        self._client = client
+        self._left = round_trips
+
+    def _trip(self) -> None:
+        if self._left == 0:
+            raise redis.ConnectionError("killed")
+        self._left -= 1
+
+    def pipeline(self) -> Any:
+        pipe = self._client.pipeline()
+        execute = pipe.execute
+
+        def counted() -> Any:
+            self._trip()
+            return execute()
+
+        pipe.execute = counted  # type: ignore[method-assign]
+        return pipe
+
+    def __getattr__(self, name: str) -> Any:
+        command = getattr(self._client, name)
+
+        def counted(*args: Any, **kwargs: Any) -> Any:
+            self._trip()
+            return command(*args, **kwargs)
+
+        return counted
+
+
+def test_an_activity_is_owned_only_together_with_its_job_record(r: redis.Redis) -> None:
+    """Owned but unrecorded, it would be skipped by the lost-create search and posted again."""
+    broken = JobStore(BreaksAfter(r, 0))  # type: ignore[arg-type]
+    with pytest.raises(redis.ConnectionError):
+        broken.remember_activity("j1", "a1", "/v3/activities/a1", "/v3/contact_exports/f1")
+    assert not JobStore(r).owns_activity("a1")
+    assert JobStore(r).activity("j1") is None
+    # One round trip is all it takes: both land, or neither.
+    JobStore(BreaksAfter(r, 1)).remember_activity(  # type: ignore[arg-type]
+        "j1", "a1", "/v3/activities/a1", "/v3/contact_exports/f1"
+    )
+    assert JobStore(r).owns_activity("a1")
+    assert JobStore(r).activity("j1") is not None
 
 
 def test_post_window_opens_and_closes(store: JobStore) -> None:
