@@ -8,7 +8,6 @@ names and defaults (CONTRACT.md §5) instead.
 from __future__ import annotations
 
 import os
-import uuid
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
@@ -19,8 +18,7 @@ from celery.result import AsyncResult
 
 from contact_exports_cli.exceptions import ServiceUnreachableError
 from contact_exports_client import DEFAULT_REDIS_URL, EXPORT_TASK
-from contact_exports_client.client import CALLER_CONF, jobs_redis
-from contact_exports_client.ledger import record_submission
+from contact_exports_client.client import CALLER_CONF, record_before_sending
 
 #: Seconds to wait for Redis to accept a connection: it is local or close, and an operator
 #: at a prompt should hear within seconds that it is down.
@@ -79,14 +77,7 @@ class JobNamedCelery(Celery):
     def send_task(self, name: str, *args: Any, **options: Any) -> AsyncResult[Any]:
         kwargs = options.get("kwargs") or {}
         if name == EXPORT_TASK and isinstance(kwargs, dict):
-            job_id = kwargs.get("job_id")
-            if options.get("task_id") is None:
-                options["task_id"] = job_id if isinstance(job_id, str) else str(uuid.uuid4())
-            jobs = jobs_redis(self)
-            if jobs is not None:
-                # As the client does: the record first, so a message the broker loses is resent.
-                task_id = str(options["task_id"])
-                record_submission(jobs, str(job_id or task_id), task_id, kwargs)
+            options["task_id"] = record_before_sending(self, kwargs, options.get("task_id"))
         return super().send_task(name, *args, **options)
 
 

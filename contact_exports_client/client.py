@@ -142,12 +142,26 @@ def submit_export(
         raise TypeError("give app or broker_url, not both")
     client = app or make_app(broker_url)
     kwargs = export_kwargs(export, account=account, job_id=job_id, destination=destination)
-    task_id = job_id or str(uuid.uuid4())
-    jobs = jobs_redis(client)
-    if jobs is not None:
-        # Before the message: once sent, a broker restart may lose it before any worker sees it.
-        record_submission(jobs, job_id or task_id, task_id, kwargs)
+    task_id = record_before_sending(client, kwargs)
     return client.send_task(EXPORT_TASK, kwargs=dict(kwargs), queue=QUEUE, task_id=task_id)
+
+
+def record_before_sending(
+    app: Celery, kwargs: Mapping[str, Any], task_id: str | None = None
+) -> str:
+    """Write the export's job record; return the task id to send it under.
+
+    The task id is the one given, else the job id, else a new one: chosen here, since the
+    workers take it for the job id of a job sent without one. The record comes first because
+    once sent, a broker restart may lose the message before any worker sees it.
+    """
+    job_id = kwargs.get("job_id")
+    job_id = job_id if isinstance(job_id, str) and job_id else None
+    task_id = task_id or job_id or str(uuid.uuid4())
+    jobs = jobs_redis(app)
+    if jobs is not None:
+        record_submission(jobs, job_id or task_id, task_id, kwargs)
+    return task_id
 
 
 def jobs_redis(app: Celery) -> redis.Redis | None:

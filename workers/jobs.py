@@ -16,8 +16,8 @@ from typing import Any
 
 import redis
 
-from contact_exports_client.ledger import JOB_KEY_PREFIX, QUEUED
-from contact_exports_client.ledger import RECORD_TTL_SECONDS as LEDGER_TTL_SECONDS
+# Job records outlive their results by RECORD_TTL_SECONDS, so a late duplicate still finds them.
+from contact_exports_client.ledger import JOB_KEY_PREFIX, QUEUED, RECORD_TTL_SECONDS
 from workers.leases import DEFAULT_TTL_SECONDS, Lease
 
 #: Every Redis key this module writes starts with this. Callers using contact_exports_client
@@ -27,8 +27,6 @@ KEY_PREFIX = JOB_KEY_PREFIX
 DEAD_LETTERS_KEY = "contact_exports:dead_letters"
 #: Set of every activity id some job owns, so an orphan found by listing is told apart.
 OWNED_ACTIVITIES_KEY = "contact_exports:owned_activities"
-#: Job records outlive their results by this long, so a late duplicate still finds them.
-RECORD_TTL_SECONDS = LEDGER_TTL_SECONDS
 
 
 class JobState(StrEnum):
