@@ -30,6 +30,12 @@ def best(trials: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
         if "error" in trial:
             continue
         groups.setdefault((trial["mib"], trial["lever"] or trial["method"]), []).append(trial)
+    curl_by_round = {
+        (t["mib"], t["round"]): t["mib_per_s"]
+        for (_, label), group in groups.items()
+        if label == "curl"
+        for t in group
+    }
     rows = []
     for (mib, label), group in groups.items():
         fastest = max(group, key=lambda t: t["mib_per_s"])
@@ -45,21 +51,15 @@ def best(trials: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
         if growth:
             row["rss_growth_mib"] = max(growth) / 2**20
             row["idle_rss_mib"] = min(t["idle_rss"] for t in group) / 2**20
-        rows.append(row)
-    curl_by_round = {
-        (t["mib"], t["round"]): t["mib_per_s"]
-        for t in trials
-        if t["method"] == "curl" and "error" not in t
-    }
-    for row, group in zip(rows, groups.values(), strict=True):
         # The machine's speed drifts between rounds; a ratio within one round does not.
-        ratios = sorted(
+        ratios = [
             t["mib_per_s"] / curl_by_round[(t["mib"], t["round"])]
             for t in group
             if (t["mib"], t["round"]) in curl_by_round
-        )
+        ]
         if ratios:
             row["vs_limit_median"] = statistics.median(ratios)
+        rows.append(row)
     for row in rows:
         limit = next(r for r in rows if r["mib"] == row["mib"] and r["label"] == "curl")
         smart = [r for r in rows if r["mib"] == row["mib"] and r["label"] == "smart_open"]
