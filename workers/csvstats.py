@@ -4,12 +4,14 @@ RFC 4180 lets a quoted value contain newlines, so a row ends only at a newline o
 Quote state is carried from one chunk to the next: a quote and the newline it protects may
 arrive in different chunks. Doubled quotes (``""``) toggle twice and so cancel out.
 
-Counting runs on the download's hot path with the GIL held, so it works on whole chunks with C
-loops only: a chunk without quotes is one ``count``; otherwise the chunk is reduced to its
-"skeleton" of quotes and newlines (``translate``, ~700 MiB/s), adjacent quote pairs are dropped
-(they cannot change which side of a quote a newline is on), and what is left is a few bytes per
-multi-line value. The earlier ``split`` on every quote made one object per quote and ran at
-~115 MiB/s on the sandbox's CSV, slower than the network.
+Counting runs on every byte of the download, so it works 64 bytes at a time with numpy, the
+bit-parallel quote tracking of simdjson and simdcsv: the quotes and newlines of a window become
+bitmasks, a prefix XOR of the quote mask (six shift-XORs per 64-bit word, then a carry from word to
+word) marks each byte that lies inside quotes, and the records are the newlines outside them, a
+popcount. That runs at about 2 GiB/s, where the bytes-only version before it (``translate`` to a
+skeleton of quotes and newlines, then ``split``) ran at about 0.6 GiB/s with the GIL held, on a
+CSV whose values are quoted (the sandbox's has some 28,000 quotes per MiB): it was the slowest
+thing on the download's path.
 """
 
 from __future__ import annotations
@@ -18,17 +20,27 @@ import codecs
 import csv
 import io
 
+import numpy as np
+import numpy.typing as npt
+
 #: Bytes of header kept at most while waiting for its end; a longer header is not a CSV we know.
 MAX_HEADER_BYTES = 1024 * 1024
+#: Bytes counted per numpy pass: large enough that numpy's per-call cost vanishes, small enough
+#: that its temporary masks (about 1.3 bytes per byte) stay in cache and out of the RSS budget.
+WINDOW_BYTES = 512 * 1024
 
-_QUOTE = b'"'
-_NEWLINE = b"\n"
-_QUOTE_PAIR = b'""'
-#: Every byte but the quote and the newline: ``translate`` deletes these to leave the skeleton.
-_NOT_SKELETON = bytes(b for b in range(256) if b not in (0x22, 0x0A))
+_QUOTE = 0x22
+_NEWLINE = 0x0A
+#: A 64-bit word in the byte order ``packbits(bitorder="little")`` lays bits out in.
+_WORD = np.dtype("<u8")
+#: Shifts whose XORs turn each word into the running parity of its bits, lowest bit first.
+_PREFIX_SHIFTS = tuple(np.uint64(shift) for shift in (1, 2, 4, 8, 16, 32))
+_LAST_BIT = np.uint64(63)
 
 #: What ``feed`` reads without copying: chunks from the network or whole part buffers.
 Chunk = bytes | bytearray | memoryview
+
+Words = npt.NDArray[np.uint64]
 
 
 class CsvStats:
@@ -42,27 +54,29 @@ class CsvStats:
         self._header_done = False
 
     def feed(self, chunk: Chunk) -> None:
-        data = _searchable(chunk)
-        if not data:
+        data = np.frombuffer(chunk, dtype=np.uint8)
+        try:
+            if not len(data):
+                return
+            if not self._header_done:
+                self._capture_header(chunk)
+            for start in range(0, len(data), WINDOW_BYTES):
+                self._count(data[start : start + WINDOW_BYTES])
+            self._last_byte = bytes(chunk[-1:])
+        finally:
+            # The array holds the chunk's buffer; a view must be releasable when this returns.
+            del data
+
+    def _count(self, window: npt.NDArray[np.uint8]) -> None:
+        quotes = _word_mask(window == _QUOTE)
+        if not self._in_quotes and not quotes.any():
+            self._records += int(np.count_nonzero(window == _NEWLINE))
             return
-        if not self._header_done:
-            self._capture_header(data)
-        if not self._in_quotes and _QUOTE not in data:
-            self._records += data.count(_NEWLINE)
-        else:
-            self._count_quoted(data)
-        self._last_byte = bytes(data[-1:])
+        inside, self._in_quotes = _inside_quotes(quotes, self._in_quotes)
+        newlines = _word_mask(window == _NEWLINE)
+        self._records += int(np.bitwise_count(newlines & ~inside).sum())
 
-    def _count_quoted(self, data: bytes | bytearray) -> None:
-        skeleton = data.translate(None, _NOT_SKELETON).replace(_QUOTE_PAIR, b"")
-        # Pieces between quotes alternate outside/inside, starting on the carried side.
-        pieces = skeleton.split(_QUOTE)
-        outside = pieces[1::2] if self._in_quotes else pieces[0::2]
-        self._records += sum(piece.count(_NEWLINE) for piece in outside)
-        if len(pieces) % 2 == 0:  # an odd number of quotes flips the side
-            self._in_quotes = not self._in_quotes
-
-    def _capture_header(self, data: bytes | bytearray) -> None:
+    def _capture_header(self, data: Chunk) -> None:
         start = len(self._header)
         self._header.extend(data[: MAX_HEADER_BYTES - start])
         end = _header_end(self._header)
@@ -75,7 +89,7 @@ class CsvStats:
     @property
     def records(self) -> int:
         """Records seen so far, counting a last record that has no trailing newline."""
-        unterminated = self._last_byte not in (b"", _NEWLINE)
+        unterminated = self._last_byte not in (b"", b"\n")
         return self._records + (1 if unterminated else 0)
 
     @property
@@ -95,14 +109,28 @@ class CsvStats:
         return []
 
 
-def _searchable(chunk: Chunk) -> bytes | bytearray:
-    """The chunk as an object with count/translate; a view of a whole buffer is not copied."""
-    if not isinstance(chunk, memoryview):
-        return chunk
-    owner = chunk.obj
-    if isinstance(owner, bytes | bytearray) and chunk.nbytes == len(owner) and chunk.contiguous:
-        return owner
-    return chunk.tobytes()
+def _word_mask(hits: npt.NDArray[np.bool_]) -> Words:
+    """One bit per byte, bit k of word w for byte 64w + k; the last word padded with zeros."""
+    packed = np.packbits(hits, bitorder="little")
+    short = -len(packed) % _WORD.itemsize
+    if short:
+        packed = np.concatenate((packed, np.zeros(short, np.uint8)))
+    return packed.view(_WORD)
+
+
+def _inside_quotes(quotes: Words, in_quotes: bool) -> tuple[Words, bool]:
+    """Which bytes lie inside quotes (a quote itself counts as the side it opens), and whether
+    the window ends inside; ``in_quotes`` is the side the window starts on."""
+    inside = quotes.copy()
+    for shift in _PREFIX_SHIFTS:
+        inside ^= inside << shift
+    # Each word now holds its own running parity; its last bit is the parity of the whole word.
+    through = np.bitwise_xor.accumulate((inside >> _LAST_BIT).astype(np.uint8))
+    before = np.empty_like(through)
+    before[0] = in_quotes
+    before[1:] = through[:-1] ^ np.uint8(in_quotes)
+    inside ^= np.negative(before.astype(np.int64)).view(np.uint64)
+    return inside, bool(through[-1]) != in_quotes
 
 
 def _header_end(data: bytes | bytearray) -> int | None:

@@ -6,10 +6,13 @@ import codecs
 import csv
 import io
 import itertools
+import random
+from unittest import mock
 
 from hypothesis import given
 from hypothesis import strategies as st
 
+from workers import csvstats
 from workers.csvstats import CsvStats
 
 cell = st.text(alphabet=st.sampled_from(list('ab,"\n\r é中😀 ')), max_size=8)
@@ -45,6 +48,37 @@ def test_records_match_the_csv_module_for_any_chunking(
     assert stats.records == len(expected)
     assert stats.rows == len(expected) - 1
     assert stats.columns == expected[0]
+
+
+@given(
+    table,
+    st.sampled_from([8, 16, 64, 72, 136]),
+    st.lists(st.integers(0, 10_000), max_size=6),
+)
+def test_windows_carry_the_quote_side_across_words_and_windows(
+    rows: list[list[str]], window: int, cuts: list[int]
+) -> None:
+    """Tiny windows put window edges, and the 64-bit words' edges, inside quoted values."""
+    data = render(rows, "\n")
+    expected = list(csv.reader(io.StringIO(data.decode(), newline="")))
+    with mock.patch.object(csvstats, "WINDOW_BYTES", window):
+        stats = feed_in_chunks(data, cuts)
+    assert stats.records == len(expected)
+
+
+def test_a_large_quoted_csv_counts_like_the_csv_module() -> None:
+    """Several real windows, values with quotes and newlines anywhere, fed in odd-sized chunks."""
+    pick = random.Random(6)
+    values = ["plain", "a,b", 'say ""hi""', "two\nlines", "x" * 70, "\n\n", "é中😀"]
+    rows = [[pick.choice(values) for _ in range(5)] for _ in range(40_000)]
+    data = render(rows, "\r\n")
+    assert len(data) > 3 * csvstats.WINDOW_BYTES
+    expected = len(list(csv.reader(io.StringIO(data.decode(), newline=""))))
+    whole, pieces = CsvStats(), CsvStats()
+    whole.feed(data)
+    for start in range(0, len(data), 100_003):
+        pieces.feed(memoryview(data)[start : start + 100_003])
+    assert whole.records == pieces.records == expected
 
 
 def test_quote_and_newline_in_different_chunks_is_one_row() -> None:
