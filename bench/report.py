@@ -15,6 +15,7 @@ import psutil
 #: Row labels, in table order.
 LABELS = {
     "curl": "(a) curl PUT of the file (limit)",
+    "curl_head": "(a) then its first HEAD: rclone's deferred MD5, which (e)'s seal pays",
     "smart_open": "(b) smart_open writer, iter_content",
     "upload_fileobj": "(c) boto3 upload_fileobj(response.raw)",
     "naive": "(d) naive: read all, put_object",

@@ -71,11 +71,14 @@ class Settings(BaseSettings):
     #: boto3's request checksums: ``when_supported`` (CRC32 on every part, checked by the server)
     #: or ``when_required`` for S3-compatible stores that reject checksum headers.
     s3_checksum: Literal["when_supported", "when_required"] = "when_supported"
-    s3_part_size_mib: int = Field(default=8, ge=5, le=512)
-    #: Two, measured (bench/stream.py levers): on rclone 1-2 parts in flight beat 3 and 6, since
-    #: it streams parts to disk in order and holds the part it needs next; in production the
-    #: Constant Contact download, not the upload, bounds the rate, and 2 overlap its round trips.
-    s3_parts_in_flight: int = Field(default=2, ge=1, le=16)
+    #: 16 MiB, one part uploading while the next downloads: the fastest of the levers measured
+    #: (bench/stream.py --levers) on rclone in two sessions on different machines, ahead of 8 MiB
+    #: and of 2, 3 or 6 parts in flight. rclone streams parts to disk in order and holds the part
+    #: it needs next, so a second part in flight only waits inside it. In production the Constant
+    #: Contact download, not the upload, bounds the rate, and one part uploading while the next
+    #: one downloads keeps both busy; raise S3_PARTS_IN_FLIGHT where the upload is the slower side.
+    s3_part_size_mib: int = Field(default=16, ge=5, le=512)
+    s3_parts_in_flight: int = Field(default=1, ge=1, le=16)
     #: Whether SigV4 signs the sha256 of every part: ``auto`` only where neither TLS (https) nor a
     #: checksum the server checks (S3_CHECKSUM=when_supported, S3_CONTENT_MD5) protects the body;
     #: ``always`` on every part (a second full hash pass over the stream).
