@@ -11,7 +11,7 @@ from typing import Any
 
 from celery import signals
 
-from workers import logconfig, metrics
+from workers import logconfig, malloc, metrics
 from workers.settings import get_settings
 
 
@@ -27,6 +27,17 @@ def _serve_metrics(**_: Any) -> None:
     port = get_settings().metrics_port
     if port:
         metrics.serve(port)
+
+
+@signals.worker_process_init.connect
+def _prepare_pool_process(**_: Any) -> None:
+    """Each pool process, before its first task: freed part buffers go back to the system
+    (``workers.malloc``), and the S3 client (botocore's service model, about 25 MiB and a tenth of
+    a second) is built now instead of inside the first download."""
+    malloc.pin_mmap_threshold()
+    from tasks.context import s3_client  # the tasks package imports this app: import it late
+
+    s3_client()
 
 
 @signals.worker_ready.connect
