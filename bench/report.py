@@ -15,12 +15,13 @@ import psutil
 #: Row labels, in table order.
 LABELS = {
     "curl": "(a) curl PUT of the file (limit)",
-    "curl_head": "(a) then its first HEAD: rclone's deferred MD5, which (e)'s seal pays",
+    "curl_head": "(a) then its first HEAD: rclone's deferred MD5, as (e)'s seal pays it",
     "smart_open": "(b) smart_open writer, iter_content",
     "upload_fileobj": "(c) boto3 upload_fileobj(response.raw)",
     "naive": "(d) naive: read all, put_object",
-    "worker": "(e) download_csv in a celery worker",
-    "worker_stream": "(e) of which the stream: GET to upload complete, seal excluded",
+    "worker": "(e) download_csv in a celery worker: GET to result",
+    "worker_stream": "(e) of which the stream: GET to upload complete",
+    "worker_sealed": "(e) and then the seal task, after the result",
 }
 
 
@@ -136,12 +137,15 @@ def plot(rows: Sequence[dict[str, Any]], path: Path) -> None:
     plt.close(figure)
 
 
-def write(trials: Sequence[dict[str, Any]], directory: Path, *, command: str) -> str:
+def write(
+    trials: Sequence[dict[str, Any]], directory: Path, *, command: str, name: str = "stream"
+) -> str:
+    """``name``.md, .json and .png in ``directory``; the table is returned too."""
     rows = best(trials)
     table = markdown(rows, command)
-    (directory / "stream.md").write_text(table)
-    (directory / "stream.json").write_text(
+    (directory / f"{name}.md").write_text(table)
+    (directory / f"{name}.json").write_text(
         json.dumps({"command": command, "rows": rows, "trials": list(trials)}, indent=1)
     )
-    plot([r for r in rows if not r["lever"]], directory / "stream.png")
+    plot([r for r in rows if not r["lever"]], directory / f"{name}.png")
     return table

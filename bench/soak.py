@@ -31,6 +31,7 @@ from devstack.redis_server import RedisServer
 from devstack.s3server import RcloneS3
 from devstack.worker import WorkerProcess
 from sandbox.testing import SandboxProcess
+from workers.jobs import JobStore
 
 BUCKET = "soak-exports"
 TOKEN = "soak-token"  # noqa: S105 — the sandbox's fake token
@@ -106,6 +107,7 @@ def main() -> None:
         stop.set()
         restarter.cancel()
         elapsed = time.monotonic() - started
+        await_seals(broker.url)
         report(args, summaries, failures, sandbox, s3, elapsed, broker.url)
         client.close()
 
@@ -150,6 +152,16 @@ def seconds(summary: dict[str, Any]) -> float:
     start = datetime.fromisoformat(summary["started_at"].replace("Z", "+00:00"))
     end = datetime.fromisoformat(summary["finished_at"].replace("Z", "+00:00"))
     return (end - start).total_seconds()
+
+
+def await_seals(broker_url: str, timeout: float = 600.0) -> None:
+    """Seals run after results (tasks.sealing): wait until no job owes one, or report how many."""
+    store = JobStore(redis.Redis.from_url(broker_url))
+    deadline = time.monotonic() + timeout
+    while (owed := len(store.owed_seals(older_than=0))) and time.monotonic() < deadline:
+        time.sleep(0.5)
+    if owed:
+        print(f"  {owed} seals still owed after {timeout:.0f} s")
 
 
 def report(

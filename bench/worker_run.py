@@ -3,8 +3,8 @@
 The worker has one slot, so its single pool child does the download; that child's RSS is sampled
 before the task (idle) and while it runs (peak). The time is taken from when the sandbox logged
 the results GET to when the task's result arrived: the download and upload, without the create
-and poll steps before them. The worker's own log line splits that into the stream (the GET to
-the completed upload) and the seal after it.
+and poll steps before them. The worker's own log lines give the stream (the GET to the completed
+upload) and the seal, which its own task runs after the result (``tasks.sealing``).
 """
 
 from __future__ import annotations
@@ -115,13 +115,20 @@ class WorkerBench:
         }
 
     def _stream_figures(self, job_id: str) -> dict[str, float]:
-        """stream_seconds and seal_seconds from the worker's "streamed" line for this job."""
-        opening = f"job {job_id}: streamed"
-        for line in (self._log_dir / "worker.log").read_text().splitlines():
-            if opening in line:
-                entry = json.loads(line)
-                return {name: entry[name] for name in ("stream_seconds", "seal_seconds")}
-        raise RuntimeError(f"the worker logged no stream figures for job {job_id}")
+        """stream_seconds from the worker's "streamed" line for this job, and seal_seconds from
+        its "sealed" line: the seal task runs after the result, so it is waited for here (the
+        object is checked and deleted next)."""
+        figures: dict[str, float] = {}
+        deadline = time.monotonic() + RESULT_TIMEOUT
+        while len(figures) < 2 and time.monotonic() < deadline:
+            for line in (self._log_dir / "worker.log").read_text().splitlines():
+                for opening, name in (("streamed", "stream_seconds"), ("sealed", "seal_seconds")):
+                    if f"job {job_id}: {opening}" in line:
+                        figures[name] = json.loads(line)[name]
+            time.sleep(0.05)
+        if len(figures) < 2:
+            raise RuntimeError(f"the worker logged no stream or seal figures for job {job_id}")
+        return figures
 
     def _download_started(self, activity_id: str) -> float:
         gets = self.sandbox.requests(endpoint="get_results", activity_id=activity_id)

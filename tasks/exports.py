@@ -13,6 +13,7 @@ from typing import Any, NoReturn
 
 from celery import Task, chain
 from celery.utils.log import get_task_logger
+from kombu.exceptions import KombuError
 
 from tasks.context import api_client, check_account, job_store, s3_client
 from tasks.creating import create_once
@@ -20,6 +21,7 @@ from tasks.downloading import stream_to_s3, sweep_uploads
 from tasks.notify import enqueue_notification
 from tasks.progress import report, result_of, utc_now
 from tasks.schema import parse_job_request
+from tasks.sealing import ask_for_seal, seal_owed
 from workers import app, metrics
 from workers.constant_contact import Activity, ActivityState, epoch_seconds
 from workers.exceptions import (
@@ -321,6 +323,15 @@ def _record_look(
     ).to_json()
 
 
+def _ask_for_seal(job_id: str, owed: dict[str, Any]) -> None:
+    """The result is recorded: a broker that cannot take the seal's message now must not turn
+    the job into a failure. The seal stays owed in the record and the janitor asks again."""
+    try:
+        ask_for_seal(job_id, owed)
+    except KombuError as error:
+        log.warning("job %s: seal not asked for yet (%s); the janitor will", job_id, error)
+
+
 @app.task(bind=True, base=ExportStep, name="contact_exports.download_csv", max_retries=None)
 def download_csv(self: Task[Any, Any], job_data: dict[str, Any]) -> dict[str, Any]:
     """Stream the CSV into S3; the object appears only once the whole body arrived intact."""
@@ -356,7 +367,10 @@ def download_csv(self: Task[Any, Any], job_data: dict[str, Any]) -> dict[str, An
             on_progress=lambda size: report(self, job, "downloading", 100, size),
         )
         result = result_of(job, summary, stored)
-        store.save_result(job.job_id, result)
+        owed = seal_owed(job, summary, stored)
+        store.save_result(job.job_id, result, seal=owed)
+        if owed is not None:
+            _ask_for_seal(job.job_id, owed)
         metrics.EXPORTS_COMPLETED.inc()
         enqueue_notification(
             job.notify_url, {"status": "SUCCESS", "job_id": job.job_id, "result": result}

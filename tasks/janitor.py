@@ -1,4 +1,4 @@
-"""Finding jobs whose messages were lost, and sending them again.
+"""Finding jobs whose messages were lost, and sending them again; seals owed too.
 
 Redis hands a message out and kombu records it as unacknowledged in two steps; a Redis restart
 between them loses the message, and with it the job (bench/soak.py showed it). Every live job
@@ -37,8 +37,15 @@ def stale_after(settings: Settings) -> float:
 
 
 def sweep(store: JobStore, app: Celery, older_than: float) -> list[str]:
-    """Send every orphaned job again; returns their ids."""
+    """Send every orphaned job, and every seal whose message was lost, again; returns their ids."""
+    from tasks.sealing import ask_for_seal  # imports the app, which starts the janitor: late
+
     sent = []
+    for job_id, owed in store.owed_seals(older_than):
+        store.seal_requested(job_id)
+        ask_for_seal(job_id, owed, sender=app)
+        log.warning("job %s: its seal is still owed after %.0fs; asked again", job_id, older_than)
+        sent.append(job_id)
     for record in store.stale(older_than):
         job_id = record["job_id"]
         kwargs: dict[str, Any] = json.loads(record["kwargs"])

@@ -14,7 +14,7 @@ from workers import brokerfix
 
 brokerfix.install()
 
-app = Celery("contact_exports", include=["tasks.exports", "tasks.notify"])
+app = Celery("contact_exports", include=["tasks.exports", "tasks.notify", "tasks.sealing"])
 app.config_from_object("celeryconfig")
 
 from workers import signals  # noqa: E402, F401 — connects the worker's signal handlers

@@ -12,6 +12,7 @@ context in attributes with defaults.
     ├── ExportTimedOut          (contract) the deadline passed before the activity completed
     ├── ConstantContactError    (contract) a non-retryable API answer
     ├── StorageError            (contract) the object could not be written
+    │   └── ObjectChanged       the object to seal is gone or was replaced since it was stored
     └── TransientError          worth retrying: 429, 5xx, timeouts, dropped connections
         ├── TransientApiError   the API answered with a retryable status
         ├── BodyIncomplete      the results body ended early or broke mid-stream
@@ -64,6 +65,10 @@ class ConstantContactError(ExportError):
 
 class StorageError(ExportError):
     """The object could not be written; nothing partial is left behind."""
+
+
+class ObjectChanged(StorageError):  # noqa: N818 — reads as the condition it reports
+    """The object a seal names is gone, or another upload replaced it (its ETag differs)."""
 
 
 class TransientError(ExportError):

@@ -264,13 +264,48 @@ class JobStore:
         raw = self._get(job_id, "result")
         return json.loads(raw) if raw else None
 
-    def save_result(self, job_id: str, result: dict[str, Any]) -> None:
-        self._write(
-            job_id,
-            result=json.dumps(result),
-            state=JobState.COMPLETED.value,
-            finished_at=time.time(),
-        )
+    def save_result(
+        self, job_id: str, result: dict[str, Any], *, seal: dict[str, Any] | None = None
+    ) -> None:
+        """The job is done; ``seal``, if given, is the seal still owed to its object, kept until
+        ``sealed`` so the janitor can ask for it again if its message is lost."""
+        fields: dict[str, str | float] = {
+            "result": json.dumps(result),
+            "state": JobState.COMPLETED.value,
+            "finished_at": time.time(),
+        }
+        if seal is not None:
+            fields["seal"] = json.dumps(seal)
+        self._write(job_id, **fields)
+
+    def sealed(self, job_id: str) -> None:
+        """The job's object carries its figures: no seal is owed any more."""
+        pipe = self._redis.pipeline()
+        pipe.hdel(self._key(job_id), "seal")
+        self._stage(pipe, job_id, sealed_at=time.time())
+        pipe.execute()
+
+    def seal_requested(self, job_id: str) -> None:
+        """The seal was asked for (again) now: ``owed_seals`` waits for it from here."""
+        self._write(job_id, seal_requested_at=time.time())
+
+    def owed_seals(self, older_than: float) -> list[tuple[str, dict[str, Any]]]:
+        """Completed jobs whose seal is still owed ``older_than`` seconds after it was last asked
+        for (or after the job finished): its message was lost. Each comes with the seal it owes."""
+        now = time.time()
+        found = []
+        for raw in self._redis.scan_iter(f"{KEY_PREFIX}*", count=500):
+            job_id = _text(raw).removeprefix(KEY_PREFIX)
+            if ":" in job_id:
+                continue
+            seal, *stamps = self._redis.hmget(
+                self._key(job_id), ["seal", "finished_at", "seal_requested_at"]
+            )
+            asked = max((float(_text(stamp)) for stamp in stamps if stamp is not None), default=0)
+            if seal is None or asked > now - older_than:
+                continue
+            found.append((job_id, json.loads(_text(seal))))
+        return found
 
     def fail(self, job_id: str, step: str, error: BaseException) -> None:
         """Keep a job that failed for good as a dead letter, with what is needed to rerun it."""

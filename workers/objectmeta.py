@@ -3,8 +3,11 @@
 The object's metadata names its job and activities from the start, and — once the whole stream
 has been measured — its sha256, bytes and rows. S3 fixes metadata when an upload is created,
 before a single byte is known, so the measured figures are added after completion by copying
-the object onto itself with new metadata ("sealing"). MinIO and ``rclone serve s3`` treat that as
-a metadata-only update; AWS copies server-side (no byte passes through the worker).
+the object onto itself with new metadata ("sealing"). MinIO treats that as a metadata-only
+update; AWS copies server-side (no byte passes through the worker, but a multi-GiB object takes
+seconds to minutes); ``rclone serve s3`` first computes the MD5 of the whole file, which it does
+on any new file's first stat. That is why the seal is a task of its own (``tasks.sealing``), run
+after the result is recorded rather than before the caller may see it.
 
 A sealed object whose job, activities and size match is the finished export: a repeated
 download (a worker that died after sealing but before recording the result) adopts it instead of
@@ -20,7 +23,7 @@ from boto3.s3.transfer import TransferConfig
 from botocore.exceptions import BotoCoreError, ClientError
 
 from workers.csvstats import MAX_HEADER_BYTES, CsvStats
-from workers.exceptions import StorageError
+from workers.exceptions import ObjectChanged, StorageError
 from workers.storage import StoredObject
 from workers.transfer import TransferSummary
 
@@ -33,6 +36,9 @@ SINGLE_COPY_LIMIT = 5 * 1024**3
 COPY_PART_SIZE = 512 * 1024**2
 #: S3 limits all user metadata of an object to 2 KiB; the activity list is cut to fit.
 MAX_ACTIVITY_IDS = 1024
+
+#: What S3 answers a seal when the object it names is gone (404) or was replaced (412).
+CHANGED_CODES = frozenset({"PreconditionFailed", "412", "NoSuchKey", "404"})
 
 JOB_ID = "job-id"
 ACTIVITY_ID = "activity-id"
@@ -83,7 +89,12 @@ def seal(
                 use_threads=False,
             ),
         )
-    except (ClientError, BotoCoreError) as error:
+    except ClientError as error:
+        code = str(error.response.get("Error", {}).get("Code", ""))
+        if code in CHANGED_CODES:
+            raise ObjectChanged(f"{stored.uri} changed before it was sealed: {code}") from error
+        raise StorageError(f"S3 copy (sealing) failed for {stored.uri}: {error}") from error
+    except BotoCoreError as error:
         raise StorageError(f"S3 copy (sealing) failed for {stored.uri}: {error}") from error
 
 
@@ -111,7 +122,9 @@ def sealed_export(
     columns = _header(s3, bucket, key) if size else []
     if columns is None:
         return None
-    return TransferSummary(size, sha256, rows, columns), StoredObject(bucket, key, size, 0)
+    return TransferSummary(size, sha256, rows, columns), StoredObject(
+        bucket, key, size, 0, sealed=True
+    )
 
 
 def _header(s3: S3Client, bucket: str, key: str) -> list[str] | None:

@@ -110,6 +110,8 @@ class StoredObject:
     parts: int
     #: The ETag S3 gave the completed object, to make sure later copies read this very object.
     etag: str | None = None
+    #: Whether its metadata already carries the measured figures (``workers.objectmeta``).
+    sealed: bool = False
 
     @property
     def uri(self) -> str:

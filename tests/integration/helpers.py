@@ -86,12 +86,19 @@ def open_uploads(s3: Any, bucket: str) -> list[dict[str, Any]]:
     return uploads
 
 
+def metadata_of(s3: Any, summary: dict[str, Any]) -> dict[str, str]:
+    """The stored object's metadata, names lowercased (rclone capitalises them)."""
+    head = s3.head_object(Bucket=summary["bucket"], Key=summary["key"])
+    return {name.lower(): value for name, value in head["Metadata"].items()}
+
+
 def assert_stored_once(s3: Any, sandbox: SandboxProcess, summary: dict[str, Any]) -> None:
     """Exactly one object at the job's key, byte-for-byte the sandbox's file, sealed with its
     job, activity and sha256; no upload left open."""
     listed = s3.list_objects_v2(Bucket=summary["bucket"], Prefix=summary["key"])
     keys = [o["Key"] for o in listed.get("Contents", [])]
     assert keys == [summary["key"]]
+    wait_until(lambda: "sha256" in metadata_of(s3, summary), what="the seal task to run")
     stored = s3.get_object(Bucket=summary["bucket"], Key=summary["key"])
     assert hashlib.sha256(stored["Body"].read()).hexdigest() == summary["sha256"]
     metadata = {name.lower(): value for name, value in stored["Metadata"].items()}

@@ -116,5 +116,8 @@ def test_warm_shutdown_mid_download_finishes_the_export(
     os.kill(leaving.process.pid, signal.SIGTERM)
     assert leaving.process.wait(timeout=60) == 0
     summary = result.get(timeout=RESULT_TIMEOUT)
+    # The seal the export owes was queued as the worker left; the next worker to start runs it.
+    assert "seal" in store.record(job_id)
+    start_worker(concurrency=1)
     assert_stored_once(s3, sandbox, summary)
     assert store.record(job_id)["attempts:download"] == "1"

@@ -149,6 +149,23 @@ def test_result_marks_the_job_completed(store: JobStore) -> None:
     assert store.record("j1")["state"] == "completed"
 
 
+def test_a_seal_stays_owed_until_sealed_and_is_found_only_once_overdue(
+    store: JobStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store.save_result("j1", {"rows": 3}, seal={"key": "k.csv"})
+    store.save_result("j2", {"rows": 4})  # nothing owed: adopted already sealed
+    assert store.owed_seals(older_than=60) == []  # just asked for: its message may be queued
+    later = time.time() + 61
+    monkeypatch.setattr(time, "time", lambda: later)
+    assert store.owed_seals(older_than=60) == [("j1", {"key": "k.csv"})]
+    store.seal_requested("j1")  # the janitor asked again: another wait before the next time
+    assert store.owed_seals(older_than=60) == []
+    store.sealed("j1")
+    monkeypatch.setattr(time, "time", lambda: later + 120)
+    assert store.owed_seals(older_than=60) == []
+    assert "seal" not in store.record("j1") and "sealed_at" in store.record("j1")
+
+
 def test_a_late_duplicate_does_not_reopen_an_ended_job(store: JobStore) -> None:
     store.save_result("j1", {"rows": 3})
     store.set_state("j1", JobState.DOWNLOADING)
