@@ -142,41 +142,33 @@ def run_size(bench: Bench, mib: int, levers: bool) -> list[dict[str, Any]]:
     return trials
 
 
-def stream_part(trial: dict[str, Any]) -> dict[str, Any]:
-    """The worker's trial without its seal: the GET to the completed upload, as it logged."""
-    seconds = trial["stream_seconds"]
-    print(f"  {'  of which the stream':34} {trial['size'] / seconds / 2**20:7.1f} MiB/s")
+def derived(trial: dict[str, Any], method: str, seconds: float, label: str) -> dict[str, Any]:
+    """A row computed from another trial's own timings, printed as it is made."""
+    print(f"  {label:34} {trial['size'] / seconds / 2**20:7.1f} MiB/s")
     return {
         **trial,
-        "method": "worker_stream",
+        "method": method,
         "seconds": seconds,
         "mib_per_s": trial["size"] / seconds / 2**20,
     }
+
+
+def stream_part(trial: dict[str, Any]) -> dict[str, Any]:
+    """The worker's trial without its seal: the GET to the completed upload, as it logged."""
+    return derived(trial, "worker_stream", trial["stream_seconds"], "  of which the stream")
 
 
 def with_seal(trial: dict[str, Any]) -> dict[str, Any]:
     """The worker's trial and the seal its own task runs after the result (as it logged)."""
     seconds = trial["seconds"] + trial["seal_seconds"]
-    print(f"  {'  and then its seal':34} {trial['size'] / seconds / 2**20:7.1f} MiB/s")
-    return {
-        **trial,
-        "method": "worker_sealed",
-        "seconds": seconds,
-        "mib_per_s": trial["size"] / seconds / 2**20,
-    }
+    return derived(trial, "worker_sealed", seconds, "  and then its seal")
 
 
 def with_first_head(trial: dict[str, Any]) -> dict[str, Any]:
     """curl's trial with the HEAD after it: the MD5 rclone defers to a new file's first stat,
     which the worker's seal task pays (after the result) and curl's PUT alone does not."""
     seconds = trial["seconds"] + trial["first_head_seconds"]
-    print(f"  {'  with its first HEAD':34} {trial['size'] / seconds / 2**20:7.1f} MiB/s")
-    return {
-        **trial,
-        "method": "curl_head",
-        "seconds": seconds,
-        "mib_per_s": trial["size"] / seconds / 2**20,
-    }
+    return derived(trial, "curl_head", seconds, "  with its first HEAD")
 
 
 def one_trial(

@@ -71,18 +71,10 @@ Download = Callable[[Job], tuple[TransferSummary, StoredObject]]
 
 
 @pytest.fixture
-def download(api: ConstantContactClient, s3: Any, store: JobStore, settings: Settings) -> Download:
-    """Run the download step's body for a job, as ``download_csv`` does under its lease, then
-    the seal it owes, as the seal task does."""
+def stream(api: ConstantContactClient, s3: Any, store: JobStore, settings: Settings) -> Download:
+    """Run the download step's body for a job, as ``download_csv`` does under its lease."""
 
     def run(job: Job) -> tuple[TransferSummary, StoredObject]:
-        summary, stored = stream(job)
-        owed = seal_owed(job, summary, stored)
-        if owed is not None:
-            seal_as_owed(s3, owed)
-        return summary, stored
-
-    def stream(job: Job) -> tuple[TransferSummary, StoredObject]:
         lease = store.lease(job.job_id, "download", ttl=30)
         with lease:
             return stream_to_s3(
@@ -94,6 +86,20 @@ def download(api: ConstantContactClient, s3: Any, store: JobStore, settings: Set
                 lease=lease,
                 on_progress=lambda _: None,
             )
+
+    return run
+
+
+@pytest.fixture
+def download(s3: Any, stream: Download) -> Download:
+    """The download step's body, then the seal it owes, as the seal task applies it."""
+
+    def run(job: Job) -> tuple[TransferSummary, StoredObject]:
+        summary, stored = stream(job)
+        owed = seal_owed(job, summary, stored)
+        if owed is not None:
+            seal_as_owed(s3, owed)
+        return summary, stored
 
     return run
 
@@ -169,19 +175,10 @@ def test_the_stream_is_timed_in_the_log(
 
 
 def test_the_stored_object_is_unsealed_until_the_seal_it_owes_is_applied(
-    api: ConstantContactClient, s3: Any, store: JobStore, settings: Settings
+    api: ConstantContactClient, s3: Any, stream: Download
 ) -> None:
     job = completed_job(api)
-    with store.lease(job.job_id, "download", ttl=30) as lease:
-        summary, stored = stream_to_s3(
-            job,
-            client=api,
-            s3=s3,
-            store=store,
-            settings=settings,
-            lease=lease,
-            on_progress=lambda _: None,
-        )
+    summary, stored = stream(job)
     assert sealed_export(s3, BUCKET, job.key, identity(job.job_id, [job.activity_id or ""])) is None
     owed = seal_owed(job, summary, stored)
     assert owed is not None and owed["etag"] == stored.etag

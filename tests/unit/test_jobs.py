@@ -9,6 +9,7 @@ import pytest
 import redis
 
 from contact_exports_client.ledger import record_submission
+from tests.unit.factories import a_job
 from workers.exceptions import ActivityFailed
 from workers.jobs import Job, JobState, JobStore
 
@@ -19,16 +20,7 @@ def store(r: redis.Redis) -> JobStore:
 
 
 def job(job_id: str = "j1") -> Job:
-    return Job(
-        job_id=job_id,
-        result_id="r1",
-        account="default",
-        requests=[{}],
-        bucket="b",
-        key="k.csv",
-        deadline=time.time() + 60,
-        started_at="2026-11-26T00:00:00Z",
-    )
+    return a_job(job_id)
 
 
 def test_the_worker_takes_over_a_record_its_caller_wrote(store: JobStore, r: redis.Redis) -> None:

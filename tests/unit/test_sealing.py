@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
 import pytest
@@ -10,6 +9,7 @@ import redis
 from botocore.exceptions import ClientError
 
 from tasks import sealing
+from tests.unit.factories import a_job
 from workers.jobs import Job, JobStore
 from workers.storage import StoredObject
 from workers.transfer import TransferSummary
@@ -18,17 +18,7 @@ SUMMARY = TransferSummary(size=10, sha256="a" * 64, rows=2, columns=["Email"])
 
 
 def job() -> Job:
-    return Job(
-        job_id="j1",
-        result_id="r1",
-        account="default",
-        requests=[{}],
-        bucket="b",
-        key="k.csv",
-        deadline=time.time() + 60,
-        started_at="2026-11-26T00:00:00Z",
-        activities=[{"activity_id": "act-1"}, {"activity_id": "act-2"}],
-    )
+    return a_job(activities=[{"activity_id": "act-1"}, {"activity_id": "act-2"}])
 
 
 class FakeS3:
