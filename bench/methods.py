@@ -7,9 +7,7 @@ and prints one JSON line: seconds from the GET to the upload's end, bytes, peak 
 The alternatives are written as a user of each library would write them, with its defaults;
 ``pipeline`` is this project's path (ResultsBody -> copy_measured -> MultipartWriter, configured
 from the environment like a worker), ``pipeline-iter`` the same writer fed the way the task
-fed it before (iter_content chunks, copied into the part buffer), to measure the readinto lever,
-and ``pipeline-inline`` the same with sha256 and rows measured in the reading thread, as before
-the writer could observe its parts on a thread of its own.
+fed it before (iter_content chunks, copied into the part buffer), to measure the readinto lever.
 """
 
 from __future__ import annotations
@@ -81,22 +79,7 @@ def naive_method(url: str, bucket: str, key: str) -> dict[str, Any]:
     return {}
 
 
-class ReadingThreadSink:
-    """The writer's buffers without its observer: copy_measured then measures as it reads."""
-
-    def __init__(self, writer: MultipartWriter) -> None:
-        self._writer = writer
-
-    def free_space(self) -> memoryview:
-        return self._writer.free_space()
-
-    def commit(self, count: int) -> None:
-        self._writer.commit(count)
-
-
-def pipeline_method(
-    url: str, bucket: str, key: str, *, in_place: bool = True, observe: bool = True
-) -> dict[str, Any]:
+def pipeline_method(url: str, bucket: str, key: str, *, in_place: bool = True) -> dict[str, Any]:
     settings = Settings(cc_access_token=TOKEN)  # only the S3 settings matter here
     client = PROJECT_CLIENT
     response = get(url)
@@ -110,8 +93,7 @@ def pipeline_method(
     )
     with writer:
         if in_place:
-            sink = writer if observe else ReadingThreadSink(writer)
-            summary = copy_measured(body.chunks(CHUNK), sink)
+            summary = copy_measured(body.chunks(CHUNK), writer)
         else:
             summary = copy_measured(response.iter_content(chunk_size=CHUNK), writer)
         writer.complete()
@@ -124,7 +106,6 @@ METHODS: dict[str, Callable[[str, str, str], dict[str, Any]]] = {
     "naive": naive_method,
     "pipeline": pipeline_method,
     "pipeline-iter": lambda u, b, k: pipeline_method(u, b, k, in_place=False),
-    "pipeline-inline": lambda u, b, k: pipeline_method(u, b, k, observe=False),
 }
 
 

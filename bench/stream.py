@@ -62,7 +62,6 @@ LEVERS: dict[str, tuple[str, dict[str, str]]] = {
     ),
     "CRC32 + signed payload": ("pipeline", {"S3_PAYLOAD_SIGNING": "always"}),
     "CRC32 + Content-MD5": ("pipeline", {"S3_CONTENT_MD5": "true"}),
-    "measured in the reading thread": ("pipeline-inline", {}),
 }
 
 

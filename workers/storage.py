@@ -7,10 +7,6 @@ flight + 1), never by the object's size; when every buffer is busy the writer bl
 the download feeding it. The object becomes visible only when ``complete`` is called; any failure
 before that aborts the upload, so no partial object is ever readable.
 
-An observer (``observe``) sees every committed byte, in order, on a thread of its own: the
-stream's sha256 and row count then run while the socket fills the next part, instead of between
-reads. A buffer is reused only when both its upload and its observation have ended.
-
 A part is handed to botocore as the bytearray itself: urllib3 sends a buffer in one ``sendall``
 (the GIL released), where ``bytes`` would be wrapped in a BytesIO and sent 16 KiB at a time after
 a ``100-continue`` round trip, and fresh buffers per part would page-fault 8 MiB each time.
@@ -34,8 +30,7 @@ import contextlib
 import hashlib
 import queue
 import zlib
-from collections.abc import Callable
-from concurrent.futures import Future, ThreadPoolExecutor, wait
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
@@ -155,11 +150,6 @@ class MultipartWriter:
         self._closed = False
         #: The first part upload's failure, set by the pool thread before it frees the buffer.
         self._error: BaseException | None = None
-        self._observer: Callable[[memoryview], None] | None = None
-        self._observing: ThreadPoolExecutor | None = None
-        #: The newest observation; observations run in commit order, so it ends after the rest.
-        self._last_seen: Future[None] | None = None
-        self._observer_error: BaseException | None = None
 
     def __enter__(self) -> MultipartWriter:
         self.upload_id = self._call(
@@ -209,41 +199,10 @@ class MultipartWriter:
         """Count ``count`` more bytes of the current buffer as filled; a full part is sent."""
         if self._current is None or self._filled + count > self.part_size:
             raise ValueError("commit past the end of the part buffer")
-        if self._observing is not None and count:
-            self._last_seen = self._observing.submit(self._show, self._current, self._filled, count)
         self._filled += count
         self._size += count
         if self._filled == self.part_size:
             self._send_current()
-
-    # -- observing ---------------------------------------------------------------------------
-
-    def observe(self, observer: Callable[[memoryview], None]) -> None:
-        """Show ``observer`` every byte committed from now on, in order, off the writer's thread.
-
-        The view it gets is valid only during the call. Set it before the first commit.
-        """
-        if self._size:
-            raise ValueError("observe before the first commit, or some bytes go unseen")
-        self._observer = observer
-        self._observing = ThreadPoolExecutor(1, thread_name_prefix="s3-observe")
-
-    def observed(self) -> None:
-        """Wait until the observer has seen every committed byte; raise what it raised."""
-        if self._last_seen is not None:
-            wait([self._last_seen])
-        if self._observer_error is not None:
-            raise self._observer_error
-
-    def _show(self, buffer: bytearray, start: int, count: int) -> None:
-        assert self._observer is not None
-        if self._observer_error is not None:
-            return  # what it saw no longer adds up; observed() reports why
-        try:
-            with memoryview(buffer) as whole, whole[start : start + count] as view:
-                self._observer(view)
-        except BaseException as error:
-            self._observer_error = error
 
     def _take_buffer(self) -> bytearray:
         self._raise_failed_part()
@@ -261,22 +220,15 @@ class MultipartWriter:
         buffer, filled = self._current, self._filled
         assert buffer is not None
         self._current, self._filled = None, 0
-        seen = self._last_seen  # what this buffer's reuse or resize must wait for
         if filled < len(buffer):
-            if seen is not None:
-                wait([seen])  # a view held by the observer would forbid the resize
             del buffer[filled:]  # the last part: shrunk in place, so sent without a copy
         number = len(self._futures) + 1
-        self._futures.append(self._pool.submit(self._upload_part, number, buffer, seen))
+        self._futures.append(self._pool.submit(self._upload_part, number, buffer))
 
-    def _upload_part(
-        self, number: int, body: bytearray, seen: Future[None] | None = None
-    ) -> dict[str, Any]:
+    def _upload_part(self, number: int, body: bytearray) -> dict[str, Any]:
         try:
             return self._send_part(number, body)
         finally:
-            if seen is not None:
-                wait([seen])
             # Back for reuse, also after a failure: a writer waiting for a buffer wakes and sees it.
             self._free.put(body)
 
@@ -339,7 +291,6 @@ class MultipartWriter:
         )
         self._closed = True
         self._pool.shutdown()
-        self._stop_observing()
         return StoredObject(self.bucket, self.key, self._size, len(parts), answer.get("ETag"))
 
     def abort(self) -> None:
@@ -348,7 +299,6 @@ class MultipartWriter:
         for future in self._futures:
             future.cancel()
         self._pool.shutdown(wait=True)
-        self._stop_observing()
         self._current = None
         while not self._free.empty():
             self._free.get_nowait()
@@ -361,10 +311,6 @@ class MultipartWriter:
                     Key=self.key,
                     UploadId=self.upload_id,
                 )
-
-    def _stop_observing(self) -> None:
-        if self._observing is not None:
-            self._observing.shutdown(wait=True, cancel_futures=True)
 
     def _call(self, operation: str, **kwargs: Any) -> dict[str, Any]:
         try:
