@@ -10,7 +10,7 @@ on any new file's first stat. That is why the seal is a task of its own (``tasks
 after the result is recorded rather than before the caller may see it.
 
 A sealed object whose job, activities and size match is the finished export: a repeated
-download (a worker that died after sealing but before recording the result) adopts it instead of
+download (after a Redis restart lost the result the seal came after) adopts it instead of
 streaming the file again. An unsealed one is simply rewritten with identical bytes.
 """
 
