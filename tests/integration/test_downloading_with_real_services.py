@@ -114,7 +114,7 @@ def test_a_sealed_export_is_adopted_without_fetching_the_file_again(
     job = completed_job(api)
     first, stored = download(job)
     assert results_fetched(sandbox, job) == 1
-    # As if the worker died after sealing but before recording the result: the step runs again.
+    # As if a Redis restart lost the result after the object was sealed: the step runs again.
     again, adopted = download(job)
     assert results_fetched(sandbox, job) == 1
     assert again == first
@@ -129,7 +129,7 @@ def test_an_unsealed_object_is_rewritten_with_identical_bytes_and_sealed(
 ) -> None:
     job = completed_job(api)
     first, _ = download(job)
-    # As if the worker died between completing the upload and sealing it.
+    # As if the worker died between completing the upload and recording the result.
     s3.copy_object(
         Bucket=BUCKET,
         Key=job.key,
