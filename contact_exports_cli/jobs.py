@@ -57,7 +57,7 @@ class JobView:
 
     def to_json(self) -> dict[str, Any]:
         record: dict[str, Any] = dict(self.record)
-        for name in ("kwargs", "result"):
+        for name in ("kwargs", "result", "seal"):
             if name in record:
                 record[name] = json.loads(record[name])
         return {

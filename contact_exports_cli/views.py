@@ -46,7 +46,7 @@ def job(view: JobView) -> RenderableType:
     if progress:
         done = f", {render.size(progress['bytes'])}" if progress.get("bytes") else ""
         shown["progress"] = f"{progress.get('stage')} {progress.get('percent_done', 0)}%{done}"
-    rest = sorted(set(record) - set(STATUS_ORDER) - {"state", "kwargs", "result"})
+    rest = sorted(set(record) - set(STATUS_ORDER) - {"state", "kwargs", "result", "seal"})
     for name in (*STATUS_ORDER, *rest):
         if name in record:
             timed = name.endswith("_at") or name == "deadline"
@@ -54,6 +54,8 @@ def job(view: JobView) -> RenderableType:
     if "result" in record:
         result = json.loads(record["result"])
         shown["result"] = f"{result['uri']} ({render.size(result['bytes'])}, {result['rows']} rows)"
+    if "seal" in record:
+        shown["seal"] = "owed: the object's sha256 metadata is still to be added"
     if "kwargs" in record:
         shown["request"] = record["kwargs"]
     return render.fields(f"job {view.job_id}", shown)

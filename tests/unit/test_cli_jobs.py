@@ -28,6 +28,13 @@ def test_the_record_keeps_the_result_when_celery_forgot_it() -> None:
     assert outcome(view(record)) == RESULT
 
 
+def test_the_json_view_decodes_the_owed_seal_like_the_result() -> None:
+    owed = {"bucket": "b", "key": "k.csv", "sha256": "a" * 64}
+    record = {"state": "completed", "result": json.dumps(RESULT), "seal": json.dumps(owed)}
+    shown = view(record).to_json()["record"]
+    assert (shown["result"], shown["seal"]) == (RESULT, owed)
+
+
 def test_a_failure_names_the_workers_error_and_exits_1() -> None:
     info = {"error_type": "ActivityFailed", "error_message": "activity a ended cancelled"}
     with pytest.raises(ExportFailedError) as caught:
