@@ -74,11 +74,11 @@ class Settings(BaseSettings):
     #: 8 MiB, one part uploading while the next downloads. One part in flight was the fastest of
     #: the levers measured on rclone (bench/stream.py --levers) in two sessions on different
     #: machines, ahead of 2, 3 or 6: rclone streams parts to disk in order and holds the part it
-    #: needs next, so a second part in flight only waits inside it. Then 8 MiB beat 16 MiB in all
-    #: ten rounds of a side-by-side run (64 and 512 MiB files), by 3-16 %. In production the
-    #: Constant Contact download, not the upload, bounds the rate, and one part uploading while
-    #: the next one downloads keeps both busy; raise S3_PARTS_IN_FLIGHT where the upload is the
-    #: slower side.
+    #: needs next, so a second part in flight only waits inside it. Then 8 MiB beat 16 MiB in nine
+    #: of ten rounds of a side-by-side run (64 and 512 MiB files), by 3-19 %, tying the tenth.
+    #: In production the Constant Contact download, not the upload, bounds the rate, and one part
+    #: uploading while the next one downloads keeps both busy; raise S3_PARTS_IN_FLIGHT where the
+    #: upload is the slower side.
     s3_part_size_mib: int = Field(default=8, ge=5, le=512)
     s3_parts_in_flight: int = Field(default=1, ge=1, le=16)
     #: Whether SigV4 signs the sha256 of every part: ``auto`` only where neither TLS (https) nor a
