@@ -46,13 +46,16 @@ METHODS = ("curl", "smart_open", "upload_fileobj", "naive", "worker")
 #: In-process variants of this project's path, each an environment override (``--levers``).
 LEVERS: dict[str, tuple[str, dict[str, str]]] = {
     "iter_content + copy (old reader)": ("pipeline-iter", {}),
-    "readinto in place (8 MiB x 1, the default)": ("pipeline", {}),
-    "16 MiB x 1": ("pipeline", {"S3_PART_SIZE_MIB": "16"}),
+    "readinto in place (16 MiB x 1, the default)": ("pipeline", {}),
+    "8 MiB x 1": ("pipeline", {"S3_PART_SIZE_MIB": "8"}),
     "32 MiB x 1": ("pipeline", {"S3_PART_SIZE_MIB": "32"}),
-    "8 MiB x 2 (the earlier default)": ("pipeline", {"S3_PARTS_IN_FLIGHT": "2"}),
-    "16 MiB x 2": ("pipeline", {"S3_PART_SIZE_MIB": "16", "S3_PARTS_IN_FLIGHT": "2"}),
-    "8 MiB x 3": ("pipeline", {"S3_PARTS_IN_FLIGHT": "3"}),
-    "8 MiB x 6": ("pipeline", {"S3_PARTS_IN_FLIGHT": "6"}),
+    "8 MiB x 2 (the earlier default)": (
+        "pipeline",
+        {"S3_PART_SIZE_MIB": "8", "S3_PARTS_IN_FLIGHT": "2"},
+    ),
+    "16 MiB x 2": ("pipeline", {"S3_PARTS_IN_FLIGHT": "2"}),
+    "16 MiB x 3": ("pipeline", {"S3_PARTS_IN_FLIGHT": "3"}),
+    "16 MiB x 6": ("pipeline", {"S3_PARTS_IN_FLIGHT": "6"}),
     "no CRC32 (when_required), signed": (
         "pipeline",
         {"S3_CHECKSUM": "when_required"},

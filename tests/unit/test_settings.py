@@ -57,6 +57,6 @@ def test_defaults(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("CC_ACCESS_TOKEN", "t")
     settings = load_settings()
     assert settings.api_base_url == "https://api.cc.email/v3"
-    assert settings.part_size == 8 * 1024 * 1024
+    assert settings.part_size == 16 * 1024 * 1024
     assert settings.s3_parts_in_flight == 1
     assert settings.celery_broker_url == "redis://localhost:6379/0"
