@@ -20,6 +20,7 @@ from tests.integration.helpers import (
     assert_stored_once,
     enqueue,
     open_uploads,
+    wait_until,
 )
 from workers.jobs import JobStore
 
@@ -48,6 +49,11 @@ def test_failed_job_is_listed_and_rerun_to_completion(
         enqueue(client, export={"status": "active"}, job_id=job_id).get(timeout=RESULT_TIMEOUT)
     assert type(caught.value).__name__ == "ActivityFailed"
 
+    # Celery stores the failure before it calls on_failure, which writes the dead letter.
+    wait_until(
+        lambda: job_id in {letter["job_id"] for letter in list_failed(store)},
+        what="the dead letter",
+    )
     letters = {letter["job_id"]: letter for letter in list_failed(store)}
     letter = letters[job_id]
     assert letter["error_type"] == "ActivityFailed"
