@@ -6,9 +6,8 @@ Celery's default ``celery`` queue would never be consumed by ``worker -Q contact
 
 from kombu import Queue
 
+from contact_exports_client import QUEUE
 from workers.settings import get_settings
-
-QUEUE = "contact_exports"
 
 _settings = get_settings()
 

@@ -7,10 +7,8 @@ from typing import Any
 from celery import Celery
 from celery.result import AsyncResult
 
+from contact_exports_client import EXPORT_TASK, QUEUE
 from workers.jobs import JobStore
-
-EXPORT_TASK = "contact_exports.export"
-QUEUE = "contact_exports"
 
 
 def list_failed(store: JobStore, limit: int = 100) -> list[dict[str, str]]:

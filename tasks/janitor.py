@@ -18,13 +18,12 @@ from typing import Any
 import redis
 from celery import Celery
 
+from contact_exports_client import EXPORT_TASK, QUEUE
 from workers.jobs import JobStore
 from workers.settings import Settings
 
 log = logging.getLogger(__name__)
 
-EXPORT_TASK = "contact_exports.export"
-QUEUE = "contact_exports"
 #: One sweep at a time across the cluster.
 LOCK_KEY = "contact_exports:janitor"
 

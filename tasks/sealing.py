@@ -18,6 +18,7 @@ from typing import Any
 from celery import Celery, Task
 from celery.utils.log import get_task_logger
 
+from contact_exports_client import QUEUE
 from tasks.context import job_store, s3_client
 from workers import app
 from workers.backoff import exponential
@@ -31,7 +32,6 @@ from workers.transfer import TransferSummary
 log = get_task_logger(__name__)
 
 SEAL_TASK = "contact_exports.seal"
-QUEUE = "contact_exports"
 
 
 def seal_owed(job: Job, summary: TransferSummary, stored: StoredObject) -> dict[str, Any] | None:
