@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from enum import StrEnum
 from typing import Any
@@ -139,11 +140,7 @@ class JobStore:
         no lease: their messages were lost (a Redis restart can drop a message in flight)."""
         now = time.time()
         found = []
-        for raw in self._redis.scan_iter(f"{KEY_PREFIX}*", count=500):
-            key = _text(raw)
-            job_id = key.removeprefix(KEY_PREFIX)
-            if ":" in job_id:
-                continue
+        for job_id in self._job_ids():
             record = self.record(job_id)
             if record.get("state") in (JobState.COMPLETED.value, JobState.FAILED.value):
                 continue
@@ -155,6 +152,13 @@ class JobStore:
                 continue
             found.append({"job_id": job_id, **record})
         return found
+
+    def _job_ids(self) -> Iterator[str]:
+        """Every job with a record; the leases, shards and upload sets under it are skipped."""
+        for raw in self._redis.scan_iter(f"{KEY_PREFIX}*", count=500):
+            job_id = _text(raw).removeprefix(KEY_PREFIX)
+            if ":" not in job_id:
+                yield job_id
 
     def record(self, job_id: str) -> dict[str, str]:
         raw = self._redis.hgetall(self._key(job_id))
@@ -294,10 +298,7 @@ class JobStore:
         for (or after the job finished): its message was lost. Each comes with the seal it owes."""
         now = time.time()
         found = []
-        for raw in self._redis.scan_iter(f"{KEY_PREFIX}*", count=500):
-            job_id = _text(raw).removeprefix(KEY_PREFIX)
-            if ":" in job_id:
-                continue
+        for job_id in self._job_ids():
             seal, *stamps = self._redis.hmget(
                 self._key(job_id), ["seal", "finished_at", "seal_requested_at"]
             )
