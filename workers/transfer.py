@@ -12,9 +12,12 @@ Two ways through, chosen by what the source and sink can do:
 
 sha256 runs on whole parts, where hashlib releases the GIL, and so do most of the row count's
 numpy passes (see ``workers.csvstats``). Each part is measured in the reading thread as it lies in
-its buffer, before it is committed, while the part before it uploads. Measuring on a thread of its
-own was tried: once the row count was fast, it lost 7-11 % against this (bench/methods.py, four
-rounds side by side at 512 MiB on 2 cores), to one more thread contending for the GIL and cores.
+its buffer, just after it is committed, so it is measured while it uploads: measuring first held
+back every upload, the first part's by 20-50 ms (a tenth of a 64 MiB export), since nothing else
+is uploading then. Reading the buffer while the upload reads it is safe: it is reused only when the
+reading thread asks for space again. Measuring on a thread of its own was tried: once the row
+count was fast, it lost 7-11 % against this (bench/methods.py, four rounds side by side at
+512 MiB on 2 cores), to one more thread contending for the GIL and cores.
 """
 
 from __future__ import annotations
@@ -118,11 +121,11 @@ def _fill_in_place(source: Readable, sink: PartSink, progress: _Progress) -> Tra
     while True:
         with sink.free_space() as space:
             count = source.readinto(space)
-            if count:
-                measurement.feed(space[:count] if count < len(space) else space)
-        if count == 0:
-            break
-        sink.commit(count)
+            if count == 0:
+                break
+            with space[:count] as filled:
+                sink.commit(count)  # a full part starts uploading now...
+                measurement.feed(filled)  # ...and is measured while it does
         size += count
         progress(size)
     return measurement.summary()
