@@ -6,13 +6,18 @@ in tests/integration/test_storage_rclone.py.
 
 from __future__ import annotations
 
+import base64
 import csv
 import hashlib
 import io
+import threading
+import zlib
+from types import SimpleNamespace
 from typing import Any
+from unittest import mock
 
 from workers.storage import MIN_PART_SIZE, MultipartWriter
-from workers.transfer import copy_measured
+from workers.transfer import Measurement, copy_measured
 
 PART = MIN_PART_SIZE
 #: Four and a half parts: the last one is short, and the two buffers are each reused.
@@ -24,15 +29,19 @@ DATA = (b"id,note\n" + b"".join(b'%d,"multi\nline"\n' % i for i in range(1_500_0
 class FakeS3:
     """Takes parts as S3 would; ``on_part`` runs as each part arrives."""
 
-    def __init__(self) -> None:
+    def __init__(self, checksums: str = "when_required") -> None:
         self.parts: dict[int, bytes] = {}
+        self.crc32: dict[int, str] = {}
         self.on_part = lambda number: None
-        self.meta = type("Meta", (), {"config": object()})()
+        config = SimpleNamespace(request_checksum_calculation=checksums)
+        self.meta = SimpleNamespace(config=config)
 
     def create_multipart_upload(self, **_: Any) -> dict[str, Any]:
         return {"UploadId": "u-1"}
 
-    def upload_part(self, *, PartNumber: int, Body: bytearray, **_: Any) -> dict[str, Any]:  # noqa: N803
+    def upload_part(self, *, PartNumber: int, Body: bytearray, **kw: Any) -> dict[str, Any]:  # noqa: N803
+        if "ChecksumCRC32" in kw:
+            self.crc32[PartNumber] = kw["ChecksumCRC32"]
         self.parts[PartNumber] = bytes(Body)
         self.on_part(PartNumber)
         return {"ETag": f'"{PartNumber}"'}
@@ -66,3 +75,39 @@ def test_copy_measured_measures_each_part_where_it_lies() -> None:
     assert summary.sha256 == hashlib.sha256(DATA).hexdigest()
     assert summary.rows == len(list(csv.reader(io.StringIO(DATA.decode(), newline="")))) - 1
     assert summary.columns == ["id", "note"]
+
+
+def test_each_part_carries_the_crc32_of_its_own_bytes() -> None:
+    s3 = FakeS3(checksums="when_supported")
+    with MultipartWriter(s3, "b", "k", part_size=PART, parts_in_flight=1) as writer:  # type: ignore[arg-type]
+        copy_measured(io.BytesIO(DATA), writer)
+        writer.complete()
+    assert sorted(s3.crc32) == [1, 2, 3, 4, 5]
+    for number, body in s3.parts.items():
+        expected = base64.b64encode(zlib.crc32(body).to_bytes(4, "big")).decode()
+        assert s3.crc32[number] == expected
+
+
+def test_a_part_starts_uploading_before_it_is_measured() -> None:
+    """The first part's measuring must not delay its upload: each part is measured while it
+    uploads. Here measuring a whole part waits until that part's upload has begun."""
+    s3 = FakeS3()
+    uploading = {n: threading.Event() for n in range(1, 6)}
+    s3.on_part = lambda number: uploading[number].set()
+    fed = iter(range(1, 6))
+    feed = Measurement.feed
+
+    def feed_after_upload_began(self: Measurement, data: Any) -> None:
+        number = next(fed)
+        if number < 5:  # the short last part is sent by complete(), after it is measured
+            assert uploading[number].wait(timeout=10), f"part {number} was measured first"
+        feed(self, data)
+
+    with (
+        mock.patch.object(Measurement, "feed", feed_after_upload_began),
+        MultipartWriter(s3, "b", "k", part_size=PART, parts_in_flight=1) as writer,  # type: ignore[arg-type]
+    ):
+        summary = copy_measured(io.BytesIO(DATA), writer)
+        writer.complete()
+    assert s3.stored() == DATA
+    assert summary.sha256 == hashlib.sha256(DATA).hexdigest()
