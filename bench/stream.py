@@ -62,6 +62,7 @@ LEVERS: dict[str, tuple[str, dict[str, str]]] = {
     ),
     "CRC32 + signed payload": ("pipeline", {"S3_PAYLOAD_SIGNING": "always"}),
     "CRC32 + Content-MD5": ("pipeline", {"S3_CONTENT_MD5": "true"}),
+    "one streaming PUT, no checksum (not multipart)": ("single-put", {}),
 }
 
 
