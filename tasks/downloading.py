@@ -26,6 +26,7 @@ from workers.jobs import Job, JobStore
 from workers.leases import Lease
 from workers.objectmeta import identity, sealed_export
 from workers.storage import MultipartWriter, StoredObject
+from workers.streamput import ChunkedBody, put_stream, single_put_allowed
 from workers.transfer import TransferSummary, copy_measured
 
 if TYPE_CHECKING:
@@ -109,27 +110,34 @@ def stream_to_s3(
     # The first GET happens before the upload is created, so a refused link leaves nothing.
     with client.open_results(job.activities[0]["results_href"]) as first:
         started = time.monotonic()  # after the GET's turn under the rate limit, and its answer
-        writer = MultipartWriter(
-            s3,
-            job.bucket,
-            job.key,
-            part_size=settings.part_size,
-            parts_in_flight=settings.s3_parts_in_flight,
-            metadata=metadata,
+        in_one = len(job.activities) == 1 and single_put_allowed(settings, first.expected_size)
+        log.info(
+            "job %s: results answered (%s bytes); storing them %s",
+            job.job_id,
+            "unannounced" if first.expected_size is None else first.expected_size,
+            "in one PUT" if in_one else "in parts",
         )
-        with writer:
-            assert writer.upload_id is not None
-            store.add_upload(job.job_id, writer.upload_id)
-            source: ResultsBody | Iterator[bytes | bytearray] = first
-            if len(job.activities) > 1:
-                source = itertools.chain(first.chunks(DOWNLOAD_CHUNK), later_shards(client, job))
-            summary = copy_measured(source, writer, on_progress=on_progress)
-            if lease.lost.is_set():
-                # Another delivery took over while we stalled; let it finish the job.
-                raise TransientError("download lease lost; leaving the job to its new holder")
-            stored = writer.complete()
-    # Only a completed upload is forgotten here; an aborted one is swept again next time.
-    store.drop_upload(job.job_id, writer.upload_id)
+        if in_one:
+            assert first.expected_size is not None
+            body = ChunkedBody(
+                first,
+                first.expected_size,
+                on_progress=on_progress,
+                before_end=lambda: _check_lease(lease),  # before the object can appear
+            )
+            summary, stored = put_stream(s3, job.bucket, job.key, body, metadata=metadata)
+        else:
+            summary, stored = _upload_in_parts(
+                job,
+                first,
+                client=client,
+                s3=s3,
+                store=store,
+                settings=settings,
+                lease=lease,
+                metadata=metadata,
+                on_progress=on_progress,
+            )
     stream_seconds = time.monotonic() - started
     # The seal comes after, as a task of its own (tasks.sealing): it is timed there.
     log.info(
@@ -137,6 +145,46 @@ def stream_to_s3(
         job.job_id,
         summary.size,
         stream_seconds,
-        extra={"stream_seconds": round(stream_seconds, 4)},
+        extra={"stream_seconds": round(stream_seconds, 4), "parts": stored.parts},
     )
+    return summary, stored
+
+
+def _check_lease(lease: Lease) -> None:
+    if lease.lost.is_set():
+        # Another delivery took over while we stalled; let it finish the job.
+        raise TransientError("download lease lost; leaving the job to its new holder")
+
+
+def _upload_in_parts(
+    job: Job,
+    first: ResultsBody,
+    *,
+    client: ConstantContactClient,
+    s3: S3Client,
+    store: JobStore,
+    settings: Settings,
+    lease: Lease,
+    metadata: dict[str, str],
+    on_progress: Callable[[int], None],
+) -> tuple[TransferSummary, StoredObject]:
+    writer = MultipartWriter(
+        s3,
+        job.bucket,
+        job.key,
+        part_size=settings.part_size,
+        parts_in_flight=settings.s3_parts_in_flight,
+        metadata=metadata,
+    )
+    with writer:
+        assert writer.upload_id is not None
+        store.add_upload(job.job_id, writer.upload_id)
+        source: ResultsBody | Iterator[bytes | bytearray] = first
+        if len(job.activities) > 1:
+            source = itertools.chain(first.chunks(DOWNLOAD_CHUNK), later_shards(client, job))
+        summary = copy_measured(source, writer, on_progress=on_progress)
+        _check_lease(lease)
+        stored = writer.complete()
+    # Only a completed upload is forgotten here; an aborted one is swept again next time.
+    store.drop_upload(job.job_id, writer.upload_id)
     return summary, stored

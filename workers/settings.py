@@ -82,6 +82,9 @@ class Settings(BaseSettings):
     #: one downloads keeps both busy; raise S3_PARTS_IN_FLIGHT where the upload is the slower side.
     s3_part_size_mib: int = Field(default=16, ge=5, le=512)
     s3_parts_in_flight: int = Field(default=1, ge=1, le=16)
+    #: Exports up to this size (the results link announces it) go in one streaming PUT, with a
+    #: CRC32 trailer, instead of a multipart upload (``workers.streamput``); 0 turns it off.
+    s3_single_put_max_mib: int = Field(default=128, ge=0, le=5120)
     #: Whether SigV4 signs the sha256 of every part: ``auto`` only where neither TLS (https) nor a
     #: checksum the server checks (S3_CHECKSUM=when_supported, S3_CONTENT_MD5) protects the body;
     #: ``always`` on every part (a second full hash pass over the stream).

@@ -81,7 +81,10 @@ class Measurement:
         )
 
 
-class _Progress:
+class Progress:
+    """Calls back with the bytes so far once every ``every`` bytes, not on every chunk: each
+    call publishes task state to the result backend."""
+
     def __init__(self, callback: Callable[[int], None] | None, every: int) -> None:
         self._callback = callback
         self._every = every
@@ -101,7 +104,7 @@ def copy_measured(
     progress_every: int = PROGRESS_EVERY,
 ) -> TransferSummary:
     """Copy everything from ``chunks`` into ``sink``; return what was copied, measured."""
-    progress = _Progress(on_progress, progress_every)
+    progress = Progress(on_progress, progress_every)
     source = chunks if isinstance(chunks, Readable) else getattr(chunks, "source", None)
     if isinstance(source, Readable) and isinstance(sink, PartSink):
         return _fill_in_place(source, sink, progress)
@@ -115,7 +118,7 @@ def copy_measured(
     return measurement.summary()
 
 
-def _fill_in_place(source: Readable, sink: PartSink, progress: _Progress) -> TransferSummary:
+def _fill_in_place(source: Readable, sink: PartSink, progress: Progress) -> TransferSummary:
     measurement = Measurement()
     size = 0
     while True:

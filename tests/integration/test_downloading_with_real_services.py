@@ -32,10 +32,15 @@ def api(sandbox: SandboxProcess) -> ConstantContactClient:
     return ConstantContactClient(sandbox.api_base, StaticToken(TOKEN))
 
 
-@pytest.fixture
-def settings(s3_env: dict[str, str]) -> Settings:
+@pytest.fixture(params=["in one PUT", "in parts"])
+def settings(request: pytest.FixtureRequest, s3_env: dict[str, str]) -> Settings:
+    """Every test runs both ways a download is stored: small exports go in one streaming PUT
+    by default, large ones (here: all, with the threshold at 0) in a multipart upload."""
     values = {name.lower(): value for name, value in s3_env.items()}
-    return Settings(cc_access_token=TOKEN, s3_part_size_mib=5, **values)
+    single_put_max = 128 if request.param == "in one PUT" else 0
+    return Settings(
+        cc_access_token=TOKEN, s3_part_size_mib=5, s3_single_put_max_mib=single_put_max, **values
+    )
 
 
 def completed_job(api: ConstantContactClient) -> Job:
@@ -185,3 +190,18 @@ def test_the_stored_object_is_unsealed_until_the_seal_it_owes_is_applied(
     seal_as_owed(s3, owed)
     found = sealed_export(s3, BUCKET, job.key, owed["identity"])
     assert found is not None and found[0] == summary
+
+
+def test_the_log_says_how_the_export_is_stored(
+    api: ConstantContactClient,
+    download: Download,
+    settings: Settings,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    job = completed_job(api)
+    with caplog.at_level("INFO", logger="tasks.downloading"):
+        summary, stored = download(job)
+    answered = f"job {job.job_id}: results answered ({summary.size} bytes); storing them "
+    [line] = [r.getMessage() for r in caplog.records if r.getMessage().startswith(answered)]
+    assert line.endswith("in one PUT" if settings.s3_single_put_max_mib else "in parts")
+    assert stored.parts == 1  # a small export: one PUT, or one part

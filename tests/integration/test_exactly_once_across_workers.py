@@ -22,6 +22,7 @@ from tests.integration.helpers import (
     assert_stored_once,
     created_activities,
     enqueue,
+    wait_for_log,
     wait_until,
 )
 from workers.jobs import JobStore
@@ -36,6 +37,10 @@ FAST_REDELIVERY = {
     "RETRY_MAX_SECONDS": "1",
     "LEASE_TTL_SECONDS": "2",
 }
+
+
+#: Small exports go in one PUT; this worker uploads every export in parts, as large ones are.
+IN_PARTS = {"S3_SINGLE_PUT_MAX_MIB": "0"}
 
 
 def download_task_ids(log: str) -> set[str]:
@@ -77,12 +82,13 @@ def test_a_whole_worker_killed_mid_download_is_recovered_by_another(
     s3: Any,
     store: JobStore,
 ) -> None:
-    doomed = start_worker(concurrency=1, **FAST_REDELIVERY)
+    doomed = start_worker(concurrency=1, **FAST_REDELIVERY, **IN_PARTS)
     sandbox.add_faults({"endpoint": "get_results", "bytes_per_second": 150_000, "times": 1})
     before = created_activities(sandbox)
     job_id = f"node-{uuid.uuid4().hex[:8]}"
     result = enqueue(client, export={}, job_id=job_id)
-    wait_until(lambda: store.uploads(job_id) != [], what="the download to start")
+    wait_until(lambda: store.uploads(job_id) != [], what="the download's multipart upload")
+    dead_upload = store.uploads(job_id)[0]
     assert doomed.process is not None
     # The machine is gone: main process and pool die together, nothing is handed back.
     for process in [
@@ -91,11 +97,12 @@ def test_a_whole_worker_killed_mid_download_is_recovered_by_another(
     ]:
         process.send_signal(signal.SIGKILL)
     doomed.process.wait(timeout=10)
-    survivor = start_worker(concurrency=1, **FAST_REDELIVERY)
+    survivor = start_worker(concurrency=1, **FAST_REDELIVERY, **IN_PARTS)
 
     summary = result.get(timeout=RESULT_TIMEOUT)
     assert created_activities(sandbox)[len(before) :] == [summary["activity_id"]]
-    assert_stored_once(s3, sandbox, summary)
+    assert_stored_once(s3, sandbox, summary)  # also: no multipart upload left open
+    assert dead_upload not in store.uploads(job_id)
     assert download_task_ids(survivor.log())
     survivor.stop()
 
@@ -111,7 +118,7 @@ def test_warm_shutdown_mid_download_finishes_the_export(
     sandbox.add_faults({"endpoint": "get_results", "bytes_per_second": 400_000, "times": 1})
     job_id = f"sigterm-{uuid.uuid4().hex[:8]}"
     result = enqueue(client, export={}, job_id=job_id)
-    wait_until(lambda: store.uploads(job_id) != [], what="the download to start")
+    wait_for_log(leaving, f"job {job_id}: results answered")
     assert leaving.process is not None
     os.kill(leaving.process.pid, signal.SIGTERM)
     assert leaving.process.wait(timeout=60) == 0

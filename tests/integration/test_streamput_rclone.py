@@ -1,0 +1,143 @@
+"""One streaming PUT against a real S3 server (``rclone serve s3``): what it stores, what it
+sends, and that a PUT which cannot finish leaves nothing at the key.
+
+rclone decodes the aws-chunked framing and checks the signature, but ignores the trailer's CRC32
+(as it ignores the parts'); the trailer itself is checked in tests/unit/test_streamput.py.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import boto3
+import pytest
+import requests
+
+from devstack.s3server import ACCESS_KEY, SECRET_KEY, RcloneS3
+from tests.rawhttp import raw_server
+from workers.download import ResultsBody
+from workers.exceptions import BodyIncomplete, TransientError
+from workers.objectmeta import seal
+from workers.settings import Settings
+from workers.storage import make_s3_client
+from workers.streamput import TRAILER, ChunkedBody, put_stream
+
+pytestmark = pytest.mark.integration
+
+BUCKET = "streamput-tests"
+#: A CSV of a little over 3 MiB (four chunks), quoted newlines across chunk edges.
+CSV = b"Email,Notes\n" + b"".join(b'a%d@x.org,"one\ntwo"\n' % i for i in range(150_000))
+METADATA = {"job-id": "j-1"}
+
+
+@pytest.fixture(scope="module")
+def rclone(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RcloneS3]:
+    with RcloneS3(tmp_path_factory.mktemp("s3") / "data") as server:
+        server.create_bucket(BUCKET)
+        yield server
+
+
+@pytest.fixture
+def s3(rclone: RcloneS3) -> Any:
+    """A fresh client each test, so the request log below sees only that test's requests."""
+    session = boto3.Session(aws_access_key_id=ACCESS_KEY, aws_secret_access_key=SECRET_KEY)
+    values = {k.lower(): v for k, v in rclone.env().items()}
+    return make_s3_client(Settings(cc_access_token="unused", **values), session)
+
+
+def csv_response(body: bytes, announced: int) -> bytes:
+    head = f"HTTP/1.1 200 OK\r\nContent-Type: text/csv\r\nContent-Length: {announced}\r\n"
+    return (head + "Connection: close\r\n\r\n").encode() + body
+
+
+@contextlib.contextmanager
+def results(body: bytes, announced: int) -> Iterator[ResultsBody]:
+    with raw_server(csv_response(body, announced)) as url:
+        response = requests.get(url, stream=True, timeout=30)
+        with contextlib.closing(response):
+            yield ResultsBody(response, int(response.headers["Content-Length"]))
+
+
+def sent_headers(s3: Any) -> list[dict[str, str]]:
+    """The headers of every PutObject request the client sends from now on."""
+    seen: list[dict[str, str]] = []
+    s3.meta.events.register(
+        "before-send.s3.PutObject",
+        lambda request, **_: seen.append({k.lower(): text(v) for k, v in request.headers.items()}),
+    )
+    return seen
+
+
+def text(value: str | bytes) -> str:
+    return value.decode() if isinstance(value, bytes) else value
+
+
+def exists(s3: Any, key: str) -> bool:
+    return bool(s3.list_objects_v2(Bucket=BUCKET, Prefix=key).get("KeyCount"))
+
+
+def test_the_object_is_stored_byte_for_byte_from_one_signed_streaming_put(s3: Any) -> None:
+    key = f"whole/{uuid.uuid4().hex}.csv"
+    sent = sent_headers(s3)
+    with results(CSV, len(CSV)) as source:
+        body = ChunkedBody(source, len(CSV))
+        summary, stored = put_stream(s3, BUCKET, key, body, metadata=METADATA)
+    stored_object = s3.get_object(Bucket=BUCKET, Key=key)
+    assert stored_object["Body"].read() == CSV
+    assert stored_object["ContentType"] == "text/csv"
+    # rclone capitalises metadata names; S3 keeps them as sent (workers.objectmeta reads either).
+    assert {k.lower(): v for k, v in stored_object["Metadata"].items()} == METADATA
+    assert summary.sha256 == hashlib.sha256(CSV).hexdigest()
+    assert summary.rows == 150_000
+    assert (stored.size, stored.parts) == (len(CSV), 1)
+    [headers] = sent
+    assert headers["x-amz-content-sha256"] == "STREAMING-UNSIGNED-PAYLOAD-TRAILER"
+    assert headers["content-encoding"] == "aws-chunked"
+    assert headers["content-length"] == str(body.length)
+    assert headers["x-amz-decoded-content-length"] == str(len(CSV))
+    assert headers["x-amz-trailer"] == TRAILER
+    assert "transfer-encoding" not in headers
+    assert TRAILER not in headers  # its value travels in the trailer, after the content
+
+
+def test_a_body_cut_short_raises_body_incomplete_and_stores_nothing(s3: Any) -> None:
+    key = f"short/{uuid.uuid4().hex}.csv"
+    with results(CSV[: 2 * 1024 * 1024 + 123], len(CSV)) as source:
+        body = ChunkedBody(source, len(CSV))
+        with pytest.raises(BodyIncomplete):
+            put_stream(s3, BUCKET, key, body, metadata=METADATA)
+    assert not exists(s3, key)
+
+
+def test_a_lease_lost_before_the_end_stores_nothing(s3: Any) -> None:
+    key = f"lease/{uuid.uuid4().hex}.csv"
+
+    def lease_lost() -> None:
+        raise TransientError("download lease lost")
+
+    with results(CSV, len(CSV)) as source:
+        body = ChunkedBody(source, len(CSV), before_end=lease_lost)
+        with pytest.raises(TransientError, match="lease lost"):
+            put_stream(s3, BUCKET, key, body, metadata=METADATA)
+    assert body.measurement.size == len(CSV)  # every content byte had been sent
+    assert not exists(s3, key)
+
+
+def test_the_seal_leaves_no_aws_chunked_content_encoding_behind(s3: Any) -> None:
+    """S3 drops ``aws-chunked`` from what it stores; rclone keeps it as the object's
+    Content-Encoding, which would tell a reader to decode a framing that is not there. The seal
+    rewrites the object's headers (REPLACE), and with them this one."""
+    key = f"sealed/{uuid.uuid4().hex}.csv"
+    with results(CSV, len(CSV)) as source:
+        summary, stored = put_stream(
+            s3, BUCKET, key, ChunkedBody(source, len(CSV)), metadata=METADATA
+        )
+    seal(s3, stored, METADATA, summary)
+    head = s3.head_object(Bucket=BUCKET, Key=key)
+    assert "aws-chunked" not in head.get("ContentEncoding", "")
+    assert head["ContentType"] == "text/csv"
+    assert s3.get_object(Bucket=BUCKET, Key=key)["Body"].read() == CSV

@@ -1,0 +1,209 @@
+"""ChunkedBody: the aws-chunked encoding of a measured stream, its length known in advance.
+
+The framing is decoded here by the rules of the format, not by re-running the encoder; the PUT
+against a real S3 server is in tests/integration/test_streamput_rclone.py.
+"""
+
+from __future__ import annotations
+
+import base64
+import csv
+import hashlib
+import io
+import zlib
+from types import SimpleNamespace
+
+import pytest
+from botocore.exceptions import ClientError, EndpointConnectionError, UnseekableStreamError
+from hypothesis import given
+from hypothesis import strategies as st
+
+from workers.exceptions import BodyIncomplete, StorageError, TransientError
+from workers.settings import Settings
+from workers.streamput import (
+    MAX_PUT_BYTES,
+    TRAILER,
+    ChunkedBody,
+    put_stream,
+    single_put_allowed,
+)
+
+CSV = b"Email,Notes\n" + b"".join(b'a%d@x.org,"one\ntwo"\n' % i for i in range(400))
+
+
+def read_all(body: ChunkedBody, size: int = -1) -> bytes:
+    out = bytearray()
+    while block := body.read(size):
+        out += block
+    return bytes(out)
+
+
+def decode(wire: bytes) -> tuple[bytes, dict[str, str], list[int]]:
+    """Content, trailer headers and chunk sizes of an aws-chunked body."""
+    content, sizes, at = bytearray(), [], 0
+    while True:
+        line_end = wire.index(b"\r\n", at)
+        size = int(wire[at:line_end], 16)
+        at = line_end + 2
+        if size == 0:
+            break
+        content += wire[at : at + size]
+        sizes.append(size)
+        assert wire[at + size : at + size + 2] == b"\r\n"
+        at += size + 2
+    trailers = {}
+    while (line_end := wire.index(b"\r\n", at)) != at:
+        name, value = wire[at:line_end].decode().split(":", 1)
+        trailers[name] = value
+        at = line_end + 2
+    assert at + 2 == len(wire), "nothing may follow the blank line that ends the trailer"
+    return bytes(content), trailers, sizes
+
+
+def crc32_b64(data: bytes) -> str:
+    return base64.b64encode(zlib.crc32(data).to_bytes(4, "big")).decode()
+
+
+@given(
+    data=st.binary(max_size=300),
+    chunk=st.integers(min_value=1, max_value=64),
+    read_size=st.sampled_from([-1, 1, 3, 7, 64, 1000]),
+)
+def test_the_wire_is_the_content_framed_with_its_crc32_in_the_trailer(
+    data: bytes, chunk: int, read_size: int
+) -> None:
+    body = ChunkedBody(io.BytesIO(data), len(data), chunk_bytes=chunk)
+    wire = read_all(body, read_size)
+    assert len(wire) == body.length  # what Content-Length announces, before a byte is read
+    content, trailers, sizes = decode(wire)
+    assert content == data
+    assert trailers == {TRAILER: crc32_b64(data)}
+    # Every chunk but the last is full: that is what makes the length known in advance.
+    assert all(size == chunk for size in sizes[:-1])
+
+
+def test_the_stream_is_measured_as_it_is_sent() -> None:
+    body = ChunkedBody(io.BytesIO(CSV), len(CSV), chunk_bytes=1000)
+    read_all(body, 16384)
+    summary = body.measurement.summary()
+    assert summary.size == len(CSV)
+    assert summary.sha256 == hashlib.sha256(CSV).hexdigest()
+    assert summary.rows == len(list(csv.reader(io.StringIO(CSV.decode(), newline="")))) - 1
+    assert summary.columns == ["Email", "Notes"]
+
+
+def test_progress_is_reported_every_16_mib_not_every_chunk() -> None:
+    data = b"x" * (40 * 1024 * 1024)
+    seen: list[int] = []
+    body = ChunkedBody(io.BytesIO(data), len(data), on_progress=seen.append)
+    read_all(body)
+    assert seen == [16 << 20, 32 << 20]
+
+
+def test_a_source_shorter_than_announced_never_reaches_the_trailer() -> None:
+    body = ChunkedBody(io.BytesIO(CSV[:-10]), len(CSV), chunk_bytes=1000)
+    wire = bytearray()
+    with pytest.raises(BodyIncomplete, match=f"{len(CSV) - 10} of {len(CSV)}"):
+        while block := body.read():
+            wire += block
+    assert TRAILER.encode() not in wire
+
+
+def test_before_end_runs_once_the_last_chunk_is_read_and_before_it_is_sent() -> None:
+    sent = bytearray()
+    calls: list[int] = []
+    body: ChunkedBody
+
+    def before_end() -> None:
+        calls.append(body.measurement.size)
+        raise RuntimeError("lease lost")
+
+    body = ChunkedBody(io.BytesIO(CSV), len(CSV), chunk_bytes=1000, before_end=before_end)
+    with pytest.raises(RuntimeError, match="lease lost"):
+        while block := body.read():
+            sent += block
+    content, _, _ = decode(bytes(sent) + b"0\r\n\r\n")
+    assert calls == [len(CSV)]  # the whole source was read and measured, once...
+    assert content == CSV[: len(CSV) // 1000 * 1000]  # ...but the last chunk never went out
+
+
+def test_before_end_that_passes_changes_nothing() -> None:
+    calls: list[int] = []
+    body = ChunkedBody(
+        io.BytesIO(CSV), len(CSV), chunk_bytes=1000, before_end=lambda: calls.append(1)
+    )
+    content, trailers, _ = decode(read_all(body))
+    assert (content, calls) == (CSV, [1])
+    assert trailers == {TRAILER: crc32_b64(CSV)}
+
+
+def settings(**values: object) -> Settings:
+    return Settings(cc_access_token="unused", **values)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("values", "size", "allowed"),
+    [
+        ({}, 64 << 20, True),
+        ({}, 128 << 20, True),
+        ({}, (128 << 20) + 1, False),
+        ({}, None, False),  # no Content-Length: the encoded length is unknown
+        ({}, 0, False),  # no last chunk to hold back
+        ({"s3_single_put_max_mib": 0}, 1, False),
+        ({"s3_single_put_max_mib": 5120}, MAX_PUT_BYTES + 1, False),
+        ({"s3_checksum": "when_required"}, 1 << 20, False),
+        ({"s3_content_md5": True}, 1 << 20, False),
+        ({"s3_payload_signing": "always"}, 1 << 20, False),
+    ],
+)
+def test_one_put_only_where_its_trailer_is_all_the_integrity_asked_for(
+    values: dict[str, object], size: int | None, allowed: bool
+) -> None:
+    assert single_put_allowed(settings(**values), size) is allowed
+
+
+class FailingS3:
+    """A client whose PUT fails as botocore would report it."""
+
+    def __init__(self, error: Exception) -> None:
+        self.error = error
+        self.meta = SimpleNamespace(events=SimpleNamespace(register=lambda *a, **k: None))
+
+    def put_object(self, **_: object) -> dict[str, str]:
+        raise self.error
+
+
+@pytest.mark.parametrize(
+    ("error", "raised"),
+    [
+        # botocore wanted to retry (5xx, throttling, a dropped connection) but cannot rewind.
+        (UnseekableStreamError(stream_object="body"), TransientError),
+        (ClientError({"Error": {"Code": "AccessDenied"}}, "PutObject"), StorageError),
+        (EndpointConnectionError(endpoint_url="http://s3"), StorageError),
+    ],
+)
+def test_a_failed_put_is_retried_from_the_download_only_where_botocore_would_retry(
+    error: Exception, raised: type[Exception]
+) -> None:
+    body = ChunkedBody(io.BytesIO(CSV), len(CSV))
+    with pytest.raises(raised) as caught:
+        put_stream(FailingS3(error), "b", "k", body, metadata={})  # type: ignore[arg-type]
+    assert type(caught.value) is raised
+
+
+class RetryingS3(FailingS3):
+    """Reads the body as botocore sends it; a read that fails is retried, which cannot rewind."""
+
+    def put_object(self, *, Body: ChunkedBody, **_: object) -> dict[str, str]:  # noqa: N803
+        try:
+            while Body.read(16384):
+                pass
+        except Exception as error:
+            raise UnseekableStreamError(stream_object=Body) from error
+        return {"ETag": '"e"'}
+
+
+def test_a_source_that_breaks_mid_put_surfaces_as_itself_not_as_botocores_retry() -> None:
+    body = ChunkedBody(io.BytesIO(CSV[:-10]), len(CSV), chunk_bytes=1000)
+    with pytest.raises(BodyIncomplete):
+        put_stream(RetryingS3(RuntimeError()), "b", "k", body, metadata={})  # type: ignore[arg-type]
