@@ -5,10 +5,11 @@ RESULTS_URL into s3://BUCKET/KEY (S3_ENDPOINT_URL and the AWS_* variables of the
 and prints one JSON line: seconds from the GET to the upload's end, bytes, peak and idle RSS.
 
 The alternatives are written as a user of each library would write them, with its defaults;
-``pipeline`` is this project's path (ResultsBody -> copy_measured -> MultipartWriter, configured
-from the environment like a worker), ``pipeline-iter`` the same writer fed the way the task
-fed it before (iter_content chunks, copied into the part buffer), to measure the readinto lever;
-``single-put`` one streaming PUT instead of a multipart upload, to measure what multipart costs.
+``pipeline`` is this project's multipart path (ResultsBody -> copy_measured -> MultipartWriter,
+configured from the environment like a worker), ``pipeline-iter`` the same writer fed the way
+the task fed it before (iter_content chunks, copied into the part buffer), to measure the
+readinto lever; ``single-put`` this project's one streaming PUT (``workers.streamput``) at any
+size.
 """
 
 from __future__ import annotations
@@ -29,17 +30,16 @@ from botocore.config import Config
 from workers.download import ResultsBody
 from workers.settings import Settings
 from workers.storage import MultipartWriter, make_s3_client
-from workers.transfer import Measurement, copy_measured
+from workers.streamput import ChunkedBody, put_stream
+from workers.transfer import copy_measured
 
 #: Chunk size asked of iter_content by the alternatives, as the old task did.
 CHUNK = 1024 * 1024
 #: The benchmark sandbox's Bearer token (bench.corpus.TOKEN).
 TOKEN = "bench-token"  # noqa: S105 — a local sandbox's fixed token
-#: The clients, made in ``main`` before the clock starts: a plain one, this project's, and this
-#: project's without checksums or payload signing (``single-put``).
+#: The clients, made in ``main`` before the clock starts: a plain one and this project's.
 CLIENT: Any = None
 PROJECT_CLIENT: Any = None
-UNCHECKED_CLIENT: Any = None
 
 
 def plain_client() -> Any:
@@ -103,36 +103,14 @@ def pipeline_method(url: str, bucket: str, key: str, *, in_place: bool = True) -
     return {"sha256": summary.sha256, "rows": summary.rows, "buffers": writer.buffers_allocated}
 
 
-class MeasuredBody:
-    """A results body that measures what it hands to a PUT (the read size is http.client's)."""
-
-    def __init__(self, body: ResultsBody) -> None:
-        self.body = body
-        self.measurement = Measurement()
-
-    def read(self, size: int = -1) -> bytearray:
-        buffer = bytearray(size if size > 0 else CHUNK)
-        count = self.body.readinto(buffer)
-        del buffer[count:]
-        if count:
-            self.measurement.feed(buffer)
-        return buffer
-
-
 def single_put_method(url: str, bucket: str, key: str) -> dict[str, Any]:
-    """One streaming PUT of the whole body, measured on the way, with no multipart calls.
-
-    What the multipart upload costs on this server, not a path the worker takes: on http it goes
-    unsigned with no checksum (botocore can send a CRC32 only in a header, which needs the whole
-    body first, or in an aws-chunked trailer, which it does only on https).
-    """
+    """This project's one streaming PUT (``workers.streamput``), whatever the size: the worker
+    takes it only up to S3_SINGLE_PUT_MAX_MIB, so beyond that this lever shows what it would
+    give."""
     response = get(url)
     size = int(response.headers["Content-Length"])
-    body = MeasuredBody(ResultsBody(response, size))
-    UNCHECKED_CLIENT.put_object(
-        Bucket=bucket, Key=key, Body=body, ContentLength=size, ContentType="text/csv"
-    )
-    summary = body.measurement.summary()
+    body = ChunkedBody(ResultsBody(response, size), size)
+    summary, _ = put_stream(PROJECT_CLIENT, bucket, key, body, metadata={})
     return {"sha256": summary.sha256, "rows": summary.rows}
 
 
@@ -148,11 +126,9 @@ METHODS: dict[str, Callable[[str, str, str], dict[str, Any]]] = {
 
 def main(argv: list[str]) -> None:
     method, url, bucket, key = argv
-    global CLIENT, PROJECT_CLIENT, UNCHECKED_CLIENT
+    global CLIENT, PROJECT_CLIENT
     CLIENT = plain_client()
     PROJECT_CLIENT = make_s3_client(Settings(cc_access_token=TOKEN))
-    UNCHECKED_CLIENT = make_s3_client(Settings(cc_access_token=TOKEN, s3_checksum="when_required"))
-    UNCHECKED_CLIENT.meta.config.s3["payload_signing_enabled"] = False
     if method == "smart_open":
         import smart_open  # noqa: F401 — imported before the clock starts
     idle = psutil.Process().memory_info().rss

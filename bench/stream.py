@@ -46,7 +46,7 @@ METHODS = ("curl", "smart_open", "upload_fileobj", "naive", "worker")
 #: In-process variants of this project's path, each an environment override (``--levers``).
 LEVERS: dict[str, tuple[str, dict[str, str]]] = {
     "iter_content + copy (old reader)": ("pipeline-iter", {}),
-    "readinto in place (16 MiB x 1, the default)": ("pipeline", {}),
+    "multipart, readinto in place (16 MiB x 1, the default)": ("pipeline", {}),
     "8 MiB x 1": ("pipeline", {"S3_PART_SIZE_MIB": "8"}),
     "32 MiB x 1": ("pipeline", {"S3_PART_SIZE_MIB": "32"}),
     "8 MiB x 2 (the earlier default)": (
@@ -62,7 +62,7 @@ LEVERS: dict[str, tuple[str, dict[str, str]]] = {
     ),
     "CRC32 + signed payload": ("pipeline", {"S3_PAYLOAD_SIGNING": "always"}),
     "CRC32 + Content-MD5": ("pipeline", {"S3_CONTENT_MD5": "true"}),
-    "one streaming PUT, no checksum (not multipart)": ("single-put", {}),
+    "one streaming PUT, CRC32 trailer (workers.streamput)": ("single-put", {}),
 }
 
 

@@ -145,8 +145,8 @@ def settings(**values: object) -> Settings:
     ("values", "size", "allowed"),
     [
         ({}, 64 << 20, True),
-        ({}, 128 << 20, True),
-        ({}, (128 << 20) + 1, False),
+        ({}, 1024 << 20, True),
+        ({}, (1024 << 20) + 1, False),
         ({}, None, False),  # no Content-Length: the encoded length is unknown
         ({}, 0, False),  # no last chunk to hold back
         ({"s3_single_put_max_mib": 0}, 1, False),
