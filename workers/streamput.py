@@ -10,7 +10,8 @@ How: the body goes ``Content-Encoding: aws-chunked`` with ``x-amz-content-sha256
 STREAMING-UNSIGNED-PAYLOAD-TRAILER``, each chunk framed by its length, and the CRC32 of the
 whole object in the trailer, where AWS S3 and MinIO check it (rclone decodes the framing and
 ignores the checksum, as it ignores the parts' CRC32). ``Content-Length`` is the encoded length,
-exact because every chunk but the last is full: rclone refuses ``Transfer-Encoding: chunked``
+exact because every chunk but the last is full, as the AWS SDK for Rust sends it (its
+``AwsChunkedBodyOptions`` counts the trailer in); rclone refuses ``Transfer-Encoding: chunked``
 (MissingContentLength). botocore's own trailer wrapper is not used: it chooses it only on https,
 it sends chunked, and it re-slices a 1 MiB bytes object on every 16 KiB read http.client makes.
 Here each read hands out a view of the chunk buffer, which is read into in place and reused.
