@@ -214,6 +214,7 @@ def _announce_framing(params: dict[str, Any], **_: Any) -> None:
         params["context"].pop("checksum", None)
         params["headers"]["X-Amz-Decoded-Content-Length"] = str(body.size)
         params["headers"]["X-Amz-Trailer"] = TRAILER
+        params["headers"]["x-amz-sdk-checksum-algorithm"] = "CRC32"  # as botocore's own sends
 
 
 def _sign_as_trailer(request: Any, **_: Any) -> None:

@@ -100,6 +100,7 @@ def test_the_object_is_stored_byte_for_byte_from_one_signed_streaming_put(s3: An
     assert headers["content-length"] == str(body.length)
     assert headers["x-amz-decoded-content-length"] == str(len(CSV))
     assert headers["x-amz-trailer"] == TRAILER
+    assert headers["x-amz-sdk-checksum-algorithm"] == "CRC32"
     assert "transfer-encoding" not in headers
     assert TRAILER not in headers  # its value travels in the trailer, after the content
 
