@@ -15,6 +15,7 @@ from types import SimpleNamespace
 
 import pytest
 from botocore.exceptions import ClientError, EndpointConnectionError, UnseekableStreamError
+from botocore.httpchecksum import AwsChunkedWrapper, Crc32Checksum
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -220,3 +221,16 @@ def test_a_source_that_breaks_mid_put_surfaces_as_itself_not_as_botocores_retry(
     body = ChunkedBody(io.BytesIO(CSV[:-10]), len(CSV), chunk_bytes=1000)
     with pytest.raises(BodyIncomplete):
         put_stream(RetryingS3(RuntimeError()), "b", "k", body, metadata={})  # type: ignore[arg-type]
+
+
+@given(data=st.binary(max_size=300), chunk=st.integers(min_value=1, max_value=64))
+def test_the_wire_is_byte_for_byte_what_botocores_own_trailer_path_sends(
+    data: bytes, chunk: int
+) -> None:
+    """botocore sends this encoding to AWS S3 over https (its AwsChunkedWrapper with a CRC32):
+    the same bytes from this body are what AWS already accepts and checks."""
+    botocore_wire = AwsChunkedWrapper(
+        io.BytesIO(data), checksum_cls=Crc32Checksum, checksum_name=TRAILER, chunk_size=chunk
+    ).read()
+    body = ChunkedBody(io.BytesIO(data), len(data), chunk_bytes=chunk)
+    assert read_all(body) == botocore_wire
