@@ -84,6 +84,11 @@ def make_s3_client(settings: Settings, session: boto3.Session | None = None) -> 
     return client
 
 
+def crc32_b64(crc: int) -> str:
+    """A CRC32 as S3 takes it in ``x-amz-checksum-crc32``: its four big-endian bytes, base64."""
+    return base64.b64encode(crc.to_bytes(4, "big")).decode()
+
+
 def add_content_md5(params: dict[str, Any], **_: Any) -> None:
     """botocore hook: Content-MD5 of an in-memory part body, computed before the request is signed.
 
@@ -266,7 +271,7 @@ class MultipartWriter:
         config = self._client.meta.config
         if getattr(config, "request_checksum_calculation", None) != "when_supported":
             return {}
-        return {"ChecksumCRC32": base64.b64encode(zlib.crc32(body).to_bytes(4, "big")).decode()}
+        return {"ChecksumCRC32": crc32_b64(zlib.crc32(body))}
 
     def _raise_failed_part(self) -> None:
         """Stop the writer at the first failed part: no point sending the ones after it."""

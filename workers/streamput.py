@@ -24,7 +24,6 @@ retry a streamed body; the task retries from the download.
 
 from __future__ import annotations
 
-import base64
 import zlib
 from collections import deque
 from collections.abc import Callable
@@ -33,7 +32,7 @@ from typing import TYPE_CHECKING, Any
 from botocore.exceptions import BotoCoreError, ClientError, UnseekableStreamError
 
 from workers.exceptions import BodyIncomplete, StorageError, TransientError
-from workers.storage import StoredObject
+from workers.storage import StoredObject, crc32_b64
 from workers.transfer import PROGRESS_EVERY, Measurement, Progress, Readable, TransferSummary
 
 if TYPE_CHECKING:
@@ -142,7 +141,7 @@ class ChunkedBody:
             self._pieces.extend((memoryview(b"%x\r\n" % count), content, memoryview(b"\r\n")))
             self._progress(self.measurement.size)
             return
-        crc = base64.b64encode(self._crc.to_bytes(4, "big")).decode()
+        crc = crc32_b64(self._crc)
         self._pieces.append(memoryview(f"0\r\n{TRAILER}:{crc}\r\n\r\n".encode()))
         self._finished = True
 
