@@ -120,7 +120,6 @@ def copy_measured(
 
 def _fill_in_place(source: Readable, sink: PartSink, progress: Progress) -> TransferSummary:
     measurement = Measurement()
-    size = 0
     while True:
         with sink.free_space() as space:
             count = source.readinto(space)
@@ -129,6 +128,5 @@ def _fill_in_place(source: Readable, sink: PartSink, progress: Progress) -> Tran
             with space[:count] as filled:
                 sink.commit(count)  # a full part starts uploading now...
                 measurement.feed(filled)  # ...and is measured while it does
-        size += count
-        progress(size)
+        progress(measurement.size)
     return measurement.summary()
