@@ -13,7 +13,7 @@ ignores the checksum, as it ignores the parts' CRC32). ``Content-Length`` is the
 exact because every chunk but the last is full, as the AWS SDK for Rust sends it (its
 ``AwsChunkedBodyOptions`` counts the trailer in); rclone refuses ``Transfer-Encoding: chunked``
 (MissingContentLength). botocore's own trailer wrapper is not used: it chooses it only on https,
-it sends chunked, and it re-slices a 1 MiB bytes object on every 16 KiB read http.client makes.
+it sends chunked, and it re-slices a 1 MiB bytes object on every read urllib3 makes (128 KiB).
 Here each read hands out a view of the chunk buffer, which is read into in place and reused.
 
 The object appears only once all its content has arrived (and, on S3, its trailer is checked):
