@@ -58,7 +58,10 @@ worker_prefetch_multiplier = 1
 worker_cancel_long_running_tasks_on_connection_loss = False
 
 task_track_started = True
-result_extended = True
+# The caller's id holds its state, PROGRESS and result, nothing of the chain behind it: with
+# extended results Celery would add the last step's task name and arguments — the internal job
+# record — to it (docs/contract.md §6).
+result_extended = False
 result_expires = 7 * 24 * 3600
 worker_send_task_events = True
 task_send_sent_event = True

@@ -8,7 +8,7 @@ The alternatives are written as a user of each library would write them, with it
 ``pipeline`` is this project's multipart path (ResultsBody -> copy_measured -> MultipartWriter,
 configured from the environment like a worker), ``pipeline-iter`` the same writer fed the way
 the task fed it before (iter_content chunks, copied into the part buffer), to measure the
-readinto lever; ``single-put`` this project's one streaming PUT (``workers.streamput``) at any
+readinto lever; ``single-put`` this project's one streaming PUT (``workers.s3.streamput``) at any
 size.
 """
 
@@ -27,10 +27,10 @@ import psutil
 import requests
 from botocore.config import Config
 
-from workers.download import ResultsBody
+from workers.constant_contact.results import ResultsBody
 from workers.settings import Settings
-from workers.storage import MultipartWriter, make_s3_client
-from workers.streamput import ChunkedBody, put_stream
+from workers.s3.storage import MultipartWriter, make_s3_client
+from workers.s3.streamput import ChunkedBody, put_stream
 from workers.transfer import copy_measured
 
 #: Chunk size asked of iter_content by the alternatives, as the old task did.
@@ -104,7 +104,7 @@ def pipeline_method(url: str, bucket: str, key: str, *, in_place: bool = True) -
 
 
 def single_put_method(url: str, bucket: str, key: str) -> dict[str, Any]:
-    """This project's one streaming PUT (``workers.streamput``), whatever the size: the worker
+    """This project's one streaming PUT (``workers.s3.streamput``), whatever the size: the worker
     takes it only up to S3_SINGLE_PUT_MAX_MIB, so beyond that this lever shows what it would
     give."""
     response = get(url)

@@ -30,9 +30,9 @@ import requests
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from sandbox.testing import SandboxProcess
-from workers.constant_contact import ConstantContactClient, StaticToken
+from workers.constant_contact.client import ConstantContactClient, StaticToken
 from workers.exceptions import RateLimited, TransientError
-from workers.ratelimit import KEY_PREFIX, Budget, RateLimiter
+from workers.constant_contact.ratelimit import KEY_PREFIX, Budget, RateLimiter
 
 RESULTS = Path(__file__).resolve().parent / "results" / "ratelimit.md"
 TOKEN = "bench-ratelimit-token"  # noqa: S105 — a local sandbox's fixed token

@@ -31,7 +31,7 @@ from devstack.redis_server import RedisServer
 from devstack.s3server import RcloneS3
 from devstack.worker import WorkerProcess
 from sandbox.testing import SandboxProcess
-from workers.jobs import JobStore
+from workers.state.jobs import JobStore
 
 BUCKET = "soak-exports"
 TOKEN = "soak-token"  # noqa: S105 — the sandbox's fake token

@@ -62,7 +62,7 @@ LEVERS: dict[str, tuple[str, dict[str, str]]] = {
     ),
     "CRC32 + signed payload": ("pipeline", {"S3_PAYLOAD_SIGNING": "always"}),
     "CRC32 + Content-MD5": ("pipeline", {"S3_CONTENT_MD5": "true"}),
-    "one streaming PUT, CRC32 trailer (workers.streamput)": ("single-put", {}),
+    "one streaming PUT, CRC32 trailer (workers.s3.streamput)": ("single-put", {}),
 }
 
 

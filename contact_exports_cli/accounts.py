@@ -1,8 +1,9 @@
 """``contact-exports accounts``: the Constant Contact credentials the workers use, per account.
 
 Tokens come from a hidden prompt or from stdin, never from arguments: arguments end up in shell
-history and in ``ps`` for every user of the machine. They are stored Fernet-encrypted through
-``workers.tokens.AccountStore``, exactly as the workers read them, and never printed.
+history and in ``ps`` for every user of the machine. They are stored Fernet-encrypted
+through ``workers.constant_contact.tokens.AccountStore``, exactly as the workers read them, and
+never printed.
 """
 
 from __future__ import annotations
@@ -23,9 +24,9 @@ from contact_exports_cli.exceptions import InvalidUsageError, NotFoundError
 from contact_exports_cli.exitcodes import EXIT_CODES_HELP
 from contact_exports_cli.handling import handled
 from contact_exports_cli.settings import token_cipher, worker_settings
+from workers.constant_contact.tokens import ACCOUNT_NAME, AccountStore, Credentials, refresh_time
 from workers.exceptions import ConstantContactError
 from workers.settings import Settings
-from workers.tokens import ACCOUNT_NAME, AccountStore, Credentials, refresh_time
 
 app = typer.Typer(
     help="Store, list and remove the Constant Contact credentials of each account.",
@@ -55,8 +56,8 @@ def open_store(settings: Settings) -> Iterator[AccountStore]:
 
 
 def parse_tokens(text: str) -> Tokens:
-    """A JSON object ``{"access_token", "refresh_token"}`` (what ``python -m workers.tokens
-    put`` reads), or lines: the access token, then optionally the refresh token."""
+    """A JSON object ``{"access_token", "refresh_token"}`` (what ``python -m workers.tokens put``
+    reads), or lines: the access token, then optionally the refresh token."""
     text = text.strip()
     if text.startswith("{"):
         try:

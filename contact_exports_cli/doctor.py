@@ -19,12 +19,18 @@ from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
 from contact_exports_cli.connections import connect_redis, redact
 from contact_exports_cli.exceptions import ServiceUnreachableError
 from contact_exports_cli.exitcodes import ExitCode
-from workers.constant_contact import ConstantContactClient, StaticToken
+from workers.constant_contact.client import ConstantContactClient, StaticToken
+from workers.constant_contact.ratelimit import Budget, RateLimiter
+from workers.constant_contact.tokens import (
+    AccountState,
+    AccountStore,
+    Credentials,
+    Record,
+    make_cipher,
+)
 from workers.exceptions import ConstantContactError, RateLimited, TransientApiError, TransientError
-from workers.ratelimit import Budget, RateLimiter
+from workers.s3.storage import make_s3_client
 from workers.settings import Settings
-from workers.storage import make_s3_client
-from workers.tokens import AccountState, AccountStore, Credentials, Record, make_cipher
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client

@@ -18,7 +18,8 @@ from celery.result import AsyncResult
 
 from contact_exports_cli.exceptions import ExportFailedError, NotFinishedError, NotFoundError
 from contact_exports_client import PROGRESS, snapshot
-from workers.jobs import KEY_PREFIX, JobState, JobStore
+from contact_exports_client.keys import JOB_KEY_PREFIX, job_id_of
+from workers.state.jobs import JobState, JobStore
 
 #: Record states of a job still on its way.
 IN_FLIGHT = frozenset({JobState.QUEUED, JobState.CREATING, JobState.POLLING, JobState.DOWNLOADING})
@@ -117,15 +118,15 @@ def progress_of(celery: CeleryState) -> dict[str, Any]:
 
 def in_flight(client: redis.Redis, app: Celery, limit: int) -> list[dict[str, Any]]:
     """Jobs whose record says they are on their way, oldest first, with their live progress."""
-    keys = list(client.scan_iter(match=f"{KEY_PREFIX}*", count=SCAN_COUNT, _type=RECORD_TYPE))
+    keys = list(client.scan_iter(match=f"{JOB_KEY_PREFIX}*", count=SCAN_COUNT, _type=RECORD_TYPE))
     pipe = client.pipeline(transaction=False)
     for key in keys:
         pipe.hgetall(key)
     jobs = []
     for key, raw in zip(keys, pipe.execute(), strict=True):
         record = {_text(k): _text(v) for k, v in raw.items()}
-        if record.get("state") in IN_FLIGHT:
-            job_id = _text(key).removeprefix(KEY_PREFIX)
+        job_id = job_id_of(_text(key))
+        if job_id is not None and record.get("state") in IN_FLIGHT:
             jobs.append((float(record.get("created_at") or 0), job_id, record))
     jobs.sort()
     rows = []

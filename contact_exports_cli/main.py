@@ -36,8 +36,8 @@ from contact_exports_cli.jobs import in_flight, look_up, outcome
 from contact_exports_cli.request import Filters, Target, build_kwargs, split_commas, validate
 from contact_exports_cli.settings import worker_settings
 from contact_exports_client import EXPORT_TASK, QUEUE, ExportResult, WaitTimeoutError, wait
-from tasks.deadletters import list_failed, rerun
-from workers.jobs import JobState, JobStore
+from workers.export.deadletters import list_failed, rerun
+from workers.state.jobs import JobState, JobStore
 
 #: How long ``--wait`` waits unless ``--timeout`` says otherwise.
 DEFAULT_WAIT_SECONDS = 3600.0

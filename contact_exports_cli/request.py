@@ -1,8 +1,8 @@
 """The export task's kwargs, from flags or a JSON file, checked as the worker will check them.
 
-The check is the worker's own (``tasks.schema.parse_job_request``), so a request refused here
-would be refused there with the same message, and one accepted here is not refused for its
-shape later (only for what needs the worker: an unknown account, no bucket configured).
+The check is the worker's own (``workers.export.request.parse_job_request``), so a request
+refused here would be refused there with the same message, and one accepted here is not refused
+for its shape later (only for what needs the worker: an unknown account, no bucket configured).
 """
 
 from __future__ import annotations
@@ -14,8 +14,8 @@ from pathlib import Path
 from typing import Any
 
 from contact_exports_cli.exceptions import InvalidUsageError
-from tasks.schema import parse_job_request
 from workers.exceptions import InvalidExportRequest
+from workers.export.request import parse_job_request
 
 
 @dataclass

@@ -9,8 +9,9 @@ from __future__ import annotations
 from cryptography.fernet import MultiFernet
 
 from contact_exports_cli.exceptions import InvalidUsageError
-from workers.settings import ConfigurationError, Settings, load_settings
-from workers.tokens import make_cipher
+from workers.constant_contact.tokens import make_cipher
+from workers.exceptions import ConfigurationError
+from workers.settings import Settings, load_settings
 
 
 def worker_settings() -> Settings:

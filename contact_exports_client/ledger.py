@@ -4,9 +4,10 @@ Celery's Redis transport takes a message off the queue (BRPOP) and records it as
 in a second step; a Redis restart between the two loses it (kombu#1733 fixed one such window,
 not all). A job whose first message was lost would leave no trace: no worker ever saw it. With
 this record in the job store, the workers' janitor finds the job untouched and sends it again
-under the same result id (``tasks/janitor.py``), and the job runs once (CONTRACT.md §4).
+under the same result id (``workers/export/janitor.py``); the job runs once
+(docs/contract.md §4).
 
-The record is the job record the workers keep (``workers/jobs.py``), in its first state; the
+The record is the job record the workers keep (``workers/state/jobs.py``), in its first state; the
 worker that runs the export completes it. Applications that send the task by name with a plain
 Celery app write none, and are not covered.
 """
@@ -20,10 +21,8 @@ from typing import Any
 
 import redis
 
-#: Where job records live, shared with ``workers.jobs``.
-JOB_KEY_PREFIX = "contact_exports:job:"
-#: How long a record is kept after its last change.
-RECORD_TTL_SECONDS = 14 * 24 * 3600
+from contact_exports_client.keys import RECORD_TTL_SECONDS, job_key
+
 #: A job's state from when it is sent until a worker moves it on.
 QUEUED = "queued"
 
@@ -45,7 +44,7 @@ def record_submission(
     created = client.eval(
         _RECORD_NEW,
         1,
-        f"{JOB_KEY_PREFIX}{job_id}",
+        job_key(job_id),
         QUEUED,
         result_id,
         body,

@@ -11,12 +11,10 @@ from __future__ import annotations
 import codecs
 from collections.abc import Iterable, Iterator
 
+from workers.exceptions import HeaderTooLong
+
 #: A header longer than this is not a CSV header; refusing it bounds what we hold.
 MAX_HEADER_BYTES = 1024 * 1024
-
-
-class HeaderTooLong(ValueError):  # noqa: N818 — reads as the condition it reports
-    """No end of the header record within MAX_HEADER_BYTES."""
 
 
 def without_header(chunks: Iterable[bytes | bytearray]) -> Iterator[bytes | bytearray]:

@@ -18,6 +18,9 @@ and ``next_look`` polls just after the latest of them or, when they are spread t
 sure, at a point early enough to be in time if the activity is already done then and
 informative if it is not.
 
+``record_look`` turns what one poll of an unfinished activity answered into its timeline and
+the clock estimate, so every rule about what the server's answers mean lives here.
+
 These are pure functions: no clock, no I/O, randomness only through the ``rng`` passed in.
 """
 
@@ -28,6 +31,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from itertools import combinations
 from typing import Any
+
+from workers.constant_contact.client import Activity, ActivityState, epoch_seconds
 
 #: The latency aimed for: an activity of D seconds is seen completed at most
 #: max(MIN_SLACK_SECONDS, SLACK_FRACTION x D) after it completes. The goal (issue 6) is 10 %
@@ -294,3 +299,41 @@ class ClockOffset:
 
     def worker(self, server_time: float) -> float:
         return server_time - self.value
+
+
+def record_look(
+    timeline: Timeline | None,
+    clock_offset: float | None,
+    activity: Activity,
+    received: float,
+    *,
+    first_wait: float,
+) -> tuple[Timeline, ClockOffset]:
+    """What an unfinished activity just reported, added to its timeline and the clock estimate.
+
+    ``timeline`` and ``clock_offset`` are what earlier looks learnt (None at the first look);
+    ``received`` is the worker's time the answer arrived. Without a ``created_at`` to go by the
+    timeline starts on our clock, at the latest moment the activity can have been created: the
+    first look comes at least ``first_wait`` (POLL_INITIAL_SECONDS) after the create.
+    """
+    created, started, updated = (
+        epoch_seconds(stamp)
+        for stamp in (activity.created_at, activity.started_at, activity.updated_at)
+    )
+    if timeline is None:
+        origin, resolution = created or (received - first_wait, 0.001)
+        timeline = Timeline(created=origin, looked_at=origin, resolution=resolution)
+    offset = ClockOffset(
+        clock_offset if clock_offset is not None else timeline.created + first_wait - received
+    )
+    for stamp in (created, started, updated):
+        if stamp is not None:
+            offset = offset.merge(stamp[0], received)
+    looked_at = offset.server(received)
+    sighting = None
+    if activity.state is ActivityState.PROCESSING:
+        sighting = Sighting(updated[0] if updated else looked_at, activity.percent_done)
+    seen = timeline.seen(
+        looked_at=looked_at, started=started[0] if started else None, sighting=sighting
+    )
+    return seen, offset

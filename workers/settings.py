@@ -13,7 +13,8 @@ from cryptography.fernet import Fernet
 from pydantic import Field, HttpUrl, SecretStr, ValidationError, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from workers.ratelimit import DEFAULT_PER_DAY, DEFAULT_PER_SECOND
+from workers.constant_contact.ratelimit import DEFAULT_PER_DAY, DEFAULT_PER_SECOND
+from workers.exceptions import ConfigurationError
 
 #: Constant Contact's production API root.
 DEFAULT_API_BASE_URL = "https://api.cc.email/v3"
@@ -23,10 +24,6 @@ DEFAULT_TOKEN_URL = "https://authz.constantcontact.com/oauth2/default/v1/token" 
 DEFAULT_REDIS_URL = "redis://localhost:6379/0"
 #: Where an export lands when the job names no key; ``{account}`` and ``{job_id}`` are filled in.
 DEFAULT_KEY_TEMPLATE = "contact-exports/{account}/{job_id}.csv"
-
-
-class ConfigurationError(SystemExit):
-    """Raised at start-up; a SystemExit so the worker stops with the message and nothing else."""
 
 
 class Settings(BaseSettings):
@@ -83,7 +80,7 @@ class Settings(BaseSettings):
     s3_part_size_mib: int = Field(default=16, ge=5, le=512)
     s3_parts_in_flight: int = Field(default=1, ge=1, le=16)
     #: Exports up to this size (the results link announces it) go in one streaming PUT, with a
-    #: CRC32 trailer, instead of a multipart upload (``workers.streamput``); 0 turns it off. One
+    #: CRC32 trailer, instead of a multipart upload (``workers.s3.streamput``); 0 turns it off. One
     #: PUT was ahead of parts at 64 and 512 MiB (bench/stream.py --levers: 89 against 79 %, 91
     #: against 83 % of curl) and holds 1 MiB instead of two parts. What it risks is a failed PUT
     #: starting the download over, at most 1 GiB at this default, where a failed part is sent

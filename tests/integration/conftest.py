@@ -20,7 +20,7 @@ from celery import Celery
 from devstack.s3server import RcloneS3
 from devstack.worker import WorkerProcess
 from sandbox.testing import SandboxProcess
-from workers.jobs import JobStore
+from workers.state.jobs import JobStore
 
 TOKEN = "integration-test-token"
 BUCKET = "test-exports"

@@ -20,7 +20,7 @@ from devstack.worker import WorkerProcess
 from sandbox.testing import SandboxProcess
 from tests.integration.conftest import BUCKET, TOKEN, WorkerFactory
 from tests.integration.helpers import RESULT_TIMEOUT, wait_until
-from workers.tokens import AccountStore, Credentials, account_key, make_cipher
+from workers.constant_contact.tokens import AccountStore, Credentials, account_key, make_cipher
 
 pytestmark = pytest.mark.integration
 

@@ -27,7 +27,7 @@ from tests.integration.helpers import (
     run_as_app,
     wait_until,
 )
-from workers.jobs import JobStore
+from workers.state.jobs import JobStore
 
 pytestmark = pytest.mark.integration
 

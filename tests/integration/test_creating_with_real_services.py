@@ -8,14 +8,14 @@ import pytest
 import redis
 
 from sandbox.testing import SandboxProcess
-from tasks.creating import find_lost_activity
+from workers.export.create import find_lost_activity
 from tests.integration.conftest import TOKEN
-from workers.constant_contact import (
+from workers.constant_contact.client import (
     MAX_ACTIVITIES_PAGE,
     ConstantContactClient,
     StaticToken,
 )
-from workers.jobs import OWNED_ACTIVITIES_KEY, JobStore
+from workers.state.jobs import OWNED_ACTIVITIES_KEY, JobStore
 
 pytestmark = pytest.mark.integration
 

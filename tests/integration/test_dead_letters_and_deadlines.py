@@ -13,7 +13,7 @@ from celery import Celery
 
 from devstack.worker import WorkerProcess
 from sandbox.testing import SandboxProcess
-from tasks.deadletters import list_failed, rerun
+from workers.export.deadletters import list_failed, rerun
 from tests.integration.conftest import BUCKET, WorkerFactory
 from tests.integration.helpers import (
     RESULT_TIMEOUT,
@@ -22,7 +22,7 @@ from tests.integration.helpers import (
     open_uploads,
     wait_until,
 )
-from workers.jobs import JobStore
+from workers.state.jobs import JobStore
 
 pytestmark = pytest.mark.integration
 

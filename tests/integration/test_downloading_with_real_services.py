@@ -13,15 +13,16 @@ from typing import Any
 import pytest
 
 from sandbox.testing import SandboxProcess
-from tasks.downloading import stream_to_s3, sweep_uploads
+from workers.export.download import stream_to_s3, sweep_uploads
 from tasks.sealing import seal_as_owed, seal_owed
 from tests.integration.conftest import BUCKET, TOKEN
 from tests.integration.helpers import open_uploads, wait_until
-from workers.constant_contact import ActivityState, ConstantContactClient, StaticToken
-from workers.jobs import Job, JobStore
-from workers.objectmeta import identity, sealed_export
+from workers.constant_contact.client import ActivityState, ConstantContactClient, StaticToken
+from workers.export.job import Job
+from workers.state.jobs import JobStore
+from workers.s3.objectmeta import identity, sealed_export
 from workers.settings import Settings
-from workers.storage import StoredObject
+from workers.s3.storage import StoredObject
 from workers.transfer import TransferSummary
 
 pytestmark = pytest.mark.integration
@@ -172,7 +173,7 @@ def test_the_stream_is_timed_in_the_log(
     api: ConstantContactClient, download: Download, caplog: pytest.LogCaptureFixture
 ) -> None:
     job = completed_job(api)
-    with caplog.at_level("INFO", logger="tasks.downloading"):
+    with caplog.at_level("INFO", logger="workers.export.download"):
         summary, _ = download(job)
     [line] = [r for r in caplog.records if r.getMessage().startswith(f"job {job.job_id}: streamed")]
     assert f"streamed {summary.size} bytes" in line.getMessage()
@@ -199,7 +200,7 @@ def test_the_log_says_how_the_export_is_stored(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     job = completed_job(api)
-    with caplog.at_level("INFO", logger="tasks.downloading"):
+    with caplog.at_level("INFO", logger="workers.export.download"):
         summary, stored = download(job)
     answered = f"job {job.job_id}: results answered ({summary.size} bytes); storing them "
     [line] = [r.getMessage() for r in caplog.records if r.getMessage().startswith(answered)]

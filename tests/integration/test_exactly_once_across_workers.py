@@ -25,7 +25,7 @@ from tests.integration.helpers import (
     wait_for_log,
     wait_until,
 )
-from workers.jobs import JobStore
+from workers.state.jobs import JobStore
 
 pytestmark = pytest.mark.integration
 

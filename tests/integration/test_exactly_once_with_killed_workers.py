@@ -23,7 +23,7 @@ from tests.integration.helpers import (
     kill_pool_process,
     wait_for_log,
 )
-from workers.jobs import JobStore
+from workers.state.jobs import JobStore
 
 pytestmark = pytest.mark.integration
 

@@ -19,7 +19,8 @@ from contact_exports_client import make_app, submit_export
 from sandbox.testing import SandboxProcess
 from tests.integration.conftest import BUCKET, WorkerFactory
 from tests.integration.helpers import RESULT_TIMEOUT, assert_stored_once, created_activities
-from workers.jobs import Job, JobStore
+from workers.export.job import Job
+from workers.state.jobs import JobStore
 
 pytestmark = pytest.mark.integration
 

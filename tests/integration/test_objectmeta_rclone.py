@@ -10,8 +10,8 @@ from typing import Any
 import pytest
 
 from tests.integration.conftest import BUCKET
-from workers.objectmeta import identity, seal, sealed_export
-from workers.storage import MIN_PART_SIZE, MultipartWriter
+from workers.s3.objectmeta import identity, seal, sealed_export
+from workers.s3.storage import MIN_PART_SIZE, MultipartWriter
 from workers.transfer import copy_measured
 
 pytestmark = pytest.mark.integration

@@ -18,7 +18,7 @@ from celery import Celery
 from sandbox.testing import SandboxProcess
 from tests.integration.conftest import WorkerFactory
 from tests.integration.helpers import enqueue, wait_until
-from workers.ratelimit import SECONDS_PER_DAY, RateLimiter
+from workers.constant_contact.ratelimit import SECONDS_PER_DAY, RateLimiter
 
 pytestmark = pytest.mark.integration
 

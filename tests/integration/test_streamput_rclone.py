@@ -19,12 +19,12 @@ import requests
 
 from devstack.s3server import ACCESS_KEY, SECRET_KEY, RcloneS3
 from tests.rawhttp import raw_server
-from workers.download import ResultsBody
+from workers.constant_contact.results import ResultsBody
 from workers.exceptions import BodyIncomplete, TransientError
-from workers.objectmeta import seal
+from workers.s3.objectmeta import seal
 from workers.settings import Settings
-from workers.storage import make_s3_client
-from workers.streamput import TRAILER, ChunkedBody, put_stream
+from workers.s3.storage import make_s3_client
+from workers.s3.streamput import TRAILER, ChunkedBody, put_stream
 
 pytestmark = pytest.mark.integration
 
@@ -89,7 +89,7 @@ def test_the_object_is_stored_byte_for_byte_from_one_signed_streaming_put(s3: An
     stored_object = s3.get_object(Bucket=BUCKET, Key=key)
     assert stored_object["Body"].read() == CSV
     assert stored_object["ContentType"] == "text/csv"
-    # rclone capitalises metadata names; S3 keeps them as sent (workers.objectmeta reads either).
+    # rclone capitalises metadata names; S3 keeps them as sent (workers.s3.objectmeta reads either).
     assert {k.lower(): v for k, v in stored_object["Metadata"].items()} == METADATA
     assert summary.sha256 == hashlib.sha256(CSV).hexdigest()
     assert summary.rows == 150_000

@@ -25,10 +25,10 @@ from sandbox.testing import SandboxProcess
 from sandbox.tokens import fingerprint
 from tests.integration.conftest import WorkerFactory
 from tests.integration.helpers import enqueue, wait_until
-from workers.constant_contact import ConstantContactClient, StaticToken
+from workers.constant_contact.client import ConstantContactClient, StaticToken
 from workers.exceptions import ConstantContactError
-from workers.ratelimit import RateLimiter
-from workers.tokens import AccountStore, make_cipher
+from workers.constant_contact.ratelimit import RateLimiter
+from workers.constant_contact.tokens import AccountStore, make_cipher
 
 pytestmark = pytest.mark.integration
 

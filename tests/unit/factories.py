@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from workers.jobs import Job
+from workers.export.job import Job
 
 
 def a_job(job_id: str = "j1", **changes: Any) -> Job:

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import random
 
-from workers.backoff import JITTER, after_failure, exponential
+from workers.retry import JITTER, after_failure, exponential
 
 
 def test_waits_grow_then_stay_under_the_cap() -> None:

@@ -11,7 +11,7 @@ from celery import Celery
 from contact_exports_cli.connections import Endpoints, celery_app, close_app
 from contact_exports_client import EXPORT_TASK, QUEUE
 from tests.unit.conftest import UNIT_REDIS_URL
-from workers.jobs import JobStore
+from workers.state.jobs import JobStore
 
 
 def send(app: Celery, name: str, **kwargs: Any) -> str:

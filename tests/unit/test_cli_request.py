@@ -9,7 +9,7 @@ import pytest
 
 from contact_exports_cli.exceptions import InvalidUsageError
 from contact_exports_cli.request import Filters, Target, build_kwargs, split_commas, validate
-from tasks.schema import parse_job_request
+from workers.export.request import parse_job_request
 from workers.exceptions import InvalidExportRequest
 
 LIST = "0b7e8c5a-8f4e-4f51-9a62-2b5e8e7f1c10"

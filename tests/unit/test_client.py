@@ -29,7 +29,7 @@ from contact_exports_client import (
     wait,
 )
 from tests.unit.conftest import UNIT_REDIS_URL
-from workers.jobs import JobStore
+from workers.state.jobs import JobStore
 
 RESULT = {"job_id": "j", "uri": "s3://b/k.csv", "bytes": 10}
 

@@ -14,7 +14,7 @@ import pytest
 import requests
 from requests.adapters import BaseAdapter
 
-from workers.constant_contact import (
+from workers.constant_contact.client import (
     Activity,
     ActivityState,
     ConstantContactClient,

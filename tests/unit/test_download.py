@@ -8,7 +8,7 @@ import pytest
 import requests
 
 from tests.rawhttp import raw_server
-from workers.download import ResultsBody
+from workers.constant_contact.results import ResultsBody
 from workers.exceptions import BodyIncomplete
 
 BODY = b"Email,Notes\n" + b"".join(b'a%d@x.org,"two\nlines"\n' % i for i in range(20_000))

@@ -10,7 +10,7 @@ import redis
 
 from tasks import janitor
 from tasks.sealing import SEAL_TASK
-from workers.jobs import JobStore
+from workers.state.jobs import JobStore
 
 
 class Sender:

@@ -11,7 +11,7 @@ import redis
 from contact_exports_client.ledger import record_submission
 from tests.unit.factories import a_job
 from workers.exceptions import ActivityFailed
-from workers.jobs import Job, JobState, JobStore
+from workers.state.jobs import Job, JobState, JobStore
 
 
 @pytest.fixture

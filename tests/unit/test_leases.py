@@ -7,7 +7,7 @@ import threading
 import pytest
 import redis
 
-from workers.leases import Lease, LeaseHeld
+from workers.state.leases import Lease, LeaseHeld
 
 
 def test_second_holder_is_refused_while_the_first_lives(r: redis.Redis) -> None:

@@ -8,7 +8,7 @@ import time
 import redis
 
 from contact_exports_client.ledger import RECORD_TTL_SECONDS, record_submission
-from workers.jobs import JobState, JobStore
+from workers.state.jobs import JobState, JobStore
 
 
 def test_a_submission_is_a_queued_record_the_janitor_can_send_again(r: redis.Redis) -> None:

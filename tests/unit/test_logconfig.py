@@ -30,7 +30,7 @@ def output() -> Iterator[io.StringIO]:
 
 def test_a_line_carries_the_job_context_and_its_extra_figures(output: io.StringIO) -> None:
     logconfig.bind_job(job_id="j-1", account="default", activity_id=None)
-    logging.getLogger("tasks.downloading").info(
+    logging.getLogger("workers.export.download").info(
         "job %s: streamed", "j-1", extra={"stream_seconds": 1.25, "seal_seconds": 0.5}
     )
     [record] = [json.loads(line) for line in output.getvalue().splitlines()]
@@ -38,4 +38,4 @@ def test_a_line_carries_the_job_context_and_its_extra_figures(output: io.StringI
     assert (record["job_id"], record["account"]) == ("j-1", "default")
     assert "activity_id" not in record
     assert (record["stream_seconds"], record["seal_seconds"]) == (1.25, 0.5)
-    assert (record["level"], record["logger"]) == ("info", "tasks.downloading")
+    assert (record["level"], record["logger"]) == ("info", "workers.export.download")

@@ -3,9 +3,9 @@
 ``Scenario`` stands in for Constant Contact: it serves the body the sandbox would send for an
 activity at a given server time, optionally after a queue delay (``created_at`` is reported
 at creation, but the sandbox's model only starts ``queue`` seconds later) or with a server
-clock that is off from the worker's. ``run`` polls it as ``tasks.exports`` does — recording
-each look into a ``Timeline`` and the ``ClockOffset`` — and counts polls and the delay from
-completion to the poll that saw it. Nothing sleeps: time is a number.
+clock that is off from the worker's. ``run`` polls it with the worker's own functions
+(``record_look``, ``next_poll_at``) and counts polls and the delay from completion to the poll
+that saw it. Nothing sleeps: time is a number.
 """
 
 from __future__ import annotations
@@ -19,7 +19,9 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from sandbox.activities import Activity, ActivityState, iso_timestamp
-from workers.constant_contact import epoch_seconds
+from workers.constant_contact.client import Activity as ApiActivity
+from workers.constant_contact.client import ActivityState as ApiState
+from workers.constant_contact.client import epoch_seconds
 from workers.polling import (
     MIN_SLACK_SECONDS,
     ClockOffset,
@@ -29,6 +31,7 @@ from workers.polling import (
     completion_window,
     next_look,
     next_poll_at,
+    record_look,
 )
 
 FIRST_WAIT = 0.3  # POLL_INITIAL_SECONDS
@@ -82,42 +85,31 @@ def stamp(body: dict[str, object], name: str) -> float | None:
 
 
 def run(scenario: Scenario, rng: random.Random, latency: float = 0.02) -> tuple[int, float]:
-    """Poll until completed, as tasks.exports does; returns (polls, completion-to-poll delay).
+    """Poll until completed, through the worker's own ``record_look`` and ``next_poll_at``;
+    returns (polls, completion-to-poll delay).
 
     Times are seconds since the activity was created, on the server's clock; every request
     takes ``latency`` and the worker runs a task ``latency`` after it is due.
     """
+    origin = EPOCH.timestamp()
     server_now = latency + FIRST_WAIT + latency  # the POST, the first countdown, the task
     timeline: Timeline | None = None
-    offset: ClockOffset | None = None
+    offset: float | None = None
     polls = 0
     while True:
         polls += 1
-        body = scenario.body(server_now)
-        received = server_now + latency - scenario.skew  # on the worker's clock
-        if body["state"] == "completed":
+        activity = ApiActivity.from_body(scenario.body(server_now))
+        received = origin + server_now + latency - scenario.skew  # on the worker's clock
+        if activity.state is ApiState.COMPLETED:
             return polls, server_now - scenario.completes_at
-        created = stamp(body, "created_at")
-        assert created is not None
-        offset = offset or ClockOffset(created + FIRST_WAIT - received)
-        for name in ("created_at", "started_at", "updated_at"):
-            if (value := stamp(body, name)) is not None:
-                offset = offset.merge(value, received)
-        looked_at = offset.server(received)
-        timeline = timeline or Timeline(created=created, looked_at=looked_at)
-        updated = stamp(body, "updated_at")
-        sighting = None
-        if body["state"] == "processing":
-            percent = body["percent_done"]
-            assert isinstance(percent, int) and updated is not None
-            sighting = Sighting(updated, percent)
-        timeline = timeline.seen(
-            looked_at=looked_at, started=stamp(body, "started_at"), sighting=sighting
+        timeline, clock = record_look(timeline, offset, activity, received, first_wait=FIRST_WAIT)
+        offset = clock.value
+        target = next_poll_at(
+            [timeline], clock.server(received), floor=FIRST_WAIT, cap=CAP, rng=rng
         )
-        target = next_poll_at([timeline], looked_at, floor=FIRST_WAIT, cap=CAP, rng=rng)
-        poll_at = offset.worker(target)  # worker clock; a longer wait is slept in parts
+        poll_at = clock.worker(target)  # worker clock; a longer wait is slept in parts
         assert poll_at >= received + FIRST_WAIT - 1e-9
-        server_now = poll_at + scenario.skew + latency
+        server_now = poll_at - origin + scenario.skew + latency
         assert polls < 30, "polling does not converge"
 
 

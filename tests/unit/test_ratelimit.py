@@ -14,7 +14,7 @@ import pytest
 import redis
 
 from workers.exceptions import RateLimited, TransientApiError, TransientError
-from workers.ratelimit import (
+from workers.constant_contact.ratelimit import (
     MIN_COUNTDOWN,
     QUOTA,
     QUOTA_JITTER,

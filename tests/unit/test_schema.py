@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from tasks.schema import ExportRequest, parse_job_request
+from workers.export.request import ExportRequest, parse_job_request
 from workers.exceptions import InvalidExportRequest, TransientError
 
 

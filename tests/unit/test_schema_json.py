@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 from jsonschema import Draft202012Validator
 
-from tasks.schema import SCHEMA_DIR, json_schemas, main, parse_job_request, render_schema
+from workers.export.request import SCHEMA_DIR, json_schemas, main, parse_job_request, render_schema
 
 ROOT = Path(__file__).resolve().parents[2]
 KWARGS = "export-task-kwargs.schema.json"
@@ -52,7 +52,7 @@ def sample_result() -> dict[str, Any]:
 def test_committed_schemas_are_current(name: str) -> None:
     committed = (SCHEMA_DIR / name).read_text(encoding="utf-8")
     assert committed == render_schema(json_schemas()[name]), (
-        f"schemas/{name} is stale: run `python -m tasks.schema --write-schema`"
+        f"schemas/{name} is stale: run `python -m workers.export.request --write-schema`"
     )
     Draft202012Validator.check_schema(json.loads(committed))
 
@@ -62,7 +62,7 @@ def test_write_schema_regenerates_both_files(tmp_path: Path) -> None:
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(json_schemas())
     for path in tmp_path.iterdir():
         assert path.read_text(encoding="utf-8") == (SCHEMA_DIR / path.name).read_text("utf-8")
-    command = [sys.executable, "-m", "tasks.schema", "--write-schema", "--dir", str(tmp_path)]
+    command = [sys.executable, "-m", "workers.export.request", "--write-schema", "--dir", str(tmp_path)]
     done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, check=False)
     assert done.returncode == 0, done.stderr
     assert done.stderr == ""

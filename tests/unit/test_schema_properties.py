@@ -28,7 +28,7 @@ from hypothesis import strategies as st
 from jsonschema import Draft202012Validator
 
 from sandbox.exportspec import ExportValidationError, parse_export_request
-from tasks.schema import ExportRequest, parse_job_request
+from workers.export.request import ExportRequest, parse_job_request
 from workers.exceptions import InvalidExportRequest
 
 # -- The rules, from the spec and the guide ------------------------------------------------

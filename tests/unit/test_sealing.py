@@ -10,8 +10,9 @@ from botocore.exceptions import ClientError
 
 from tasks import sealing
 from tests.unit.factories import a_job
-from workers.jobs import Job, JobStore
-from workers.storage import StoredObject
+from workers.export.job import Job
+from workers.state.jobs import JobStore
+from workers.s3.storage import StoredObject
 from workers.transfer import TransferSummary
 
 SUMMARY = TransferSummary(size=10, sha256="a" * 64, rows=2, columns=["Email"])

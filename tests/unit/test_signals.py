@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tasks.context import s3_client
+from workers.services import s3_client
 from workers import signals
 from workers.settings import get_settings
 

@@ -16,7 +16,7 @@ from types import SimpleNamespace
 from typing import Any
 from unittest import mock
 
-from workers.storage import MIN_PART_SIZE, MultipartWriter
+from workers.s3.storage import MIN_PART_SIZE, MultipartWriter
 from workers.transfer import Measurement, copy_measured
 
 PART = MIN_PART_SIZE

@@ -21,7 +21,7 @@ from hypothesis import strategies as st
 
 from workers.exceptions import BodyIncomplete, StorageError, TransientError
 from workers.settings import Settings
-from workers.streamput import (
+from workers.s3.streamput import (
     MAX_PUT_BYTES,
     TRAILER,
     ChunkedBody,

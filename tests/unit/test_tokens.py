@@ -16,10 +16,10 @@ from cryptography.fernet import Fernet
 
 from tests.unit.conftest import UNIT_REDIS_URL
 from tests.unit.test_constant_contact import Transport
-from workers.constant_contact import Grant, OAuthClient, StaticToken
+from workers.constant_contact.client import Grant, OAuthClient, StaticToken
 from workers.exceptions import ConstantContactError, TransientApiError, TransientError
 from workers.settings import ConfigurationError, load_settings
-from workers.tokens import (
+from workers.constant_contact.tokens import (
     REFRESH_AHEAD_SECONDS,
     AccountState,
     AccountStore,

@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING, Any
 from botocore.exceptions import BotoCoreError, ClientError, UnseekableStreamError
 
 from workers.exceptions import BodyIncomplete, StorageError, TransientError
-from workers.storage import StoredObject, crc32_b64
+from workers.s3.storage import StoredObject, crc32_b64
 from workers.transfer import PROGRESS_EVERY, Measurement, Progress, Readable, TransferSummary
 
 if TYPE_CHECKING:

@@ -35,13 +35,13 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from enum import StrEnum
 from typing import Any
 
 import redis
 
-from workers.backoff import after_failure
-from workers.exceptions import RateLimited, TransientError
+from contact_exports_client.keys import active_key, budget_key, reserved_key, returns_key, sent_key
+from workers.exceptions import RateLimited, WaitReason
+from workers.retry import MIN_COUNTDOWN
 
 #: Constant Contact's documented limits per API key.
 DEFAULT_PER_SECOND = 4.0
@@ -59,51 +59,11 @@ RETURN_SPACING = 0.8
 #: How many times a send waits for room in the window (a few ms each) before giving up its
 #: permit: only a worker that overslept its permit ever waits here.
 CONFIRM_TRIES = 3
-#: No countdown shorter than this: a retry that comes back sooner only burns a task execution.
-MIN_COUNTDOWN = 0.05
-#: Up to this many seconds are added to a wait for the daily reset, so the cluster does not
-#: stampede at 00:00 UTC.
-QUOTA_JITTER = 1.0
 SECONDS_PER_DAY = 86_400
-
-
-class WaitReason(StrEnum):
-    """Why a step must come back later (``RateLimited.reason``)."""
-
-    THROTTLED = "throttled"  # the per-second budget is taken for now
-    QUOTA = "quota"  # the daily budget is spent until 00:00 UTC
 
 
 THROTTLED = WaitReason.THROTTLED
 QUOTA = WaitReason.QUOTA
-
-KEY_PREFIX = "contact_exports:ratelimit:"
-
-
-def budget_key() -> str:
-    """Hash: ``tat`` (next free permit time), ``day`` (UTC day number) and ``used`` that day."""
-    return f"{KEY_PREFIX}budget"
-
-
-def active_key() -> str:
-    """Sorted set: accounts scored by when they last asked for a permit."""
-    return f"{KEY_PREFIX}active"
-
-
-def reserved_key(account: str) -> str:
-    """Sorted set: the account's permits reserved ahead (slept for in place right now)."""
-    return f"{KEY_PREFIX}reserved:{account}"
-
-
-def sent_key() -> str:
-    """Sorted set: when each of the last second's requests really went out."""
-    return f"{KEY_PREFIX}sent"
-
-
-def returns_key(account: str) -> str:
-    """String: the next return time the account's dispenser hands to a refused step."""
-    return f"{KEY_PREFIX}returns:{account}"
-
 
 #: ``now``: ARGV[1] (the caller's clock) or Redis's clock, plus the offset ARGV[2].
 _CLOCK = """
@@ -390,30 +350,6 @@ class Unlimited:
 
     def quota_exceeded(self) -> RateLimited:
         return RateLimited("the daily quota is spent", retry_after=60.0, reason=QUOTA)
-
-
-def retry_countdown(
-    error: TransientError,
-    attempt: int,
-    *,
-    initial: float,
-    cap: float,
-    rng: random.Random | None = None,
-) -> float:
-    """The one retry policy: seconds before a step that failed with ``error`` runs again.
-
-    * ``RateLimited`` (our limiter, or 429 ``quota_exceeded``): exactly the wait it names — a
-      staggered turn, or the daily reset plus up to a second of jitter — capped, so a long
-      quota wait becomes repeated short countdowns that re-check Redis without calling the API.
-    * 429 ``throttled`` from the API, 5xx, timeouts, broken connections and bodies: capped
-      exponential backoff with jitter; a Retry-After asking for longer wins.
-    """
-    if isinstance(error, RateLimited):
-        wait = error.retry_after if error.retry_after is not None else initial
-        if error.reason == QUOTA:
-            wait += (rng or random).uniform(0.0, QUOTA_JITTER)
-        return max(MIN_COUNTDOWN, min(wait, cap))
-    return after_failure(attempt, initial=initial, cap=cap, retry_after=error.retry_after, rng=rng)
 
 
 def _iso(epoch: float | None) -> str | None:

@@ -8,12 +8,61 @@ one's time window is recorded, so an unowned export activity created inside our 
 
 from __future__ import annotations
 
-from workers.constant_contact import Activity, ConstantContactClient, epoch_seconds
-from workers.exceptions import RateLimited
-from workers.jobs import Job, JobStore
+import logging
+from dataclasses import replace
+
+from workers.constant_contact.client import Activity, ConstantContactClient, epoch_seconds
+from workers.exceptions import LeaseHeld, RateLimited, TransientError
+from workers.export.job import Job
+from workers.export.outcome import Again, Next
+from workers.export.progress import report
+from workers.export.retries import check_deadline, come_back
+from workers.export.tasknames import Stage
+from workers.services import Services
+from workers.state.jobs import JobStore
+
+log = logging.getLogger(__name__)
 
 #: Seconds of clock difference tolerated between this machine and Constant Contact.
 CLOCK_SKEW_SECONDS = 5.0
+#: Seconds to wait before looking again when another delivery holds the job's create step.
+BUSY_COUNTDOWN = 1.0
+#: The shortest such wait.
+MIN_BUSY_COUNTDOWN = 0.1
+
+
+def create_step(services: Services, job: Job) -> Next | Again:
+    """POST the export once per job; a repeated delivery reuses the recorded activities."""
+    settings = services.settings
+    store = services.jobs
+    shards = range(len(job.requests))
+    if any(store.activity(job.job_id, shard) is None for shard in shards):
+        check_deadline(services, job)
+        store.count_attempt(job.job_id, "create")
+        lease = store.lease(job.job_id, "create", ttl=settings.lease_ttl_seconds)
+        log.info("job %s: creating the export activity", job.job_id)
+        try:
+            with lease:
+                for shard in shards:
+                    # A racing or earlier delivery may have created some already.
+                    if store.activity(job.job_id, shard) is None:
+                        create_once(
+                            job,
+                            store,
+                            services.api(job.account),
+                            shard=shard,
+                            post_timeout=settings.cc_connect_timeout + settings.cc_read_timeout,
+                            lease_ttl=settings.lease_ttl_seconds,
+                        )
+        except LeaseHeld as held:
+            return Again(max(min(held.ttl, BUSY_COUNTDOWN), MIN_BUSY_COUNTDOWN))
+        except TransientError as error:
+            return come_back(services, job, error, Stage.CREATING, cap=settings.retry_max_seconds)
+    activities = [store.activity(job.job_id, shard) for shard in shards]
+    job = replace(job, activities=[a for a in activities if a is not None])
+    log.info("job %s: activity %s", job.job_id, ", ".join(job.activity_ids))
+    report(services.results, job, Stage.POLLING)
+    return Next(job)
 
 
 def find_lost_activity(

@@ -110,7 +110,7 @@ class StoredObject:
     parts: int
     #: The ETag S3 gave the completed object, to make sure later copies read this very object.
     etag: str | None = None
-    #: Whether its metadata already carries the measured figures (``workers.objectmeta``).
+    #: Whether its metadata already carries the measured figures (``workers.s3.objectmeta``).
     sealed: bool = False
 
     @property

@@ -18,15 +18,24 @@ from typing import TYPE_CHECKING
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from workers.constant_contact import ConstantContactClient, epoch_seconds
+from workers import metrics
+from workers.constant_contact.client import ConstantContactClient, epoch_seconds
+from workers.constant_contact.results import ResultsBody
 from workers.csvmerge import without_header
-from workers.download import ResultsBody
-from workers.exceptions import TransientError
-from workers.jobs import Job, JobStore
-from workers.leases import Lease
-from workers.objectmeta import identity, sealed_export
-from workers.storage import MultipartWriter, StoredObject
-from workers.streamput import ChunkedBody, put_stream, single_put_allowed
+from workers.exceptions import LeaseHeld, TransientError
+from workers.export.job import Job
+from workers.export.notify import enqueue_notification
+from workers.export.outcome import Again, Finished
+from workers.export.progress import report, result_of
+from workers.export.retries import check_deadline, come_back
+from workers.export.seal import ask_for_seal, seal_owed
+from workers.export.tasknames import Stage
+from workers.s3.objectmeta import identity, sealed_export
+from workers.s3.storage import MultipartWriter, StoredObject
+from workers.s3.streamput import ChunkedBody, put_stream, single_put_allowed
+from workers.services import Services
+from workers.state.jobs import JobStore
+from workers.state.leases import Lease
 from workers.transfer import TransferSummary, copy_measured
 
 if TYPE_CHECKING:
@@ -36,6 +45,9 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+#: Seconds to wait before looking again when another delivery streams this job now.
+BUSY_COUNTDOWN = 1.0
+
 #: Bytes asked of the socket per read while streaming the CSV.
 DOWNLOAD_CHUNK = 1024 * 1024
 
@@ -43,6 +55,59 @@ DOWNLOAD_CHUNK = 1024 * 1024
 #: Allowance, in seconds, for the S3 server's clock against the worker's when matching uploads
 #: to a job.
 CLOCK_MARGIN_SECONDS = 300.0
+
+
+def download_step(services: Services, job: Job) -> Finished | Again:
+    """Stream the CSV into S3; the object appears only once the whole body arrived intact."""
+    store = services.jobs
+    done = store.result(job.job_id)
+    if done is not None:
+        return Finished(done)
+    check_deadline(services, job)
+    settings = services.settings
+    lease = store.lease(job.job_id, "download", ttl=settings.lease_ttl_seconds)
+    try:
+        lease.acquire()
+    except LeaseHeld as held:
+        # Another delivery is streaming this job right now (or died less than a TTL ago).
+        return Again(max(held.ttl, BUSY_COUNTDOWN))
+    try:
+        done = store.result(job.job_id)
+        if done is not None:
+            return Finished(done)
+        store.count_attempt(job.job_id, "download")
+        swept = sweep_uploads(store, services.s3, job)
+        log.info("job %s: downloading (swept %d stale uploads)", job.job_id, swept)
+        report(services.results, job, Stage.DOWNLOADING, 100)
+        summary, stored = stream_to_s3(
+            job,
+            client=services.api(job.account),
+            s3=services.s3,
+            store=store,
+            settings=settings,
+            lease=lease,
+            on_progress=lambda size: report(services.results, job, Stage.DOWNLOADING, 100, size),
+        )
+        result = result_of(job, summary, stored)
+        owed = seal_owed(job, summary, stored)
+        store.save_result(job.job_id, result, seal=owed)
+    except TransientError as error:
+        return come_back(services, job, error, Stage.DOWNLOADING, cap=settings.retry_max_seconds)
+    finally:
+        lease.release()
+    if owed is not None:
+        ask_for_seal(services.sender, job.job_id, owed)
+    metrics.EXPORTS_COMPLETED.inc()
+    metrics.BYTES_STREAMED.inc(summary.size)
+    enqueue_notification(
+        services.sender,
+        job.notify_url,
+        {"status": "SUCCESS", "job_id": job.job_id, "result": result},
+    )
+    log.info(
+        "job %s: stored %s (%d bytes, %d rows)", job.job_id, stored.uri, summary.size, summary.rows
+    )
+    return Finished(result)
 
 
 def sweep_uploads(store: JobStore, s3: S3Client, job: Job) -> int:
@@ -85,9 +150,10 @@ def later_shards(client: ConstantContactClient, job: Job) -> Iterator[bytes | by
     Each results link is opened only when the one before it is exhausted (and proven whole),
     so one connection is open at a time.
     """
-    for entry in job.activities[1:]:
+    for activity in job.activities[1:]:
         body: ResultsBody
-        with client.open_results(entry["results_href"]) as body:
+        assert activity.results_href is not None  # polled to completion
+        with client.open_results(activity.results_href) as body:
             yield from without_header(body.chunks(DOWNLOAD_CHUNK))
 
 
@@ -101,14 +167,16 @@ def stream_to_s3(
     lease: Lease,
     on_progress: Callable[[int], None],
 ) -> tuple[TransferSummary, StoredObject]:
-    metadata = identity(job.job_id, [str(entry["activity_id"]) for entry in job.activities])
+    metadata = identity(job.job_id, job.activity_ids)
     adopted = sealed_export(s3, job.bucket, job.key, metadata)
     if adopted is not None:
         # An earlier attempt stored and sealed this export, then died before recording it.
         return adopted
     first: ResultsBody
     # The first GET happens before the upload is created, so a refused link leaves nothing.
-    with client.open_results(job.activities[0]["results_href"]) as first:
+    first_href = job.activities[0].results_href
+    assert first_href is not None  # polled to completion
+    with client.open_results(first_href) as first:
         started = time.monotonic()  # after the GET's turn under the rate limit, and its answer
         in_one = len(job.activities) == 1 and single_put_allowed(settings, first.expected_size)
         log.info(

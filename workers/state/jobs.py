@@ -11,23 +11,30 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass, field
 from enum import StrEnum
 from typing import Any
 
 import redis
 
-# Job records outlive their results by RECORD_TTL_SECONDS, so a late duplicate still finds them.
-from contact_exports_client.ledger import JOB_KEY_PREFIX, QUEUED, RECORD_TTL_SECONDS
-from workers.leases import DEFAULT_TTL_SECONDS, Lease
+from contact_exports_client.keys import (
+    DEAD_LETTERS_KEY,
+    JOB_KEY_PREFIX,
+    OWNED_ACTIVITIES_KEY,
+    RECORD_TTL_SECONDS,
+    job_id_of,
+    job_key,
+    job_lease_key,
+    job_uploads_key,
+    posting_lease_key,
+)
+from contact_exports_client.ledger import QUEUED
+from workers.export.job import ActivityRef, Job
+from workers.state.leases import DEFAULT_TTL_SECONDS, Lease
 
-#: Every Redis key this module writes starts with this. Callers using contact_exports_client
-#: write a job's first record themselves, before its message (contact_exports_client.ledger).
-KEY_PREFIX = JOB_KEY_PREFIX
-#: Sorted set of failed job ids, scored by the time they failed.
-DEAD_LETTERS_KEY = "contact_exports:dead_letters"
-#: Set of every activity id some job owns, so an orphan found by listing is told apart.
-OWNED_ACTIVITIES_KEY = "contact_exports:owned_activities"
+#: Attempt counters live in the record as ``attempts:<step>``; failures of a step as
+#: ``attempts:failures:<stage>`` (``count_failure``).
+ATTEMPTS_FIELD = "attempts:"
+FAILURES_FIELD = f"{ATTEMPTS_FIELD}failures:"
 
 
 class JobState(StrEnum):
@@ -39,46 +46,6 @@ class JobState(StrEnum):
     FAILED = "failed"
 
 
-@dataclass
-class Job:
-    job_id: str
-    result_id: str
-    account: str
-    #: The API bodies to POST, one per activity: more than 500 contact ids take several.
-    requests: list[dict[str, Any]]
-    bucket: str
-    key: str
-    deadline: float
-    started_at: str
-    unknown_fields: list[str] = field(default_factory=list)
-    #: Per activity, in request order: activity_id, self_href, results_href, completed, and while
-    #: it is polled its ``timeline`` (workers.polling.Timeline.to_json).
-    activities: list[dict[str, Any]] = field(default_factory=list)
-    #: Unused: what the poll schedule kept before ``poll_at``; still read so that messages
-    #: written by older workers load.
-    first_mark: list[float] | None = None
-    #: Worker time (epoch seconds) of the next poll. A longer wait than a countdown may be is
-    #: slept in parts, and a poll task that wakes before this goes back to sleep without a
-    #: request. Each activity's own record of what it reported is its entry's ``timeline``.
-    poll_at: float | None = None
-    #: The API server's clock minus ours, a lower bound (workers.polling.ClockOffset).
-    clock_offset: float | None = None
-    #: Where the outcome is POSTed when the job ends (see workers.webhooks).
-    notify_url: str | None = None
-
-    @property
-    def activity_id(self) -> str | None:
-        """The first activity's id: what callers see while an export runs."""
-        return str(self.activities[0]["activity_id"]) if self.activities else None
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> Job:
-        return cls(**data)
-
-
 class JobStore:
     """Job state in Redis, shared by every worker on every machine."""
 
@@ -86,8 +53,8 @@ class JobStore:
         self._redis = client
 
     @staticmethod
-    def _key(job_id: str, suffix: str = "") -> str:
-        return f"{KEY_PREFIX}{job_id}{suffix}"
+    def _key(job_id: str) -> str:
+        return job_key(job_id)
 
     def _write(self, job_id: str, **fields: str | int | float) -> None:
         pipe = self._redis.pipeline()
@@ -147,7 +114,7 @@ class JobStore:
             if float(record.get("updated_at", now)) > now - older_than or "kwargs" not in record:
                 continue
             if self._redis.exists(
-                self._key(job_id, ":lease:create"), self._key(job_id, ":lease:download")
+                job_lease_key(job_id, "create"), job_lease_key(job_id, "download")
             ):
                 continue
             found.append({"job_id": job_id, **record})
@@ -155,9 +122,9 @@ class JobStore:
 
     def _job_ids(self) -> Iterator[str]:
         """Every job with a record; the leases, shards and upload sets under it are skipped."""
-        for raw in self._redis.scan_iter(f"{KEY_PREFIX}*", count=500):
-            job_id = _text(raw).removeprefix(KEY_PREFIX)
-            if ":" not in job_id:
+        for raw in self._redis.scan_iter(f"{JOB_KEY_PREFIX}*", count=500):
+            job_id = job_id_of(_text(raw))
+            if job_id is not None:
                 yield job_id
 
     def record(self, job_id: str) -> dict[str, str]:
@@ -172,20 +139,24 @@ class JobStore:
 
     def count_attempt(self, job_id: str, step: str) -> int:
         """Counts each run of each step: repeated deliveries show up here."""
-        attempts = int(self._redis.hincrby(self._key(job_id), f"attempts:{step}", 1))
+        attempts = int(self._redis.hincrby(self._key(job_id), f"{ATTEMPTS_FIELD}{step}", 1))
         self._write(job_id, last_step=step)
         return attempts
 
+    def count_failure(self, job_id: str, stage: str) -> int:
+        """Counts a transient failure of a stage; the retry policy gives up past its limit."""
+        return self.count_attempt(job_id, f"failures:{stage}")
+
     # -- creating the activity -------------------------------------------------------------
 
-    def activity(self, job_id: str, shard: int = 0) -> dict[str, str] | None:
-        """The activity already created for this shard of the job: activity_id, self_href,
-        results_href."""
+    def activity(self, job_id: str, shard: int = 0) -> ActivityRef | None:
+        """The activity already created for this shard of the job, if any."""
         names = ("activity_id", "self_href", "results_href")
         values = self._redis.hmget(self._key(job_id), [_field(n, shard) for n in names])
-        if values[0] is None:
+        activity_id, self_href, results_href = (_text(v) if v is not None else None for v in values)
+        if activity_id is None or self_href is None:
             return None
-        return {name: _text(v) for name, v in zip(names, values, strict=True) if v is not None}
+        return ActivityRef(activity_id, self_href, results_href)
 
     def mark_posting(self, job_id: str, shard: int = 0) -> None:
         """Written just before the POST: if the answer is lost, a later attempt knows to look
@@ -242,25 +213,25 @@ class JobStore:
     # -- uploads ---------------------------------------------------------------------------
 
     def add_upload(self, job_id: str, upload_id: str) -> None:
-        key = self._key(job_id, ":uploads")
+        key = job_uploads_key(job_id)
         self._redis.sadd(key, upload_id)
         self._redis.expire(key, RECORD_TTL_SECONDS)
 
     def drop_upload(self, job_id: str, upload_id: str) -> None:
-        self._redis.srem(self._key(job_id, ":uploads"), upload_id)
+        self._redis.srem(job_uploads_key(job_id), upload_id)
 
     def uploads(self, job_id: str) -> list[str]:
-        return sorted(_text(u) for u in self._redis.smembers(self._key(job_id, ":uploads")))
+        return sorted(_text(u) for u in self._redis.smembers(job_uploads_key(job_id)))
 
     # -- leases ----------------------------------------------------------------------------
 
     def lease(self, job_id: str, step: str, ttl: float = DEFAULT_TTL_SECONDS) -> Lease:
-        return Lease(self._redis, self._key(job_id, f":lease:{step}"), ttl=ttl)
+        return Lease(self._redis, job_lease_key(job_id, step), ttl=ttl)
 
     def posting_lease(self, account: str, ttl: float) -> Lease:
         """One POST at a time per account, so an activity whose answer was lost can be told
         apart from another job's by when it was created."""
-        return Lease(self._redis, f"contact_exports:account:{account}:posting", ttl=ttl)
+        return Lease(self._redis, posting_lease_key(account), ttl=ttl)
 
     # -- outcomes --------------------------------------------------------------------------
 
@@ -321,6 +292,22 @@ class JobStore:
         )
         self._redis.zadd(DEAD_LETTERS_KEY, {job_id: now})
 
+    def give_up_seal(self, job_id: str, error: BaseException) -> None:
+        """The seal will not be tried again: no longer owed, kept as a dead letter with why."""
+        now = time.time()
+        pipe = self._redis.pipeline()
+        pipe.hdel(self._key(job_id), "seal")
+        self._stage(
+            pipe,
+            job_id,
+            failed_step="seal",
+            error_type=type(error).__name__,
+            error_message=str(error)[:2000],
+            seal_failed_at=now,
+        )
+        pipe.zadd(DEAD_LETTERS_KEY, {job_id: now})
+        pipe.execute()
+
     def dead_letters(self, limit: int = 100) -> list[dict[str, str]]:
         """Failed jobs, newest first."""
         ids = [
@@ -333,8 +320,9 @@ class JobStore:
     def reopen(self, job_id: str) -> dict[str, Any]:
         """Clear a dead letter so the job can run again; returns the export kwargs it had.
 
-        The failed activity is forgotten (a rerun needs a new one); attempt counts stay, so the
-        record still tells how often this job was tried.
+        The failed activity is forgotten (a rerun needs a new one), and so are the failure
+        counts the retry policy gives up by: the rerun gets its full retries. The counts of
+        runs per step stay, so the record still tells how often this job was tried.
         """
         kwargs_raw = self._get(job_id, "kwargs")
         if kwargs_raw is None or self._get(job_id, "state") != JobState.FAILED.value:
@@ -349,14 +337,16 @@ class JobStore:
             "error_message",
             "failed_step",
             "finished_at",
-            "failures",
             "deadline",
         }
-        stale = [name for name in self.record(job_id) if name.split(":")[0] in forget]
+        stale = [
+            name
+            for name in self.record(job_id)
+            if name.split(":")[0] in forget or name.startswith(FAILURES_FIELD)
+        ]
         if stale:
             self._redis.hdel(self._key(job_id), *stale)
         self._redis.hincrby(self._key(job_id), "reruns", 1)
-        self._redis.delete(self._key(job_id, ":create"))
         self._write(job_id, state=JobState.QUEUED.value)
         self._redis.zrem(DEAD_LETTERS_KEY, job_id)
         kwargs: dict[str, Any] = json.loads(kwargs_raw)

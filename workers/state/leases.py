@@ -17,6 +17,8 @@ from types import TracebackType
 
 import redis
 
+from workers.exceptions import LeaseHeld
+
 #: Seconds a lease lives without a heartbeat: how long a dead holder blocks the next delivery.
 DEFAULT_TTL_SECONDS = 30.0
 #: Heartbeats per TTL; three means two can be missed before the lease lapses.
@@ -40,14 +42,6 @@ return 0
 def holder_id() -> str:
     """Unique per attempt: a redelivered message must not inherit its dead sender's lease."""
     return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:12]}"
-
-
-class LeaseHeld(Exception):  # noqa: N818 — reads as the condition it reports
-    """Someone else holds the lease; ``ttl`` says how long it has left, in seconds."""
-
-    def __init__(self, key: str, ttl: float) -> None:
-        super().__init__(f"{key} is held by another worker for up to {ttl:.1f}s")
-        self.ttl = ttl
 
 
 class Lease:

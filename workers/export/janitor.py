@@ -16,16 +16,15 @@ import threading
 from typing import Any
 
 import redis
-from celery import Celery
 
-from contact_exports_client import EXPORT_TASK, QUEUE
-from workers.jobs import JobStore
+from contact_exports_client.client import EXPORT_TASK, QUEUE
+from contact_exports_client.keys import JANITOR_LOCK_KEY
+from workers.export.seal import ask_for_seal
+from workers.services import Sender
 from workers.settings import Settings
+from workers.state.jobs import JobStore
 
 log = logging.getLogger(__name__)
-
-#: One sweep at a time across the cluster.
-LOCK_KEY = "contact_exports:janitor"
 
 
 def stale_after(settings: Settings) -> float:
@@ -35,27 +34,25 @@ def stale_after(settings: Settings) -> float:
     return settings.broker_visibility_timeout + 2 * longest + settings.lease_ttl_seconds
 
 
-def sweep(store: JobStore, app: Celery, older_than: float) -> list[str]:
+def sweep(store: JobStore, sender: Sender, older_than: float) -> list[str]:
     """Send every orphaned job, and every seal whose message was lost, again; returns their ids."""
-    from tasks.sealing import ask_for_seal  # imports the app, which starts the janitor: late
-
     sent = []
     for job_id, owed in store.owed_seals(older_than):
         store.seal_requested(job_id)
-        ask_for_seal(job_id, owed, sender=app)
+        ask_for_seal(sender, job_id, owed)
         log.warning("job %s: its seal is still owed after %.0fs; asked again", job_id, older_than)
         sent.append(job_id)
     for record in store.stale(older_than):
         job_id = record["job_id"]
         kwargs: dict[str, Any] = json.loads(record["kwargs"])
         store.touch(job_id)
-        app.send_task(EXPORT_TASK, kwargs=kwargs, queue=QUEUE, task_id=record.get("result_id"))
+        sender.send_task(EXPORT_TASK, kwargs=kwargs, queue=QUEUE, task_id=record.get("result_id"))
         log.warning("job %s: no sign of life for %.0fs; sent again", job_id, older_than)
         sent.append(job_id)
     return sent
 
 
-def start(app: Celery, client: redis.Redis, settings: Settings) -> threading.Thread | None:
+def start(sender: Sender, client: redis.Redis, settings: Settings) -> threading.Thread | None:
     """Sweep every JANITOR_INTERVAL_SECONDS from a daemon thread of the worker's main process."""
     interval = settings.janitor_interval_seconds
     if interval <= 0:
@@ -67,8 +64,8 @@ def start(app: Celery, client: redis.Redis, settings: Settings) -> threading.Thr
         while True:
             threading.Event().wait(interval)
             try:
-                if client.set(LOCK_KEY, "1", nx=True, ex=max(1, int(interval))):
-                    sweep(store, app, older_than)
+                if client.set(JANITOR_LOCK_KEY, "1", nx=True, ex=max(1, int(interval))):
+                    sweep(store, sender, older_than)
             except redis.RedisError as error:
                 log.warning("janitor skipped a sweep: %s", error)
 

@@ -1,20 +1,22 @@
-"""What callers see: PROGRESS on the id they hold, and the result dict of CONTRACT.md §2."""
+"""What callers see: PROGRESS on the id they hold, and the result dict (docs/contract.md §2).
+
+PROGRESS is stored straight into the result backend at the caller's id, with no task request
+attached, so the caller's id never carries a task name, arguments or the internal job record
+(docs/contract.md §6).
+"""
 
 from __future__ import annotations
 
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from workers.jobs import Job
+from contact_exports_client.client import PROGRESS
+from workers.export.job import Job
 
 if TYPE_CHECKING:
-    from celery import Task
-
-    from workers.storage import StoredObject
+    from workers.s3.storage import StoredObject
+    from workers.services import ResultStore
     from workers.transfer import TransferSummary
-
-#: Result state while an export runs (CONTRACT.md §2).
-PROGRESS = "PROGRESS"
 
 
 def utc_now() -> str:
@@ -22,7 +24,7 @@ def utc_now() -> str:
 
 
 def report(
-    task: Task[Any, Any],
+    results: ResultStore,
     job: Job,
     stage: str,
     percent_done: int = 0,
@@ -38,7 +40,7 @@ def report(
         "bytes": size,
         **extra,
     }
-    task.update_state(task_id=job.result_id, state=PROGRESS, meta=meta)
+    results.store_result(job.result_id, meta, PROGRESS)
 
 
 def result_of(job: Job, summary: TransferSummary, stored: StoredObject) -> dict[str, Any]:

@@ -4,14 +4,14 @@ It turns every answer into either data or one of the errors in workers.exception
 decide only *when* to try again, never *what* an answer means. It follows links only on the
 configured API host: a link elsewhere would carry our bearer token to a stranger.
 
-Every request first takes a permit from the cluster's request budget (``workers.ratelimit``),
-and a 401 leads to at most one token refresh and one retry (``workers.tokens``).
+Every request first takes a permit from the cluster's request budget (``ratelimit`` beside
+this module), and a 401 leads to at most one token refresh and one retry (``tokens``).
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -21,14 +21,14 @@ from urllib.parse import urlencode, urlsplit
 
 import requests
 
-from workers.download import ResultsBody
+from workers.constant_contact.ratelimit import Unlimited
+from workers.constant_contact.results import ResultsBody
 from workers.exceptions import (
     ConstantContactError,
     RateLimited,
     TransientApiError,
     TransientError,
 )
-from workers.ratelimit import Unlimited
 
 #: Statuses that a later attempt may not meet (Constant Contact documents 500 and 503).
 RETRYABLE_STATUSES = frozenset({429, 500, 502, 503, 504})
@@ -119,7 +119,8 @@ def epoch_seconds(stamp: str | None) -> tuple[float, float] | None:
 
 
 class TokenSource(Protocol):
-    """Where the client gets its bearer token (``workers.tokens`` keeps them in Redis)."""
+    """Where the client gets its bearer token (``tokens`` beside this module keeps them in
+    Redis)."""
 
     def access_token(self) -> str: ...
 
@@ -130,7 +131,7 @@ class TokenSource(Protocol):
 
 
 class RequestBudget(Protocol):
-    """The cluster-wide rate limit (``workers.ratelimit.RateLimiter``)."""
+    """The cluster-wide rate limit (``workers.constant_contact.ratelimit.RateLimiter``)."""
 
     def acquire(self, account: str) -> None:
         """Return when a request may go out, or raise RateLimited."""
@@ -162,6 +163,19 @@ class StaticToken:
         return "StaticToken(<redacted>)"
 
 
+#: Observes every answer: the endpoint's name (``Endpoint``) and the HTTP status.
+AnswerObserver = Callable[[str, int], None]
+
+
+class Endpoint(StrEnum):
+    """The API calls this client makes: the label every answer is counted under."""
+
+    CREATE_EXPORT = "create_export"
+    GET_ACTIVITY = "get_activity"
+    LIST_ACTIVITIES = "list_activities"
+    GET_RESULTS = "get_results"
+
+
 class ConstantContactClient:
     def __init__(
         self,
@@ -173,6 +187,7 @@ class ConstantContactClient:
         session: requests.Session | None = None,
         connect_timeout: float = 10.0,
         read_timeout: float = 60.0,
+        on_answer: AnswerObserver | None = None,
     ) -> None:
         parts = urlsplit(base_url)
         if parts.scheme not in ("http", "https") or not parts.netloc:
@@ -184,13 +199,16 @@ class ConstantContactClient:
         self._budget: RequestBudget = budget or Unlimited()
         self._session = session or requests.Session()
         self._timeout = (connect_timeout, read_timeout)
+        self._on_answer = on_answer
 
     def create_export(self, body: Mapping[str, Any]) -> Activity:
-        response = self._request("POST", f"{self._base}/activities/contact_exports", json=body)
+        response = self._request(
+            Endpoint.CREATE_EXPORT, "POST", f"{self._base}/activities/contact_exports", json=body
+        )
         return Activity.from_body(_json(response))
 
     def get_activity(self, href: str) -> Activity:
-        response = self._request("GET", self.resolve(href))
+        response = self._request(Endpoint.GET_ACTIVITY, "GET", self.resolve(href))
         return Activity.from_body(_json(response))
 
     def list_activities(self, limit: int = 50, state: str | None = None) -> list[Activity]:
@@ -217,7 +235,7 @@ class ConstantContactClient:
         return f"{self._base}/activities?{urlencode(query)}"
 
     def _activities_page(self, url: str) -> tuple[list[Activity], str | None]:
-        body = _json(self._request("GET", url))
+        body = _json(self._request(Endpoint.LIST_ACTIVITIES, "GET", url))
         items = body.get("activities") or []
         if not isinstance(items, Sequence) or not all(isinstance(i, Mapping) for i in items):
             raise ConstantContactError("unexpected activities body: 'activities' is not a list")
@@ -230,7 +248,11 @@ class ConstantContactClient:
     @contextmanager
     def open_results(self, href: str) -> Iterator[ResultsBody]:
         response = self._request(
-            "GET", self.resolve(href), headers={"Accept": "text/csv"}, stream=True
+            Endpoint.GET_RESULTS,
+            "GET",
+            self.resolve(href),
+            headers={"Accept": "text/csv"},
+            stream=True,
         )
         try:
             length = response.headers.get("Content-Length")
@@ -257,12 +279,15 @@ class ConstantContactClient:
         scheme, netloc = self._origin
         return f"{scheme}://{netloc}{parts.path}" + (f"?{parts.query}" if parts.query else "")
 
-    def _request(self, method: str, url: str, **kwargs: Any) -> requests.Response:
+    def _request(
+        self, endpoint: Endpoint, method: str, url: str, **kwargs: Any
+    ) -> requests.Response:
         """Send once; after a 401, refresh the token (at most once) and send once more."""
-        response, token = self._send(method, url, None, **kwargs)
+        response, token = self._send(endpoint, method, url, None, **kwargs)
         if response.status_code == 401:
             response.close()
-            response, _ = self._send(method, url, self._tokens.refresh(token), **kwargs)
+            refreshed = self._tokens.refresh(token)
+            response, _ = self._send(endpoint, method, url, refreshed, **kwargs)
             if response.status_code == 401:
                 response.close()
                 raise ConstantContactError(
@@ -290,7 +315,7 @@ class ConstantContactClient:
         return response
 
     def _send(
-        self, method: str, url: str, token: str | None, **kwargs: Any
+        self, endpoint: Endpoint, method: str, url: str, token: str | None, **kwargs: Any
     ) -> tuple[requests.Response, str]:
         """One request, after its permit; the token is read after any wait for the permit, so
         a refresh made meanwhile by another worker is already used."""
@@ -316,6 +341,8 @@ class ConstantContactClient:
             raise TransientError(f"{method} {urlsplit(url).path} timed out") from error
         except requests.ConnectionError as error:
             raise TransientError(f"{method} {urlsplit(url).path}: connection failed") from error
+        if self._on_answer is not None:
+            self._on_answer(endpoint.value, response.status_code)
         return response, token
 
     def _slow_down(self, error: TransientApiError) -> TransientError:

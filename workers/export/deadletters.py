@@ -4,11 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from celery import Celery
-from celery.result import AsyncResult
-
-from contact_exports_client import EXPORT_TASK, QUEUE
-from workers.jobs import JobStore
+from contact_exports_client.client import EXPORT_TASK, QUEUE
+from workers.services import Sender
+from workers.state.jobs import JobStore
 
 
 def list_failed(store: JobStore, limit: int = 100) -> list[dict[str, str]]:
@@ -19,7 +17,8 @@ def list_failed(store: JobStore, limit: int = 100) -> list[dict[str, str]]:
     ]
 
 
-def rerun(store: JobStore, app: Celery, job_id: str) -> AsyncResult[Any]:
-    """Enqueue the failed job again with its original request; it gets a new activity."""
+def rerun(store: JobStore, sender: Sender, job_id: str) -> Any:
+    """Enqueue the failed job again with its original request; it gets a new activity.
+    Returns what the sender returns (a Celery app: the AsyncResult of the new run)."""
     kwargs = store.reopen(job_id)
-    return app.send_task(EXPORT_TASK, kwargs=kwargs, queue=QUEUE)
+    return sender.send_task(EXPORT_TASK, kwargs=kwargs, queue=QUEUE)

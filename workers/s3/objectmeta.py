@@ -24,7 +24,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from workers.csvstats import MAX_HEADER_BYTES, CsvStats
 from workers.exceptions import ObjectChanged, StorageError
-from workers.storage import StoredObject
+from workers.s3.storage import StoredObject
 from workers.transfer import TransferSummary
 
 if TYPE_CHECKING:

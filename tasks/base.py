@@ -1,0 +1,82 @@
+"""What every export task shares: message decoding, log context, the stage timer, turning a
+step's outcome into Celery's terms, and a dead letter for a job that fails for good.
+
+The tasks are thin on purpose: the steps (``workers.export``) do the work on typed values and
+know nothing of Celery; these tasks only translate between the two.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from celery import Task
+from celery.exceptions import Ignore, Reject, Retry
+
+from workers import metrics
+from workers.exceptions import public_error
+from workers.export.failure import record_failure
+from workers.export.job import Job
+from workers.export.outcome import Again, Finished, Next, Outcome
+from workers.export.tasknames import STAGES, Stage
+from workers.lifecycle import services_of
+from workers.logconfig import bind_job
+from workers.services import Services
+
+#: Celery's control flow, which passes through untouched.
+CONTROL = (Retry, Ignore, Reject)
+
+
+class ExportStep(Task):  # type: ignore[type-arg]  # celery's Task is generic only in stubs
+    """Base of the export chain's tasks; each takes the job (a dict) as its one argument,
+    except ``contact_exports.export``, which takes the caller's kwargs."""
+
+    @property
+    def services(self) -> Services:
+        return services_of(self.app).get()
+
+    @property
+    def stage(self) -> Stage:
+        return STAGES[self.name]
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        job = _job_in(args)
+        bind_job(
+            job_id=job.job_id if job else kwargs.get("job_id"),
+            account=job.account if job else kwargs.get("account"),
+            activity_id=job.activity_id if job else None,
+            stage=self.stage.value,
+        )
+        with metrics.STAGE_SECONDS.labels(self.stage.value).time():
+            try:
+                return super().__call__(*args, **kwargs)
+            except CONTROL:
+                raise
+            except Exception as error:
+                public = public_error(error, storing=self.stage is Stage.DOWNLOADING)
+                if public is error:
+                    raise
+                raise public from error
+
+    def finish(self, outcome: Outcome) -> dict[str, Any]:
+        """The step's outcome as this task's return value, or a retry."""
+        if isinstance(outcome, Again):
+            args = (outcome.job.to_dict(),) if outcome.job is not None else None
+            raise self.retry(args=args, countdown=outcome.countdown)
+        if isinstance(outcome, Next):
+            return outcome.job.to_dict()
+        assert isinstance(outcome, Finished)
+        return outcome.result
+
+    def on_failure(self, exc: Exception, task_id: str, args: Any, kwargs: Any, einfo: Any) -> None:
+        job = _job_in(args)
+        if job is not None:
+            record_failure(self.services, job, self.name, public_error(exc, storing=False))
+
+
+def _job_in(args: Any) -> Job | None:
+    """The job a chain step's message carries (its one positional argument), if it has one."""
+    if isinstance(args, list | tuple) and len(args) == 1 and isinstance(args[0], dict):
+        data = args[0]
+        if "job_id" in data and "result_id" in data:
+            return Job.from_dict(data)
+    return None

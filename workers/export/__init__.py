@@ -1,0 +1,1 @@
+"""The export steps, without Celery: start, create, poll, download, seal, notify; the janitor."""

@@ -1,0 +1,33 @@
+"""A job that failed for good: kept as a dead letter, its uploads swept, its webhook told."""
+
+from __future__ import annotations
+
+import logging
+
+from workers import metrics
+from workers.exceptions import ExportError
+from workers.export.download import sweep_uploads
+from workers.export.job import Job
+from workers.export.notify import enqueue_notification
+from workers.services import Services
+
+log = logging.getLogger(__name__)
+
+
+def record_failure(services: Services, job: Job, step: str, error: ExportError) -> None:
+    """``error`` is what the caller sees (one of the contract's types)."""
+    metrics.EXPORTS_FAILED.labels(type(error).__name__).inc()
+    services.jobs.fail(job.job_id, step, error)
+    swept = sweep_uploads(services.jobs, services.s3, job)
+    if swept:
+        log.info("job %s: aborted %d open uploads", job.job_id, swept)
+    enqueue_notification(
+        services.sender,
+        job.notify_url,
+        {
+            "status": "FAILURE",
+            "job_id": job.job_id,
+            "error_type": type(error).__name__,
+            "error_message": str(error),
+        },
+    )

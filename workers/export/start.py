@@ -1,0 +1,58 @@
+"""The first step: check the request, fix the job's id, key and deadline, and open its record.
+
+Everything a request can get wrong is refused here, before any API call, as
+InvalidExportRequest. A job_id seen before resumes its job: its record keeps the deadline and
+result id it was first given, and a finished job answers with its result at once.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from workers import metrics
+from workers.exceptions import InvalidExportRequest
+from workers.export.job import Job
+from workers.export.outcome import Finished, Next
+from workers.export.progress import report, utc_now
+from workers.export.request import parse_job_request
+from workers.export.tasknames import Stage
+from workers.logconfig import bind_job
+from workers.services import Services
+from workers.webhooks import check_url
+
+
+def start_export(services: Services, kwargs: dict[str, Any], *, result_id: str) -> Next | Finished:
+    """``kwargs`` are the caller's (docs/contract.md §1); ``result_id`` the id the caller holds."""
+    settings = services.settings
+    request = parse_job_request(kwargs)
+    services.accounts.check(request.account)
+    if request.notify_url:
+        check_url(request.notify_url, settings.webhook_hosts, settings.webhook_secret is not None)
+    bucket = request.destination.bucket or settings.s3_bucket
+    if not bucket:
+        raise InvalidExportRequest("destination.bucket: no bucket given and S3_BUCKET is not set")
+    job_id = request.job_id or result_id
+    bind_job(job_id=job_id, account=request.account)
+    store = services.jobs
+    done = store.result(job_id)
+    if done is not None:
+        return Finished(done)
+    key = request.destination.key or settings.export_key_template.format(
+        account=request.account, job_id=job_id
+    )
+    job = Job(
+        job_id=job_id,
+        result_id=result_id,
+        account=request.account,
+        requests=request.export.shards(),
+        bucket=bucket,
+        key=key,
+        deadline=services.clock() + settings.export_deadline_seconds,
+        started_at=utc_now(),
+        unknown_fields=request.export.unknown_fields,
+        notify_url=request.notify_url,
+    )
+    if store.open(job, {**kwargs, "job_id": job_id}):
+        metrics.EXPORTS_STARTED.inc()
+    report(services.results, job, Stage.CREATING)
+    return Next(job)

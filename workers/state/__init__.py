@@ -1,0 +1,1 @@
+"""State in Redis: job records that make repeated deliveries harmless, and leases."""
