@@ -28,9 +28,9 @@ import requests
 from botocore.config import Config
 
 from workers.constant_contact.results import ResultsBody
-from workers.settings import Settings
 from workers.s3.storage import MultipartWriter, make_s3_client
 from workers.s3.streamput import ChunkedBody, put_stream
+from workers.settings import Settings
 from workers.transfer import copy_measured
 
 #: Chunk size asked of iter_content by the alternatives, as the old task did.

@@ -29,10 +29,11 @@ import requests
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from contact_exports_client.keys import RATELIMIT_KEY_PREFIX
 from sandbox.testing import SandboxProcess
 from workers.constant_contact.client import ConstantContactClient, StaticToken
+from workers.constant_contact.ratelimit import Budget, RateLimiter
 from workers.exceptions import RateLimited, TransientError
-from workers.constant_contact.ratelimit import KEY_PREFIX, Budget, RateLimiter
 
 RESULTS = Path(__file__).resolve().parent / "results" / "ratelimit.md"
 TOKEN = "bench-ratelimit-token"  # noqa: S105 — a local sandbox's fixed token
@@ -77,7 +78,7 @@ def work(api_base: str, href: str, account: str, until: float, redis_url: str, d
 
 def run(sandbox: SandboxProcess, accounts: list[str], seconds: float) -> Row:
     client = redis.Redis.from_url(REDIS_URL)
-    for key in client.scan_iter(f"{KEY_PREFIX}*"):
+    for key in client.scan_iter(f"{RATELIMIT_KEY_PREFIX}*"):
         client.delete(key)
     client.close()
     sandbox.reset()

@@ -27,6 +27,7 @@ import psutil
 import redis
 
 from contact_exports_client import make_app, submit_export
+from contact_exports_client.keys import JOB_KEY_PREFIX, job_id_of
 from devstack.redis_server import RedisServer
 from devstack.s3server import RcloneS3
 from devstack.worker import WorkerProcess
@@ -208,8 +209,8 @@ def report(
         print("  failed:", failure)
     owned: set[str] = set()
     store = redis.Redis.from_url(broker_url)
-    for key in store.scan_iter("contact_exports:job:*"):
-        if key.count(b":") == 2:
+    for key in store.scan_iter(f"{JOB_KEY_PREFIX}*"):
+        if job_id_of(key.decode()) is not None:
             record = store.hgetall(key)
             owned |= {v.decode() for k, v in record.items() if k.startswith(b"activity_id")}
     for entry in sandbox.requests(endpoint="create_export"):

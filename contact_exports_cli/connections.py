@@ -2,7 +2,7 @@
 
 The workers' settings (``workers.settings``) insist on Constant Contact credentials, which an
 operator submitting or inspecting jobs need not have, so the URLs are read here with the same
-names and defaults (CONTRACT.md §5) instead.
+names and defaults (docs/contract.md §5) instead.
 """
 
 from __future__ import annotations

@@ -9,7 +9,7 @@ class ExitCode(IntEnum):
     #: The command did what it was asked.
     OK = 0
     #: The export ran and failed: ActivityFailed, ExportTimedOut, ConstantContactError,
-    #: StorageError (CONTRACT.md §3).
+    #: StorageError (docs/contract.md §3).
     EXPORT_FAILED = 1
     #: Bad usage, an invalid export request (refused locally, or InvalidExportRequest from the
     #: worker) or invalid configuration.

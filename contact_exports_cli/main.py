@@ -203,7 +203,7 @@ def result(
     ] = False,
     timeout: WaitSeconds = DEFAULT_WAIT_SECONDS,
 ) -> None:
-    """The result dict of a finished job, as JSON (CONTRACT.md §2)."""
+    """The result dict of a finished job, as JSON (docs/contract.md §2)."""
     with services() as (client, celery):
         view = look_up(JobStore(client), celery, job_id)
         summary: Mapping[str, Any]

@@ -2,7 +2,7 @@
 
 It needs Celery and the broker's URL, nothing of the worker: no Constant Contact credentials, no
 import of ``workers`` or ``tasks``. Applications that cannot import this package send the task by
-name instead (CONTRACT.md §1, ``examples/enqueue_export.py``).
+name instead (docs/contract.md §1, ``examples/enqueue_export.py``).
 
     from contact_exports_client import submit_export, wait
 

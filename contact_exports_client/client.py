@@ -1,6 +1,6 @@
 """Enqueue an export and wait for it, typed, from any Python application.
 
-Everything goes by task name over Celery (CONTRACT.md §1), so nothing here imports ``workers``
+Everything goes by task name over Celery (docs/contract.md §1), so nothing here imports ``workers``
 or ``tasks``: those validate the worker's settings (CC_ACCESS_TOKEN, ...) as they load, and an
 application that only asks for exports has no business holding Constant Contact credentials.
 The request is checked by the worker; ``schemas/export-task-kwargs.schema.json`` lets a caller
@@ -25,11 +25,11 @@ from celery.result import AsyncResult
 from contact_exports_client.ledger import record_submission
 from contact_exports_client.types import Destination, ExportKwargs, ExportResult, Progress
 
-#: The task that starts an export (CONTRACT.md §1).
+#: The task that starts an export (docs/contract.md §1).
 EXPORT_TASK = "contact_exports.export"
 #: The only queue the workers consume.
 QUEUE = "contact_exports"
-#: Broker and backend when neither argument nor environment names one (CONTRACT.md §5).
+#: Broker and backend when neither argument nor environment names one (docs/contract.md §5).
 DEFAULT_REDIS_URL = "redis://localhost:6379/0"
 #: Result state while an export runs; ``result.info`` is then a :class:`Progress`.
 PROGRESS = "PROGRESS"
@@ -110,7 +110,7 @@ def export_kwargs(
     job_id: str | None = None,
     destination: Destination | None = None,
 ) -> ExportKwargs:
-    """The task's kwargs; what is left out takes the worker's default (CONTRACT.md §1)."""
+    """The task's kwargs; what is left out takes the worker's default (docs/contract.md §1)."""
     kwargs: ExportKwargs = {"export": dict(export)}
     if account is not None:
         kwargs["account"] = account
@@ -190,7 +190,7 @@ def wait(
 
     ``on_progress`` gets each PROGRESS report (stage, percent_done, activity_id, bytes) as the
     workers publish it. A failure raises the worker's exception, rebuilt by Celery: its
-    ``type(exc).__name__`` is one of CONTRACT.md §3. Past ``timeout`` seconds
+    ``type(exc).__name__`` is one of docs/contract.md §3. Past ``timeout`` seconds
     :class:`WaitTimeoutError` is raised and the export goes on.
     """
     if on_progress is not None:

@@ -5,8 +5,8 @@ It sits in the client package because callers write the first job record themsel
 it from here. It imports nothing of the worker.
 
     contact_exports:job:<job_id>                      hash: the job record (workers.state.jobs)
-    contact_exports:job:<job_id>:uploads              set: multipart upload ids still open
-    contact_exports:job:<job_id>:lease:<step>         string: who runs that step now
+    contact_exports:job:<job_id>/uploads              set: multipart upload ids still open
+    contact_exports:job:<job_id>/lease/<step>         string: who runs that step now
     contact_exports:dead_letters                      zset: failed job ids, by when they failed
     contact_exports:owned_activities                  set: activity ids some job owns
     contact_exports:janitor                           string: one janitor sweep at a time
@@ -20,6 +20,9 @@ it from here. It imports nothing of the worker.
     contact_exports:ratelimit:sent                    zset: requests sent in the last second
     contact_exports:ratelimit:returns:<account>       string: the next return time handed out
 
+A job id may contain ``:`` but never ``/``, so the keys under a record are told apart from the
+record of another job by their ``/`` (``job_id_of``).
+
 Celery's own keys (``celery-task-meta-<id>``, the ``contact_exports`` list, ``unacked``) are
 Celery's and kombu's, named by them.
 """
@@ -29,7 +32,7 @@ from __future__ import annotations
 #: Every key of this service starts with this.
 NAMESPACE = "contact_exports:"
 
-#: A job record and the keys under it (``:uploads``, ``:lease:<step>``).
+#: A job record and the keys under it (``/uploads``, ``/lease/<step>``).
 JOB_KEY_PREFIX = f"{NAMESPACE}job:"
 #: How long a job record is kept after its last change: a late duplicate still finds it.
 RECORD_TTL_SECONDS = 14 * 24 * 3600
@@ -56,18 +59,18 @@ def job_key(job_id: str) -> str:
 
 def job_uploads_key(job_id: str) -> str:
     """Set: the job's multipart upload ids that may still be open."""
-    return f"{JOB_KEY_PREFIX}{job_id}:uploads"
+    return f"{JOB_KEY_PREFIX}{job_id}/uploads"
 
 
 def job_lease_key(job_id: str, step: str) -> str:
     """String: the holder of the job's ``step`` right now (workers.state.leases)."""
-    return f"{JOB_KEY_PREFIX}{job_id}:lease:{step}"
+    return f"{JOB_KEY_PREFIX}{job_id}/lease/{step}"
 
 
 def job_id_of(key: str) -> str | None:
     """The job id of a job record's key; None for the keys under a record (leases, uploads)."""
     job_id = key.removeprefix(JOB_KEY_PREFIX)
-    return job_id if job_id != key and ":" not in job_id else None
+    return job_id if job_id != key and "/" not in job_id else None
 
 
 def account_key(name: str) -> str:

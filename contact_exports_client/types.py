@@ -1,4 +1,4 @@
-"""The shapes that travel over the wire (CONTRACT.md §1-2), as TypedDicts a type checker reads.
+"""The shapes that travel over the wire (docs/contract.md §1-2), as TypedDicts a type checker reads.
 
 The JSON Schemas in ``schemas/`` are the authority for other languages; these mirror them for
 Python callers without importing the project's pydantic models (which would pull in the worker).

@@ -1,6 +1,6 @@
 """Enqueue a contact export and follow it, from an application that cannot import this project.
 
-Only ``celery[redis]`` is needed: the task goes by name (CONTRACT.md §1), progress arrives as
+Only ``celery[redis]`` is needed: the task goes by name (docs/contract.md §1), progress arrives as
 Celery PROGRESS states (§2) and a failure raises an exception whose type name is one of §3.
 The request's shape is ``schemas/export-task-kwargs.schema.json``; the result's is
 ``schemas/export-result.schema.json``.

@@ -69,8 +69,11 @@ class ExportStep(Task):  # type: ignore[type-arg]  # celery's Task is generic on
 
     def on_failure(self, exc: Exception, task_id: str, args: Any, kwargs: Any, einfo: Any) -> None:
         job = _job_in(args)
+        public = public_error(exc, storing=False)
         if job is not None:
-            record_failure(self.services, job, self.name, public_error(exc, storing=False))
+            record_failure(self.services, job, self.name, public)
+        else:  # the export task itself (a refused request): no job yet, but a failure all the same
+            metrics.EXPORTS_FAILED.labels(type(public).__name__).inc()
 
 
 def _job_in(args: Any) -> Job | None:

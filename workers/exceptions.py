@@ -37,7 +37,7 @@ class ExportError(Exception):
     """Base of every error this service raises on purpose."""
 
 
-class InvalidExportRequest(ExportError):  # noqa: N818 — the name is part of CONTRACT.md §3
+class InvalidExportRequest(ExportError):  # noqa: N818 — the name is part of docs/contract.md §3
     """The export request breaks a rule of the API or of this service."""
 
 

@@ -1,4 +1,4 @@
-"""Typed settings read from the environment (CONTRACT.md §5 plus documented extras).
+"""Typed settings read from the environment (docs/contract.md §5 plus documented extras).
 
 Everything is validated when a worker starts, so a missing or malformed value stops it with a
 message naming the variable instead of failing later inside a task.

@@ -579,7 +579,9 @@ def dockerfile_problems(text: str) -> list[str]:
         for src in args.split()[:-1]
         if not src.startswith("--")
     }
-    needed = installed_modules() | {"pyproject.toml", _pyproject()["project"]["readme"]}
+    # Copying a package's folder copies its subpackages too.
+    packages = {name.split(".")[0] for name in installed_modules()}
+    needed = packages | {"pyproject.toml", _pyproject()["project"]["readme"]}
     problems += [f"Dockerfile does not COPY {name}" for name in sorted(needed - copied)]
     return problems
 

@@ -9,8 +9,8 @@ import pytest
 
 from contact_exports_cli.exceptions import InvalidUsageError
 from contact_exports_cli.request import Filters, Target, build_kwargs, split_commas, validate
-from workers.export.request import parse_job_request
 from workers.exceptions import InvalidExportRequest
+from workers.export.request import parse_job_request
 
 LIST = "0b7e8c5a-8f4e-4f51-9a62-2b5e8e7f1c10"
 CONTACT = "5a4e2f8c-1d3b-4c6a-8e9f-0a1b2c3d4e5f"

@@ -7,7 +7,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from workers.csvmerge import MAX_HEADER_BYTES, HeaderTooLong, without_header
+from workers.csvmerge import MAX_HEADER_BYTES, without_header
+from workers.exceptions import HeaderTooLong
 
 FILE = b'"Email, address",Notes\r\nann@example.com,"two\nlines"\r\nbob@example.com,x\r\n'
 

@@ -8,10 +8,14 @@ from typing import Any
 import pytest
 import redis
 
+from contact_exports_client.keys import DEAD_LETTERS_KEY
 from contact_exports_client.ledger import record_submission
 from tests.unit.factories import a_job
-from workers.exceptions import ActivityFailed
-from workers.state.jobs import Job, JobState, JobStore
+from workers.exceptions import ActivityFailed, ConstantContactError, TransientError
+from workers.export.job import ActivityRef, Job
+from workers.export.request import parse_job_request
+from workers.retry import RetryPolicy
+from workers.state.jobs import JobState, JobStore
 
 
 @pytest.fixture
@@ -43,11 +47,11 @@ def test_opening_twice_keeps_the_first_record(store: JobStore) -> None:
 def test_activity_is_remembered_and_owned(store: JobStore) -> None:
     assert store.activity("j1") is None
     store.remember_activity("j1", "a1", "/v3/activities/a1", "/v3/contact_exports/f1")
-    assert store.activity("j1") == {
-        "activity_id": "a1",
-        "self_href": "/v3/activities/a1",
-        "results_href": "/v3/contact_exports/f1",
-    }
+    assert store.activity("j1") == ActivityRef(
+        activity_id="a1",
+        self_href="/v3/activities/a1",
+        results_href="/v3/contact_exports/f1",
+    )
     assert store.owns_activity("a1") and not store.owns_activity("a2")
 
 
@@ -72,7 +76,7 @@ class BreaksAfter:
             self._trip()
             return execute()
 
-        pipe.execute = counted  # type: ignore[method-assign]
+        pipe.execute = counted  # type: ignore[method-assign,assignment]
         return pipe
 
     def __getattr__(self, name: str) -> Any:
@@ -127,6 +131,39 @@ def test_failed_job_is_a_dead_letter_that_can_be_reopened(store: JobStore) -> No
         store.reopen("j1")
 
 
+def test_a_reopened_job_gets_its_full_retries_again(store: JobStore) -> None:
+    """Guards 550567c's reopen, which kept ``attempts:failures:<stage>``: a rerun started past
+    the retry limit and gave up at its first transient failure. The counts of runs stay."""
+    policy = RetryPolicy(initial=1, cap=1, max_attempts=2)
+    error = TransientError("503")
+    store.open(job(), {"export": {}, "job_id": "j1"})
+    store.count_attempt("j1", "download")
+    failures = [store.count_failure("j1", "downloading") for _ in range(3)]
+    assert failures == [1, 2, 3] and policy.gives_up(error, failures[-1])
+    store.fail("j1", "contact_exports.download_csv", ConstantContactError("gave up after 3"))
+    store.reopen("j1")
+    assert store.count_failure("j1", "downloading") == 1
+    assert not policy.gives_up(error, 1)
+    assert store.record("j1")["attempts:download"] == "1"
+
+
+def test_reopening_a_job_leaves_every_other_key_alone(store: JobStore, r: redis.Redis) -> None:
+    """Guards 550567c's reopen, which also deleted ``contact_exports:job:<job_id>:create``: job
+    ids may contain ``:``, so that is the record of the job ``<job_id>:create``. Reopening
+    changes the job's own record and the dead letters, nothing else."""
+    other = "nightly:create"
+    assert parse_job_request({"export": {}, "job_id": other}).job_id == other
+    store.open(job("nightly"), {"export": {}, "job_id": "nightly"})
+    store.open(job(other), {"export": {}, "job_id": other})
+    store.add_upload("nightly", "u1")
+    store.fail("nightly", "contact_exports.create_export", ActivityFailed("ended failed"))
+    keys, other_record = set(r.keys()), store.record(other)
+    store.reopen("nightly")
+    assert set(r.keys()) == keys - {DEAD_LETTERS_KEY.encode()}  # its one letter is gone
+    assert store.record(other) == other_record
+    assert store.uploads("nightly") == ["u1"]
+
+
 def test_uploads_are_tracked_until_dropped(store: JobStore) -> None:
     store.add_upload("j1", "u2")
     store.add_upload("j1", "u1")
@@ -162,3 +199,24 @@ def test_a_late_duplicate_does_not_reopen_an_ended_job(store: JobStore) -> None:
     store.save_result("j1", {"rows": 3})
     store.set_state("j1", JobState.DOWNLOADING)
     assert store.record("j1")["state"] == "completed"
+
+
+def test_a_job_id_with_colons_is_found_by_the_janitors_scans_and_shares_no_key(
+    store: JobStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Job ids may contain ``:`` (docs/contract.md §1.1). Before, the keys under a record were
+    ``<record>:uploads`` and ``<record>:lease:<step>``: the scans skipped every id with a ``:``
+    (so a lost job ``crm:2026`` was never sent again), and the job ``x:uploads`` had the same key
+    as the open uploads of the job ``x``."""
+    stale, owed = "crm:2026-11-26", "x:uploads"
+    for job_id in (stale, "x", owed):
+        assert parse_job_request({"export": {}, "job_id": job_id}).job_id == job_id
+    store.open(job(stale), {"export": {}, "job_id": stale})
+    store.open(job("x"), {"export": {}, "job_id": "x"})
+    store.add_upload("x", "u1")
+    store.save_result(owed, {"rows": 1}, seal={"key": "k.csv"})
+    assert store.uploads("x") == ["u1"] and store.result(owed) == {"rows": 1}
+    later = time.time() + 120
+    monkeypatch.setattr(time, "time", lambda: later)
+    assert {record["job_id"] for record in store.stale(older_than=60)} == {stale, "x"}
+    assert store.owed_seals(older_than=60) == [(owed, {"key": "k.csv"})]

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import threading
+import time
+from collections.abc import Callable
 
 import pytest
 import redis
@@ -19,14 +21,28 @@ def test_second_holder_is_refused_while_the_first_lives(r: redis.Redis) -> None:
 
 
 def test_heartbeat_keeps_a_short_lease_alive(r: redis.Redis) -> None:
-    lease = Lease(r, "k", ttl=0.3)
+    """Each heartbeat resets the TTL: seen four times over, the lease outlives its TTL.
+
+    The TTL is a second, not a tenth: with a shorter one a loaded 2-core machine can stall the
+    heartbeat thread past it (CI saw that with 0.3 s), which tests the scheduler, not the lease.
+    """
+    lease = Lease(r, "k", ttl=1.0)
     with lease:
-        # Outlive several TTLs; only renewals can keep the key.
-        renewed = threading.Event()
+        acquired = time.monotonic()
         for _ in range(4):
-            renewed.wait(0.3)
+            wait_for(lambda: r.pttl("k") < 950, what="the TTL running down")
+            before = r.pttl("k")
+            wait_for(lambda before=before: r.pttl("k") > before, what="a renewal")
             assert r.get("k") == lease.holder.encode()
+        assert time.monotonic() - acquired > 1.0  # past the TTL: only renewals kept it
     assert r.get("k") is None
+
+
+def wait_for(condition: Callable[[], bool], *, what: str, timeout: float = 5.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, f"no {what} within {timeout}s"
+        threading.Event().wait(0.005)
 
 
 def test_a_dead_holders_lease_expires(r: redis.Redis) -> None:

@@ -282,3 +282,86 @@ def test_api_timestamps_carry_their_resolution() -> None:
     assert epoch_seconds("2016-01-23T13:48:44.108Z") == (pytest.approx(1453556924.108), 0.001)
     assert epoch_seconds("2019-11-21T15:32:42-05:00") == (1574368362.0, 1.0)
     assert epoch_seconds(None) is None and epoch_seconds("soon") is None
+
+
+# -- record_look: what one poll of an unfinished activity adds --------------------------------
+
+RECEIVED = 1_800_000_000.0  # worker's clock
+
+
+def iso(epoch: float, *, whole_seconds: bool = False) -> str:
+    moment = datetime.fromtimestamp(epoch, UTC)
+    return moment.isoformat(timespec="seconds" if whole_seconds else "milliseconds").replace(
+        "+00:00", "Z"
+    )
+
+
+def api_activity(
+    state: ApiState,
+    percent: int = 0,
+    *,
+    created_at: str | None = None,
+    updated_at: str | None = None,
+) -> ApiActivity:
+    return ApiActivity(
+        "a", state, percent, "/v3/activities/a", None, created_at=created_at, updated_at=updated_at
+    )
+
+
+def test_a_first_look_without_created_at_starts_at_the_latest_possible_creation() -> None:
+    """The first look comes at least ``first_wait`` after the create: on our clock, the
+    activity was created no later than ``received - first_wait``."""
+    timeline, clock = record_look(
+        None, None, api_activity(ApiState.INITIALIZED), RECEIVED, first_wait=FIRST_WAIT
+    )
+    assert timeline.created == pytest.approx(RECEIVED - FIRST_WAIT)
+    assert timeline.resolution == 0.001 and timeline.sightings == ()
+    assert clock.value == pytest.approx(0.0)
+    assert timeline.looked_at == pytest.approx(RECEIVED)
+
+
+def test_whole_second_stamps_widen_the_timelines_resolution_to_a_second() -> None:
+    created = RECEIVED - 10
+    whole = api_activity(
+        ApiState.PROCESSING,
+        20,
+        created_at=iso(created, whole_seconds=True),
+        updated_at=iso(RECEIVED - 1, whole_seconds=True),
+    )
+    timeline, _ = record_look(None, None, whole, RECEIVED, first_wait=FIRST_WAIT)
+    assert timeline.resolution == 1.0
+    assert timeline.created == created
+    assert timeline.sightings == (Sighting(RECEIVED - 1, 20),)
+    precise = api_activity(ApiState.PROCESSING, 20, created_at=iso(created + 0.25))
+    timeline, _ = record_look(None, None, precise, RECEIVED, first_wait=FIRST_WAIT)
+    assert timeline.resolution == 0.001
+
+
+def test_the_clock_offset_only_rises_across_looks() -> None:
+    """The server's clock runs 5 s ahead; a stamp that reached us slowly (a smaller
+    ``stamp - received``) must not pull the estimate down."""
+    created = RECEIVED + 5 - 2
+    timeline, clock = record_look(
+        None,
+        None,
+        api_activity(
+            ApiState.PROCESSING, 10, created_at=iso(created), updated_at=iso(RECEIVED + 5)
+        ),
+        RECEIVED,
+        first_wait=FIRST_WAIT,
+    )
+    assert clock.value == pytest.approx(5.0, abs=1e-3)
+    late = api_activity(
+        ApiState.PROCESSING, 20, created_at=iso(created), updated_at=iso(RECEIVED + 7)
+    )
+    timeline, clock = record_look(timeline, clock.value, late, RECEIVED + 10, first_wait=FIRST_WAIT)
+    assert clock.value == pytest.approx(5.0, abs=1e-3)
+    assert timeline.looked_at == pytest.approx(RECEIVED + 15, abs=1e-3)
+    ahead = api_activity(
+        ApiState.PROCESSING, 30, created_at=iso(created), updated_at=iso(RECEIVED + 26)
+    )
+    timeline, clock = record_look(
+        timeline, clock.value, ahead, RECEIVED + 20, first_wait=FIRST_WAIT
+    )
+    assert clock.value == pytest.approx(6.0, abs=1e-3)
+    assert [s.percent for s in timeline.sightings] == [10, 20, 30]

@@ -2,7 +2,8 @@ from __future__ import annotations
 
 import pytest
 
-from workers.settings import ConfigurationError, load_settings
+from workers.exceptions import ConfigurationError
+from workers.settings import load_settings
 
 
 @pytest.fixture(autouse=True)

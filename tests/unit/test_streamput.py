@@ -20,7 +20,6 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from workers.exceptions import BodyIncomplete, StorageError, TransientError
-from workers.settings import Settings
 from workers.s3.streamput import (
     MAX_PUT_BYTES,
     TRAILER,
@@ -28,6 +27,7 @@ from workers.s3.streamput import (
     put_stream,
     single_put_allowed,
 )
+from workers.settings import Settings
 
 CSV = b"Email,Notes\n" + b"".join(b'a%d@x.org,"one\ntwo"\n' % i for i in range(400))
 

@@ -1,4 +1,4 @@
-"""Account credentials in a real Redis (db 12, flushed around each test), refreshed against a
+"""Account credentials in a real Redis (db 15, flushed around each test), refreshed against a
 token endpoint that rotates refresh tokens like Constant Contact's (an injected transport)."""
 
 from __future__ import annotations
@@ -17,8 +17,6 @@ from cryptography.fernet import Fernet
 from tests.unit.conftest import UNIT_REDIS_URL
 from tests.unit.test_constant_contact import Transport
 from workers.constant_contact.client import Grant, OAuthClient, StaticToken
-from workers.exceptions import ConstantContactError, TransientApiError, TransientError
-from workers.settings import ConfigurationError, load_settings
 from workers.constant_contact.tokens import (
     REFRESH_AHEAD_SECONDS,
     AccountState,
@@ -29,6 +27,13 @@ from workers.constant_contact.tokens import (
     refresh_time,
     seed_fingerprint,
 )
+from workers.exceptions import (
+    ConfigurationError,
+    ConstantContactError,
+    TransientApiError,
+    TransientError,
+)
+from workers.settings import load_settings
 
 TOKEN_URL = "https://authz.example/oauth2/default/v1/token"
 CLIENT_ID, CLIENT_SECRET = "client-id", "client-secret-value"

@@ -359,7 +359,7 @@ class Destination(BaseModel):
 
 
 class ExportJobRequest(BaseModel):
-    """The kwargs of the ``contact_exports.export`` task (CONTRACT.md §1)."""
+    """The kwargs of the ``contact_exports.export`` task (docs/contract.md §1)."""
 
     model_config = ConfigDict(extra="forbid", strict=True, title="ExportTaskKwargs")
 
@@ -388,7 +388,7 @@ Timestamp = Annotated[
 
 
 class ExportResult(BaseModel):
-    """What ``result.get()`` returns (CONTRACT.md §2); open to keys added later."""
+    """What ``result.get()`` returns (docs/contract.md §2); open to keys added later."""
 
     model_config = ConfigDict(extra="allow", strict=True, title="ExportResult")
 
@@ -426,7 +426,7 @@ def describe(error: ValidationError) -> str:
 
 
 #: The generated schemas, by file name under ``schemas/``.
-SCHEMA_DIR = Path(__file__).resolve().parent.parent / "schemas"
+SCHEMA_DIR = Path(__file__).resolve().parents[2] / "schemas"
 SCHEMA_BASE_ID = "https://contact-export-worker.invalid/schemas/"
 
 
@@ -435,11 +435,11 @@ def json_schemas() -> dict[str, dict[str, Any]]:
     documents: dict[str, tuple[type[BaseModel], str]] = {
         "export-task-kwargs.schema.json": (
             ExportJobRequest,
-            "The kwargs of the contact_exports.export Celery task (CONTRACT.md §1).",
+            "The kwargs of the contact_exports.export Celery task (docs/contract.md §1).",
         ),
         "export-result.schema.json": (
             ExportResult,
-            "What result.get() returns for a contact_exports.export task (CONTRACT.md §2).",
+            "What result.get() returns for a contact_exports.export task (docs/contract.md §2).",
         ),
     }
     schemas = {}

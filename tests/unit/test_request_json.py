@@ -29,7 +29,7 @@ def ids(n: int) -> list[str]:
 
 
 def sample_result() -> dict[str, Any]:
-    """A result as ``download_csv`` builds it (tasks/exports.py)."""
+    """A result as the download step builds it (``workers.export.progress.result_of``)."""
     return {
         "job_id": "crm-sync-2026-11-26",
         "account": "default",
@@ -62,7 +62,14 @@ def test_write_schema_regenerates_both_files(tmp_path: Path) -> None:
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(json_schemas())
     for path in tmp_path.iterdir():
         assert path.read_text(encoding="utf-8") == (SCHEMA_DIR / path.name).read_text("utf-8")
-    command = [sys.executable, "-m", "workers.export.request", "--write-schema", "--dir", str(tmp_path)]
+    command = [
+        sys.executable,
+        "-m",
+        "workers.export.request",
+        "--write-schema",
+        "--dir",
+        str(tmp_path),
+    ]
     done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, check=False)
     assert done.returncode == 0, done.stderr
     assert done.stderr == ""

@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 
-from workers.export.request import ExportRequest, parse_job_request
 from workers.exceptions import InvalidExportRequest, TransientError
+from workers.export.request import ExportRequest, parse_job_request
 
 
 def ids(n: int) -> list[str]:

@@ -2,8 +2,8 @@
 
 The table below is this test's own reading of the spec (``ContactsExport``), the export guide
 and the README's service rules. It imports none of the model's constants, so a rule dropped
-from ``tasks/schema.py``, or a cap changed there, shows up as a generated body on which the
-model and this table disagree. Hypothesis generates bodies of two kinds: anything (most of
+from ``workers/export/request.py``, or a cap changed there, shows up as a generated body on
+which the model and this table disagree. Hypothesis generates bodies of two kinds: anything (most of
 them invalid in one or several ways) and bodies built to be valid.
 
 For every body the model must (1) accept it exactly when the table finds nothing wrong, (2)
@@ -28,8 +28,8 @@ from hypothesis import strategies as st
 from jsonschema import Draft202012Validator
 
 from sandbox.exportspec import ExportValidationError, parse_export_request
-from workers.export.request import ExportRequest, parse_job_request
 from workers.exceptions import InvalidExportRequest
+from workers.export.request import ExportRequest, parse_job_request
 
 # -- The rules, from the spec and the guide ------------------------------------------------
 
