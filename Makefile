@@ -4,6 +4,8 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 REDIS_PORT ?= 6379
+# The demo's S3 server: rclone, or seaweedfs (which checks every checksum the worker sends).
+S3_SERVER ?= rclone
 
 .PHONY: install test lint unit integration demo bench redis clean
 
@@ -35,7 +37,7 @@ integration: install redis
 	$(PY) -m pytest -p no:cacheprovider tests/integration
 
 demo: install redis
-	$(PY) -m devstack.demo
+	$(PY) -m devstack.demo --s3 $(S3_SERVER)
 
 bench: install redis
 	$(PY) bench/stream.py

