@@ -22,6 +22,7 @@ from workers.constant_contact.accounts import Accounts
 from workers.constant_contact.client import ConstantContactClient
 from workers.constant_contact.ratelimit import Budget, RateLimiter
 from workers.retry import RetryPolicy
+from workers.s3.objectmeta import EncodingCheck
 from workers.s3.storage import make_s3_client
 from workers.settings import Settings
 from workers.state.jobs import JobStore
@@ -63,6 +64,8 @@ class Services:
     results: ResultStore
     retry: RetryPolicy
     clock: Callable[[], float] = time.time
+    #: What this process learnt of its S3 store's handling of aws-chunked uploads.
+    encoding: EncodingCheck = field(default_factory=EncodingCheck)
     _api: dict[str, ConstantContactClient] = field(default_factory=dict, repr=False)
 
     def api(self, account: str) -> ConstantContactClient:

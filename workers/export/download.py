@@ -14,6 +14,7 @@ import itertools
 import logging
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import replace
 from typing import TYPE_CHECKING
 
 from botocore.exceptions import BotoCoreError, ClientError
@@ -22,7 +23,7 @@ from workers import metrics
 from workers.constant_contact.client import ConstantContactClient, epoch_seconds
 from workers.constant_contact.results import ResultsBody
 from workers.csvmerge import without_header
-from workers.exceptions import LeaseHeld, TransientError
+from workers.exceptions import LeaseHeld, StorageError, TransientError
 from workers.export.job import Job
 from workers.export.notify import enqueue_notification
 from workers.export.outcome import Again, Finished
@@ -30,7 +31,7 @@ from workers.export.progress import report, result_of
 from workers.export.retries import check_deadline, come_back
 from workers.export.seal import ask_for_seal, seal_owed
 from workers.export.tasknames import Stage
-from workers.s3.objectmeta import identity, sealed_export
+from workers.s3.objectmeta import EncodingCheck, identity, seal, sealed_export
 from workers.s3.storage import MultipartWriter, StoredObject
 from workers.s3.streamput import ChunkedBody, put_stream, single_put_allowed
 from workers.services import Services
@@ -87,6 +88,7 @@ def download_step(services: Services, job: Job) -> Finished | Again:
             settings=settings,
             lease=lease,
             on_progress=lambda size: report(services.results, job, Stage.DOWNLOADING, 100, size),
+            encoding=services.encoding,
         )
         result = result_of(job, summary, stored)
         owed = seal_owed(job, summary, stored)
@@ -166,7 +168,11 @@ def stream_to_s3(
     settings: Settings,
     lease: Lease,
     on_progress: Callable[[int], None],
+    encoding: EncodingCheck | None = None,
 ) -> tuple[TransferSummary, StoredObject]:
+    """The job's CSV stored at its key: its figures and the object. ``encoding`` is what the
+    process knows of its store (``Services.encoding``); without it the store is asked anew."""
+    encoding = encoding or EncodingCheck()
     metadata = identity(job.job_id, job.activity_ids)
     adopted = sealed_export(s3, job.bucket, job.key, metadata)
     if adopted is not None:
@@ -207,7 +213,9 @@ def stream_to_s3(
                 on_progress=on_progress,
             )
     stream_seconds = time.monotonic() - started
-    # The seal comes after, as a task of its own (tasks.sealing): it is timed there.
+    if in_one and encoding.keeps_chunked(s3, stored):
+        stored = _seal_now(s3, stored, metadata, summary)
+    # Otherwise the seal comes after, as a task of its own (workers.export.seal), timed there.
     log.info(
         "job %s: streamed %d bytes in %.2f s",
         job.job_id,
@@ -216,6 +224,22 @@ def stream_to_s3(
         extra={"stream_seconds": round(stream_seconds, 4), "parts": stored.parts},
     )
     return summary, stored
+
+
+def _seal_now(
+    s3: S3Client, stored: StoredObject, metadata: dict[str, str], summary: TransferSummary
+) -> StoredObject:
+    """Seal before the result is published, on a store that kept ``aws-chunked`` as the
+    object's Content-Encoding: the seal's copy drops it, and no reader of the result sees it."""
+    started = time.monotonic()
+    try:
+        seal(s3, stored, metadata, summary)
+    except StorageError as error:
+        log.warning("%s: not sealed before the result (%s); the seal task will", stored.uri, error)
+        return stored
+    seconds = time.monotonic() - started
+    log.info("%s: sealed before the result in %.2f s", stored.uri, seconds)
+    return replace(stored, sealed=True)
 
 
 def _check_lease(lease: Lease) -> None:

@@ -112,6 +112,29 @@ def seal(
         raise StorageError(f"S3 copy (sealing) failed for {stored.uri}: {error}") from error
 
 
+class EncodingCheck:
+    """Whether the store keeps ``Content-Encoding: aws-chunked`` on an object written by one
+    streaming PUT (``workers.s3.streamput``).
+
+    AWS S3 and MinIO drop it, as the protocol says; ``rclone serve s3`` and SeaweedFS keep it,
+    so a reader would be told of an encoding no HTTP client knows until the seal's copy drops
+    it. Learnt from the first such object a process writes (one HEAD), then remembered, so a
+    store that behaves costs one request per process, not per export.
+    """
+
+    def __init__(self) -> None:
+        self.keeps: bool | None = None
+
+    def keeps_chunked(self, s3: S3Client, stored: StoredObject) -> bool:
+        if self.keeps is None:
+            try:
+                head = s3.head_object(Bucket=stored.bucket, Key=stored.key)
+            except (ClientError, BotoCoreError):
+                return False  # unknown: the seal task drops it later, as on any store
+            self.keeps = "aws-chunked" in str(head.get("ContentEncoding", "")).lower()
+        return self.keeps
+
+
 def sealed_export(
     s3: S3Client, bucket: str, key: str, identity_metadata: dict[str, str]
 ) -> tuple[TransferSummary, StoredObject] | None:

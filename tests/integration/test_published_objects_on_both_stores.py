@@ -1,0 +1,101 @@
+"""What a reader of a published result finds in S3, on both real stores here.
+
+rclone and SeaweedFS keep ``Content-Encoding: aws-chunked`` on an object written by one
+streaming PUT (AWS S3 and MinIO drop it). The download path (``stream_to_s3``) therefore seals
+such an object before the result is published, so no reader of a result ever sees that
+encoding; on a store that drops it nothing extra happens (tests/unit/test_objectmeta.py).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import random
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import boto3
+import pytest
+import redis
+
+from devstack.s3server import ACCESS_KEY, SECRET_KEY, RcloneS3, S3Server
+from devstack.seaweedfs import SeaweedS3
+from tests.rawhttp import raw_server
+from workers.constant_contact.client import ConstantContactClient, StaticToken
+from workers.export.download import stream_to_s3
+from workers.export.job import ActivityRef, Job
+from workers.s3.objectmeta import EncodingCheck
+from workers.s3.storage import make_s3_client
+from workers.settings import Settings
+from workers.state.jobs import JobStore
+
+pytestmark = pytest.mark.integration
+
+BUCKET = "published"
+#: A CSV of about 2 MiB: one streaming PUT (under S3_SINGLE_PUT_MAX_MIB).
+CSV = b"Email address - other,First name\r\n" + b"".join(
+    f"person.{n}@example.org,{random.Random(n).choice(['Ana', 'Zoe', 'Li'])}\r\n".encode()
+    for n in range(60_000)
+)
+
+
+@pytest.fixture(scope="module", params=["rclone", "seaweedfs"])
+def store(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[S3Server]:
+    kind: type[S3Server] = RcloneS3 if request.param == "rclone" else SeaweedS3
+    data: Path = tmp_path_factory.mktemp(request.param) / "data"
+    with kind(data) as server:  # type: ignore[call-arg]
+        server.create_bucket(BUCKET)
+        yield server
+
+
+def s3_for(server: S3Server) -> Any:
+    session = boto3.Session(aws_access_key_id=ACCESS_KEY, aws_secret_access_key=SECRET_KEY)
+    values = {k.lower(): v for k, v in server.env().items()}
+    return make_s3_client(Settings(cc_access_token="unused", **values), session)
+
+
+def test_a_reader_of_a_published_result_never_sees_aws_chunked(
+    store: S3Server, redis_url: str
+) -> None:
+    s3 = s3_for(store)
+    job_id = uuid.uuid4().hex
+    jobs = JobStore(redis.Redis.from_url(redis_url))
+    encoding = EncodingCheck()
+    answer = f"HTTP/1.1 200 OK\r\nContent-Type: text/csv\r\nContent-Length: {len(CSV)}\r\n"
+    href = "/v3/contact_exports/f1.csv"
+    with raw_server((answer + "Connection: close\r\n\r\n").encode() + CSV, href) as url:
+        client = ConstantContactClient(url.removesuffix(href) + "/v3", StaticToken("t"))
+        job = Job(
+            job_id=job_id,
+            result_id=job_id,
+            account="default",
+            requests=[{}],
+            bucket=BUCKET,
+            key=f"exports/{job_id}.csv",
+            deadline=0.0,
+            started_at="2026-12-04T00:00:00Z",
+            activities=[ActivityRef("a1", "/v3/activities/a1", href, completed=True)],
+        )
+        with jobs.lease(job_id, "download") as lease:
+            summary, stored = stream_to_s3(
+                job,
+                client=client,
+                s3=s3,
+                store=jobs,
+                settings=Settings(cc_access_token="unused"),
+                lease=lease,
+                on_progress=lambda _: None,
+                encoding=encoding,
+            )
+    got = s3.get_object(Bucket=BUCKET, Key=job.key)
+    assert "aws-chunked" not in got.get("ContentEncoding", "")
+    assert got["ContentType"] == "text/csv"
+    assert hashlib.sha256(got["Body"].read()).hexdigest() == summary.sha256
+    assert hashlib.sha256(CSV).hexdigest() == summary.sha256
+    # Sealed before the result: its figures are on the object, and no seal is owed for it.
+    assert encoding.keeps is True and stored.sealed and stored.parts == 1
+    metadata = {k.lower(): v for k, v in got["Metadata"].items()}
+    assert metadata["sha256"] == summary.sha256 and metadata["rows"] == "60000"
