@@ -26,7 +26,14 @@ from workers.services import Services
 CONTROL = (Retry, Ignore, Reject)
 
 
-class ExportStep(Task):  # type: ignore[type-arg]  # celery's Task is generic only in stubs
+class GuardedTask(Task):  # type: ignore[type-arg]  # celery's Task is generic only in stubs
+    """Every task of this service: a malformed message is refused, the worker goes on
+    (``workers.poison``)."""
+
+    Strategy = "workers.poison:guarded"
+
+
+class ExportStep(GuardedTask):
     """Base of the export chain's tasks; each takes the job (a dict) as its one argument,
     except ``contact_exports.export``, which takes the caller's kwargs."""
 

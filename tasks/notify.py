@@ -6,6 +6,7 @@ from typing import Any
 
 from celery import Task
 
+from tasks.base import GuardedTask
 from workers.celery import app
 from workers.export.notify import notify_step
 from workers.export.outcome import Again
@@ -13,7 +14,7 @@ from workers.export.tasknames import NOTIFY_TASK
 from workers.lifecycle import services_of
 
 
-@app.task(bind=True, name=NOTIFY_TASK, max_retries=None)
+@app.task(bind=True, base=GuardedTask, name=NOTIFY_TASK, max_retries=None)
 def notify(self: Task[Any, Any], url: str, payload: dict[str, Any]) -> int | None:
     outcome = notify_step(services_of(self.app).get(), url, payload, failures=self.request.retries)
     if isinstance(outcome, Again):

@@ -7,13 +7,14 @@ from typing import Any
 
 from celery import Task
 
+from tasks.base import GuardedTask
 from workers.celery import app
 from workers.export.seal import seal_step
 from workers.export.tasknames import SEAL_TASK
 from workers.lifecycle import services_of
 
 
-@app.task(bind=True, name=SEAL_TASK, max_retries=None)
+@app.task(bind=True, base=GuardedTask, name=SEAL_TASK, max_retries=None)
 def seal_export(self: Task[Any, Any], job_id: str, owed: dict[str, Any]) -> None:
     again = seal_step(services_of(self.app).get(), job_id, owed, failures=self.request.retries)
     if again is not None:
