@@ -20,6 +20,7 @@ from botocore.config import Config
 
 from devstack.ports import free_port, wait_for_port
 from devstack.process import Managed
+from devstack.tls import ServerCertificate, make_certificates
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
@@ -46,29 +47,44 @@ def rclone_binary() -> str:
 
 class S3Server(Managed):
     """One child process serving S3 on ``port`` with the fixed keys; subclasses say how to start
-    it (``start`` calls ``spawn``) and how a bucket is made."""
+    it (``start`` calls ``spawn``) and how a bucket is made.
+
+    ``tls=True`` serves https with a certificate for 127.0.0.1 signed by a throwaway CA
+    (devstack/tls.py, written beside ``data_dir``), or pass a ServerCertificate to use that one;
+    ``env()`` then names the CA in ``AWS_CA_BUNDLE``, as a worker trusting a private CA would.
+    """
 
     #: Seconds ``stop`` waits after SIGTERM before it kills the process.
     stop_grace = 10.0
 
-    def __init__(self, data_dir: Path, log_path: Path) -> None:
+    def __init__(
+        self, data_dir: Path, log_path: Path, *, tls: bool | ServerCertificate = False
+    ) -> None:
         self.data_dir = data_dir
         self.port = free_port()
         self.log_path = log_path
         self._process: subprocess.Popen[bytes] | None = None
+        if tls is True:
+            tls = make_certificates(data_dir.with_name(f"{data_dir.name}-tls"))
+        #: The certificate served, if this server speaks https.
+        self.tls = tls if isinstance(tls, ServerCertificate) else None
 
     @property
     def endpoint_url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        scheme = "http" if self.tls is None else "https"
+        return f"{scheme}://127.0.0.1:{self.port}"
 
     def env(self) -> dict[str, str]:
         """The environment a boto3 client (or a worker) needs to reach this server."""
-        return {
+        env = {
             "S3_ENDPOINT_URL": self.endpoint_url,
             "AWS_ACCESS_KEY_ID": ACCESS_KEY,
             "AWS_SECRET_ACCESS_KEY": SECRET_KEY,
             "AWS_DEFAULT_REGION": "us-east-1",
         }
+        if self.tls is not None:
+            env["AWS_CA_BUNDLE"] = str(self.tls.ca)
+        return env
 
     def client(self, config: Config | None = None) -> S3Client:
         """A plain boto3 client of this server, for checking what was stored."""
@@ -80,6 +96,7 @@ class S3Server(Managed):
             aws_access_key_id=env["AWS_ACCESS_KEY_ID"],
             aws_secret_access_key=env["AWS_SECRET_ACCESS_KEY"],
             region_name=env["AWS_DEFAULT_REGION"],
+            verify=env.get("AWS_CA_BUNDLE"),
             config=path_style.merge(config) if config is not None else path_style,
         )
 
@@ -112,13 +129,20 @@ class S3Server(Managed):
 class RcloneS3(S3Server):
     """Start with a context manager; buckets are folders under ``data_dir``."""
 
-    def __init__(self, data_dir: Path, log_path: Path | None = None) -> None:
-        super().__init__(data_dir, log_path or data_dir.parent / "rclone-s3.log")
+    def __init__(
+        self,
+        data_dir: Path,
+        log_path: Path | None = None,
+        *,
+        tls: bool | ServerCertificate = False,
+    ) -> None:
+        super().__init__(data_dir, log_path or data_dir.parent / "rclone-s3.log", tls=tls)
 
     def create_bucket(self, name: str) -> None:
         (self.data_dir / name).mkdir(parents=True, exist_ok=True)
 
     def start(self) -> Self:
+        tls = [] if self.tls is None else ["--cert", str(self.tls.cert), "--key", str(self.tls.key)]
         self.spawn(
             [
                 rclone_binary(),
@@ -128,6 +152,7 @@ class RcloneS3(S3Server):
                 f"127.0.0.1:{self.port}",
                 "--auth-key",
                 f"{ACCESS_KEY},{SECRET_KEY}",
+                *tls,
                 str(self.data_dir),
             ]
         )

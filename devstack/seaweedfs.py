@@ -28,6 +28,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from devstack.ports import POLL_INTERVAL, free_port
 from devstack.s3server import ACCESS_KEY, SECRET_KEY, START_TIMEOUT, S3Server, venv_binary
+from devstack.tls import ServerCertificate
 
 #: Volumes the one volume server may hold: each bucket takes seven (replication 000) at its
 #: first write, and with too few every write fails with 500.
@@ -59,8 +60,14 @@ class SeaweedS3(S3Server):
     #: Seconds ``stop`` waits after SIGTERM: a throwaway server, not worth the 15 s it takes.
     stop_grace = 1.0
 
-    def __init__(self, data_dir: Path, log_path: Path | None = None) -> None:
-        super().__init__(data_dir, log_path or data_dir.parent / "seaweedfs.log")
+    def __init__(
+        self,
+        data_dir: Path,
+        log_path: Path | None = None,
+        *,
+        tls: bool | ServerCertificate = False,
+    ) -> None:
+        super().__init__(data_dir, log_path or data_dir.parent / "seaweedfs.log", tls=tls)
         self.ports = {"s3.port": self.port} | {name: free_port() for name in OTHER_PORTS}
         #: Seconds ``start`` took, once it has returned.
         self.start_seconds: float | None = None
@@ -83,6 +90,8 @@ class SeaweedS3(S3Server):
             "s3.port.iceberg": "0",
             "s3.port.lance": "0",
         } | {name: str(port) for name, port in self.ports.items()}
+        if self.tls is not None:  # the gateway then speaks only https on s3.port
+            flags |= {"s3.cert.file": str(self.tls.cert), "s3.key.file": str(self.tls.key)}
         return [weed_binary(), "server", "-filer", "-s3", *(f"-{k}={v}" for k, v in flags.items())]
 
     def start(self) -> Self:

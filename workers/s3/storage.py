@@ -21,6 +21,9 @@ Integrity, per part (the whole stream's sha256 is computed by ``workers.transfer
   full hash pass. ``auto`` signs only where nothing else protects the body: on ``https`` TLS does,
   and on ``http`` a checksum the server checks does; ``http`` without CRC32 or MD5 stays signed.
   ``always`` signs every part whatever the scheme.
+
+An https endpoint whose certificate the worker does not trust fails with a StorageError that says
+so and names AWS_CA_BUNDLE (``untrusted_certificate``), not with botocore's bare SSL error.
 """
 
 from __future__ import annotations
@@ -29,15 +32,18 @@ import base64
 import contextlib
 import hashlib
 import queue
+import ssl
 import zlib
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
 
 import boto3
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
+from botocore.exceptions import SSLError as BotocoreSSLError
 
 from workers.exceptions import StorageError
 
@@ -82,6 +88,34 @@ def make_s3_client(settings: Settings, session: boto3.Session | None = None) -> 
     if settings.s3_content_md5:
         client.meta.events.register("before-call.s3.UploadPart", add_content_md5)
     return client
+
+
+def untrusted_certificate(error: BaseException) -> str | None:
+    """If ``error`` is (or was caused by) a failed check of the S3 server's TLS certificate, what
+    to tell the operator; else None.
+
+    botocore reports it as its SSLError (a ConnectionError, so retried first), wrapping urllib3's
+    and, at the bottom, ``ssl.SSLCertVerificationError``; other TLS failures (a handshake with a
+    plain-http server, say) are not about trust and get None.
+    """
+    endpoint, reason, seen = "", None, set()
+    current: BaseException | None = error
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, BotocoreSSLError) and not endpoint:
+            url = urlsplit(str(current.kwargs.get("endpoint_url", "")))
+            endpoint = f"{url.scheme}://{url.netloc}: " if url.netloc else ""
+            if "CERTIFICATE_VERIFY_FAILED" in str(current):
+                reason = reason or "certificate verify failed"
+        if isinstance(current, ssl.SSLCertVerificationError):
+            reason = f"certificate verify failed: {current.verify_message or current}"
+        current = current.__cause__ or current.__context__
+    if reason is None:
+        return None
+    return (
+        f"S3 server's TLS certificate is not trusted ({endpoint}{reason}); "
+        "set AWS_CA_BUNDLE to its CA"
+    )
 
 
 def crc32_b64(crc: int) -> str:
@@ -328,7 +362,8 @@ class MultipartWriter:
         try:
             result: dict[str, Any] = getattr(self._client, operation)(**kwargs)
         except (ClientError, BotoCoreError) as error:
+            reason = untrusted_certificate(error) or error
             raise StorageError(
-                f"S3 {operation} failed for s3://{self.bucket}/{self.key}: {error}"
+                f"S3 {operation} failed for s3://{self.bucket}/{self.key}: {reason}"
             ) from error
         return result

@@ -19,7 +19,9 @@ Here each read hands out a view of the chunk buffer, which is read into in place
 The object appears only once all its content has arrived (and, on S3, its trailer is checked):
 a source that breaks, a body cut short, or ``before_end`` raising (the download lease was lost)
 drops the connection before the last chunk is sent, and nothing is stored. botocore cannot
-retry a streamed body; the task retries from the download.
+retry a streamed body; the task retries from the download. What made botocore want a retry is
+kept (``ChunkedBody.send_error``), since its own error says only that the stream cannot rewind:
+an https server whose certificate is not trusted is a StorageError saying so, not a retry.
 """
 
 from __future__ import annotations
@@ -32,7 +34,7 @@ from typing import TYPE_CHECKING, Any
 from botocore.exceptions import BotoCoreError, ClientError, UnseekableStreamError
 
 from workers.exceptions import BodyIncomplete, StorageError, TransientError
-from workers.s3.storage import StoredObject, crc32_b64
+from workers.s3.storage import StoredObject, crc32_b64, untrusted_certificate
 from workers.transfer import PROGRESS_EVERY, Measurement, Progress, Readable, TransferSummary
 
 if TYPE_CHECKING:
@@ -110,6 +112,9 @@ class ChunkedBody:
         #: What a read raised: botocore takes it for a failed send and answers with its own
         #: error (an attempt to retry, which cannot rewind a stream).
         self.error: BaseException | None = None
+        #: What failed the last send that botocore then wanted to retry (a dropped connection,
+        #: an untrusted certificate): the cause its UnseekableStreamError does not carry.
+        self.send_error: BaseException | None = None
 
     def read(self, size: int = -1) -> memoryview | bytes:
         try:
@@ -176,6 +181,7 @@ def put_stream(
     events = client.meta.events
     events.register("before-call.s3.PutObject", _announce_framing, unique_id=_ANNOUNCE)
     events.register("before-sign.s3.PutObject", _sign_as_trailer, unique_id=_SIGN)
+    events.register("needs-retry.s3.PutObject", _keep_send_error, unique_id=_KEEP)
     try:
         answer: dict[str, Any] = dict(
             client.put_object(
@@ -191,7 +197,11 @@ def put_stream(
     except (ClientError, BotoCoreError) as error:
         if body.error is not None:
             raise body.error from error  # the source failed (or the lease was lost), not S3
-        failed = f"S3 put_object failed for s3://{bucket}/{key}: {error}"
+        cause = body.send_error if isinstance(error, UnseekableStreamError) else None
+        untrusted = untrusted_certificate(cause or error)
+        failed = f"S3 put_object failed for s3://{bucket}/{key}: {untrusted or cause or error}"
+        if untrusted is not None:
+            raise StorageError(failed) from cause or error  # retrying would fail alike
         if isinstance(error, UnseekableStreamError):
             # botocore found the failure worth a retry (a 5xx, a throttle, a dropped
             # connection) but cannot rewind a stream: the download starts over, after backoff.
@@ -203,6 +213,7 @@ def put_stream(
 
 _ANNOUNCE = "contact-exports.streamput.announce"
 _SIGN = "contact-exports.streamput.sign"
+_KEEP = "contact-exports.streamput.keep-send-error"
 
 
 def _announce_framing(params: dict[str, Any], **_: Any) -> None:
@@ -214,6 +225,16 @@ def _announce_framing(params: dict[str, Any], **_: Any) -> None:
         params["headers"]["X-Amz-Decoded-Content-Length"] = str(body.size)
         params["headers"]["X-Amz-Trailer"] = TRAILER
         params["headers"]["x-amz-sdk-checksum-algorithm"] = "CRC32"  # as botocore's own sends
+
+
+def _keep_send_error(
+    request_dict: dict[str, Any], caught_exception: BaseException | None = None, **_: Any
+) -> None:
+    """botocore ``needs-retry``: note on the body why its send failed, before botocore's own
+    handler decides on a retry it cannot make. Returns None, so it decides nothing."""
+    body = request_dict.get("body")
+    if isinstance(body, ChunkedBody) and caught_exception is not None:
+        body.send_error = caught_exception
 
 
 def _sign_as_trailer(request: Any, **_: Any) -> None:
