@@ -14,6 +14,14 @@ _settings = get_settings()
 broker_url = _settings.celery_broker_url
 result_backend = _settings.celery_result_backend
 broker_connection_retry_on_startup = True
+# rediss:// URLs: the server's certificate is verified against REDIS_CA_FILE (kombu alone would
+# connect without verifying it). Plain redis:// URLs get no TLS setting at all.
+_broker_ssl = _settings.redis_tls.options(broker_url)
+_backend_ssl = _settings.redis_tls.options(result_backend)
+if _broker_ssl:
+    broker_use_ssl = _broker_ssl
+if _backend_ssl:
+    redis_backend_use_ssl = _backend_ssl
 # A countdown (poll backoff) shorter than this never causes a second delivery; a worker that
 # dies holding a message gives it back after this long.
 broker_transport_options: dict[str, object] = {

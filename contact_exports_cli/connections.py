@@ -8,9 +8,9 @@ names and defaults (docs/contract.md §5) instead.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+import ssl
+from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
 import redis
 from celery import Celery
@@ -19,6 +19,7 @@ from celery.result import AsyncResult
 from contact_exports_cli.exceptions import ServiceUnreachableError
 from contact_exports_client import DEFAULT_REDIS_URL, EXPORT_TASK
 from contact_exports_client.client import CALLER_CONF, record_before_sending
+from contact_exports_client.redis_tls import RedisTls, mask_url, redis_at, use_redis_tls
 
 #: Seconds to wait for Redis to accept a connection: it is local or close, and an operator
 #: at a prompt should hear within seconds that it is down.
@@ -31,39 +32,57 @@ class Endpoints:
     backend_url: str
     #: Where job records and accounts live (JOBS_REDIS_URL, else the result backend).
     jobs_url: str
+    #: The TLS files for ``rediss://`` URLs (REDIS_CA_FILE, REDIS_CERT_FILE, REDIS_KEY_FILE).
+    tls: RedisTls = field(default_factory=RedisTls)
 
     @classmethod
     def from_env(cls) -> Endpoints:
         broker = os.environ.get("CELERY_BROKER_URL") or DEFAULT_REDIS_URL
         backend = os.environ.get("CELERY_RESULT_BACKEND") or DEFAULT_REDIS_URL
-        return cls(broker, backend, os.environ.get("JOBS_REDIS_URL") or backend)
+        jobs = os.environ.get("JOBS_REDIS_URL") or backend
+        return cls(broker, backend, jobs, RedisTls.from_env())
 
 
 def redact(url: str) -> str:
     """The URL with any password replaced, fit for messages and logs."""
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    user = parts.username or ""
-    host = parts.hostname or ""
-    port = f":{parts.port}" if parts.port else ""
-    return urlunsplit(parts._replace(netloc=f"{user}:***@{host}{port}"))
+    return mask_url(url)
 
 
-def connect_redis(url: str, what: str) -> redis.Redis:
-    """A client that has answered a PING, or ServiceUnreachableError naming ``what`` it is for."""
-    client = redis.Redis.from_url(
-        url, socket_connect_timeout=CONNECT_TIMEOUT_SECONDS, socket_timeout=30.0
-    )
+def connect_redis(url: str, what: str, tls: RedisTls | None = None) -> redis.Redis:
+    """A client that has answered a PING, or ServiceUnreachableError naming ``what`` it is for.
+
+    A ``rediss://`` URL is verified against ``tls`` (default: REDIS_CA_FILE, ...).
+    """
+    client = redis_at(url, tls, socket_connect_timeout=CONNECT_TIMEOUT_SECONDS, socket_timeout=30.0)
     try:
         client.ping()
     except (redis.ConnectionError, redis.TimeoutError) as error:
         client.close()
         raise ServiceUnreachableError(
-            f"cannot reach Redis ({what}) at {redact(url)}: {error}",
-            hint="start Redis there, or point CELERY_BROKER_URL / CELERY_RESULT_BACKEND at one",
+            f"cannot reach Redis ({what}) at {redact(url)}: {_reason(error)}",
+            hint=_hint(error),
         ) from None
     return client
+
+
+def _reason(error: redis.RedisError) -> str:
+    cause = error.__cause__ or error.__context__
+    if isinstance(cause, ssl.SSLCertVerificationError):
+        return f"the server's TLS certificate is not trusted ({cause.verify_message})"
+    if isinstance(error, redis.AuthenticationError):
+        return f"Redis refused the credentials ({error})"
+    return str(error)
+
+
+def _hint(error: redis.RedisError) -> str:
+    cause = error.__cause__ or error.__context__
+    if isinstance(cause, ssl.SSLCertVerificationError):
+        return "set REDIS_CA_FILE to the CA that signed the Redis server's certificate"
+    if isinstance(cause, ssl.SSLError):
+        return "check the URL's scheme (rediss:// for TLS) and REDIS_CERT_FILE / REDIS_KEY_FILE"
+    if isinstance(error, redis.AuthenticationError):
+        return "check the user name and password in the Redis URLs the workers use"
+    return "start Redis there, or point CELERY_BROKER_URL / CELERY_RESULT_BACKEND at one"
 
 
 class JobNamedCelery(Celery):
@@ -93,6 +112,7 @@ def celery_app(endpoints: Endpoints) -> Celery:
         **CALLER_CONF,
         redis_socket_connect_timeout=CONNECT_TIMEOUT_SECONDS,
     )
+    use_redis_tls(app, endpoints.broker_url, endpoints.backend_url, endpoints.tls)
     return app
 
 
@@ -115,7 +135,7 @@ def close_app(app: Celery) -> None:
 
 def reachable_app(endpoints: Endpoints) -> Celery:
     """The Celery client, once the broker and the backend have answered."""
-    connect_redis(endpoints.broker_url, "broker").close()
+    connect_redis(endpoints.broker_url, "broker", endpoints.tls).close()
     if endpoints.backend_url != endpoints.broker_url:
-        connect_redis(endpoints.backend_url, "result backend").close()
+        connect_redis(endpoints.backend_url, "result backend", endpoints.tls).close()
     return celery_app(endpoints)

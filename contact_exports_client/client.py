@@ -23,6 +23,7 @@ from celery.exceptions import TimeoutError as CeleryTimeoutError
 from celery.result import AsyncResult
 
 from contact_exports_client.ledger import record_submission
+from contact_exports_client.redis_tls import RedisTls, redis_at, use_redis_tls
 from contact_exports_client.types import Destination, ExportKwargs, ExportResult, Progress
 
 #: The task that starts an export (docs/contract.md §1).
@@ -75,19 +76,26 @@ def snapshot(result: AsyncResult[Any]) -> Snapshot:
     return Snapshot(str(meta.get("status")), meta.get("result"))
 
 
-def make_app(broker_url: str | None = None, backend_url: str | None = None) -> Celery:
+def make_app(
+    broker_url: str | None = None,
+    backend_url: str | None = None,
+    *,
+    tls: RedisTls | None = None,
+) -> Celery:
     """A Celery client that speaks only JSON, like the workers.
 
     Unset URLs come from CELERY_BROKER_URL and CELERY_RESULT_BACKEND; the backend falls back to
     the broker, since both live in one Redis in every deployment this service documents.
+    ``rediss://`` URLs are verified against ``tls`` (default: REDIS_CA_FILE, REDIS_CERT_FILE and
+    REDIS_KEY_FILE).
     """
     broker = broker_url or os.environ.get("CELERY_BROKER_URL") or DEFAULT_REDIS_URL
     backend = backend_url or os.environ.get("CELERY_RESULT_BACKEND") or broker
-    return _shared_app(broker, backend)
+    return _shared_app(broker, backend, tls if tls is not None else RedisTls.from_env())
 
 
 @lru_cache(maxsize=8)
-def _shared_app(broker: str, backend: str) -> Celery:
+def _shared_app(broker: str, backend: str, tls: RedisTls) -> Celery:
     # One app per URL pair: each holds connection pools that a result needs for as long as the
     # caller keeps it, so a fresh app per call would leak them.
     app = Celery("contact_exports_client", broker=broker, backend=backend, set_as_current=False)
@@ -100,6 +108,7 @@ def _shared_app(broker: str, backend: str) -> Celery:
         broker_write_url=broker,
     )
     app.backend_cls = backend
+    use_redis_tls(app, broker, backend, tls)
     return app
 
 
@@ -171,14 +180,15 @@ def jobs_redis(app: Celery) -> redis.Redis | None:
     """
     url = os.environ.get("JOBS_REDIS_URL")
     if url:
-        return _redis_at(url)
+        tls = getattr(app, "redis_tls", None)
+        return _redis_at(url, tls if isinstance(tls, RedisTls) else RedisTls.from_env())
     client = getattr(app.backend, "client", None)
     return client if isinstance(client, redis.Redis) else None
 
 
 @lru_cache(maxsize=8)
-def _redis_at(url: str) -> redis.Redis:
-    return redis.Redis.from_url(url)
+def _redis_at(url: str, tls: RedisTls) -> redis.Redis:
+    return redis_at(url, tls)
 
 
 def wait(

@@ -17,6 +17,9 @@ from workers import brokerfix, logconfig, malloc, metrics
 from workers.export import janitor
 from workers.services import Services, build_services, redis_client
 from workers.settings import get_settings
+from workers.startup import check_redis
+
+log = logging.getLogger(__name__)
 
 
 class ProcessServices:
@@ -61,7 +64,10 @@ class Handlers:
         logconfig.configure(level or "INFO", get_settings().log_format)
 
     def worker_init(self, **_: Any) -> None:
-        """The worker's main process, before it connects: broker guards, metrics endpoint."""
+        """The worker's main process, before it connects: every Redis is checked once (bad
+        credentials or an untrusted certificate stop the worker here, instead of Celery retrying
+        them forever), then broker guards, metrics endpoint."""
+        check_redis(get_settings())
         brokerfix.install()
         port = get_settings().metrics_port
         if port:
@@ -77,7 +83,7 @@ class Handlers:
 
     def worker_ready(self, **_: Any) -> None:
         settings = get_settings()
-        janitor.start(self.app, redis_client(settings.jobs_url), settings)
+        janitor.start(self.app, redis_client(settings.jobs_url, settings.redis_tls), settings)
 
     def process_shutdown(self, **_: Any) -> None:
         if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):

@@ -17,6 +17,7 @@ import requests
 from redis.backoff import ExponentialBackoff
 from redis.retry import Retry
 
+from contact_exports_client.redis_tls import RedisTls
 from workers import metrics
 from workers.constant_contact.accounts import Accounts
 from workers.constant_contact.client import ConstantContactClient
@@ -78,16 +79,20 @@ class Services:
         return client
 
 
-def redis_client(url: str) -> redis.Redis:
+def redis_client(url: str, tls: RedisTls | None = None) -> redis.Redis:
     """The service's own Redis (job records, accounts, the rate limit).
 
     Commands retry through a Redis restart of up to about a minute, like the broker's publishes
     (celeryconfig): a job must not fail because its record could not be written for a moment.
+    A ``rediss://`` URL is verified against ``tls`` (REDIS_CA_FILE, ...; the system's CAs when
+    None); any other URL is used exactly as given.
     """
+    options = (tls or RedisTls()).options(url) or {}
     return redis.Redis.from_url(
         url,
         retry=Retry(ExponentialBackoff(cap=2.0, base=0.1), REDIS_RETRIES),
         retry_on_error=[redis.ConnectionError, redis.TimeoutError],
+        **options,
     )
 
 
@@ -137,7 +142,7 @@ def build_services(
     clock: Callable[[], float] = time.time,
 ) -> Services:
     """Everything from settings; the Celery parts (``sender``, ``results``) come from the app."""
-    client = redis_client(settings.jobs_url)
+    client = redis_client(settings.jobs_url, settings.redis_tls)
     return Services(
         settings=settings,
         redis=client,

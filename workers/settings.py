@@ -8,11 +8,13 @@ from __future__ import annotations
 
 from functools import lru_cache
 from typing import Literal
+from urllib.parse import parse_qsl, urlsplit
 
 from cryptography.fernet import Fernet
-from pydantic import Field, HttpUrl, SecretStr, ValidationError, model_validator
+from pydantic import Field, FilePath, HttpUrl, SecretStr, ValidationError, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from contact_exports_client.redis_tls import RedisTls, mask_url
 from workers.constant_contact.ratelimit import DEFAULT_PER_DAY, DEFAULT_PER_SECOND
 from workers.exceptions import ConfigurationError
 
@@ -22,6 +24,8 @@ DEFAULT_API_BASE_URL = "https://api.cc.email/v3"
 DEFAULT_TOKEN_URL = "https://authz.constantcontact.com/oauth2/default/v1/token"  # noqa: S105 — a URL, not a secret
 #: Broker and backend when nothing is configured: a Redis next to the worker.
 DEFAULT_REDIS_URL = "redis://localhost:6379/0"
+#: The only ``ssl_cert_reqs`` a URL may carry: certificate verification is never turned off.
+REQUIRED = frozenset({"required", "cert_required"})
 #: Where an export lands when the job names no key; ``{account}`` and ``{job_id}`` are filled in.
 DEFAULT_KEY_TEMPLATE = "contact-exports/{account}/{job_id}.csv"
 
@@ -43,6 +47,12 @@ class Settings(BaseSettings):
     broker_visibility_timeout: int = Field(default=600, ge=2)
     #: Seconds between a worker's sweeps for such messages (kombu's unacked_restore_interval).
     broker_restore_interval: float = Field(default=10.0, gt=0)
+    #: For every ``rediss://`` URL above: the CA that signed the server's certificate (unset: the
+    #: system's CAs), and a client certificate and its key if the server asks for one. The
+    #: server's certificate is always verified.
+    redis_ca_file: FilePath | None = None
+    redis_cert_file: FilePath | None = None
+    redis_key_file: FilePath | None = None
 
     cc_api_base_url: HttpUrl = HttpUrl(DEFAULT_API_BASE_URL)
     cc_access_token: SecretStr | None = None
@@ -144,6 +154,30 @@ class Settings(BaseSettings):
         return self
 
     @model_validator(mode="after")
+    def _redis_tls(self) -> Settings:
+        """TLS is verified or not used: no URL may turn certificate checks off."""
+        if (self.redis_cert_file is None) != (self.redis_key_file is None):
+            raise ValueError("REDIS_CERT_FILE and REDIS_KEY_FILE go together: set both or neither")
+        for url, names in self.redis_urls().items():
+            name = " / ".join(names)
+            try:
+                scheme = urlsplit(url).scheme.lower()
+                query = dict(parse_qsl(urlsplit(url).query))
+            except ValueError:
+                raise ValueError(f"{name}: not a valid URL") from None
+            reqs = query.get("ssl_cert_reqs")
+            if scheme == "rediss" and reqs is not None and reqs.lower() not in REQUIRED:
+                raise ValueError(
+                    f"{name}: ssl_cert_reqs={reqs} turns certificate verification off; drop it "
+                    "(the server's certificate is always verified: set REDIS_CA_FILE to its CA)"
+                )
+            if scheme == "redis" and any(k.startswith("ssl_") for k in query):
+                raise ValueError(
+                    f"{name}: {mask_url(url)} has ssl_* parameters but is not a rediss:// URL"
+                )
+        return self
+
+    @model_validator(mode="after")
     def _credentials_at_rest(self) -> Settings:
         """Refreshed tokens are shared through Redis, which only ever holds them encrypted."""
         if self.cc_token_encryption_key is None:
@@ -173,6 +207,21 @@ class Settings(BaseSettings):
     @property
     def jobs_url(self) -> str:
         return self.jobs_redis_url or self.celery_result_backend
+
+    @property
+    def redis_tls(self) -> RedisTls:
+        """The TLS files of every ``rediss://`` connection (broker, backend, job records)."""
+        files = (self.redis_ca_file, self.redis_cert_file, self.redis_key_file)
+        return RedisTls(*(str(f) if f else None for f in files))
+
+    def redis_urls(self) -> dict[str, list[str]]:
+        """Each distinct Redis URL, with the variables that name it (for messages)."""
+        urls: dict[str, list[str]] = {}
+        urls.setdefault(self.celery_broker_url, []).append("CELERY_BROKER_URL")
+        urls.setdefault(self.celery_result_backend, []).append("CELERY_RESULT_BACKEND")
+        if self.jobs_redis_url:
+            urls.setdefault(self.jobs_redis_url, []).append("JOBS_REDIS_URL")
+        return urls
 
     @property
     def part_size(self) -> int:

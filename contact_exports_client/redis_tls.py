@@ -1,0 +1,113 @@
+"""Redis over TLS for everyone who talks to the service's Redis: the workers, the client
+helper and the command line read the same variables, so one setting reaches every connection.
+
+It sits in the client package, beside ``keys``, because callers connect too and must not import
+the worker; the worker imports it from here.
+"""
+
+from __future__ import annotations
+
+import os
+import ssl
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+import redis
+from celery import Celery
+
+#: The files for every ``rediss://`` connection: the CA that signed the server's certificate
+#: (unset: the system's trusted CAs), and a client certificate and key for servers that ask for
+#: one. The workers, this helper and the command line read the same variables.
+REDIS_CA_FILE = "REDIS_CA_FILE"
+REDIS_CERT_FILE = "REDIS_CERT_FILE"
+REDIS_KEY_FILE = "REDIS_KEY_FILE"
+#: The URL schemes on which these files are used: TLS only, never on plain ``redis://``.
+TLS_SCHEMES = ("rediss",)
+
+
+@dataclass(frozen=True)
+class RedisTls:
+    """How to reach a ``rediss://`` Redis: the CA to trust, a client certificate if any.
+
+    The server's certificate is always verified (``ssl_cert_reqs=required``, host name checked).
+    A URL's own ``ssl_ca_certs``/``ssl_certfile``/``ssl_keyfile`` query parameters win over these
+    for that URL (redis-py, kombu and Celery's backend all read them).
+    """
+
+    ca_file: str | None = None
+    cert_file: str | None = None
+    key_file: str | None = None
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> RedisTls:
+        env = os.environ if environ is None else environ
+        return cls(
+            env.get(REDIS_CA_FILE) or None,
+            env.get(REDIS_CERT_FILE) or None,
+            env.get(REDIS_KEY_FILE) or None,
+        )
+
+    def options(self, url: str) -> dict[str, Any] | None:
+        """redis-py's ``ssl_*`` keyword arguments for ``url`` (also Celery's ``broker_use_ssl``
+        and ``redis_backend_use_ssl``); None for a URL that is not ``rediss://``."""
+        if not uses_tls(url):
+            return None
+        options: dict[str, Any] = {"ssl_cert_reqs": ssl.CERT_REQUIRED}
+        if self.ca_file:
+            options["ssl_ca_certs"] = self.ca_file
+        if self.cert_file:
+            options["ssl_certfile"] = self.cert_file
+        if self.key_file:
+            options["ssl_keyfile"] = self.key_file
+        return options
+
+
+def uses_tls(url: str) -> bool:
+    return urlsplit(url).scheme.lower() in TLS_SCHEMES
+
+
+def mask_url(url: str) -> str:
+    """``url`` fit for a message or a log: any password is ``***`` (in the user part or the query).
+
+    ``rediss://user:secret@host:6380/0`` becomes ``rediss://user:***@host:6380/0``.
+    """
+    try:
+        parts = urlsplit(url)
+        password = parts.password
+        port = parts.port
+    except ValueError:
+        return "<a malformed URL>"
+    netloc = parts.netloc
+    if password is not None:
+        host = parts.hostname or ""
+        host = f"[{host}]" if ":" in host else host
+        netloc = f"{parts.username or ''}:***@{host}" + (f":{port}" if port else "")
+    query = parts.query
+    if query:
+        pairs = parse_qsl(query, keep_blank_values=True)
+        if any(key.lower() == "password" for key, _ in pairs):
+            query = urlencode(
+                [(k, "***" if k.lower() == "password" else v) for k, v in pairs], safe="*/"
+            )
+    return urlunsplit(parts._replace(netloc=netloc, query=query))
+
+
+def redis_at(url: str, tls: RedisTls | None = None, **kwargs: Any) -> redis.Redis:
+    """A redis-py client for ``url``, over TLS with ``tls`` (default: REDIS_CA_FILE, ...) when it
+    is a ``rediss://`` URL; exactly ``Redis.from_url(url, **kwargs)`` for any other."""
+    options = (tls if tls is not None else RedisTls.from_env()).options(url)
+    return redis.Redis.from_url(url, **(options or {}), **kwargs)
+
+
+def use_redis_tls(app: Celery, broker: str, backend: str, tls: RedisTls) -> None:
+    """Configure ``app``'s broker and result backend (at these URLs) for ``tls`` where they are
+    ``rediss://``: kombu would otherwise connect without verifying the server at all."""
+    broker_ssl = tls.options(broker)
+    backend_ssl = tls.options(backend)
+    if broker_ssl:
+        app.conf.broker_use_ssl = broker_ssl
+    if backend_ssl:
+        app.conf.redis_backend_use_ssl = backend_ssl
+    app.redis_tls = tls  # type: ignore[attr-defined]  # read back by jobs_redis
