@@ -1,6 +1,9 @@
-"""A throwaway certificate authority and a loopback server certificate it signs, for serving S3
-over https in tests: ``ca.pem`` is what a client must trust (``AWS_CA_BUNDLE``), ``server.pem``
-and ``server-key.pem`` what the server presents. Made fresh each time; nothing here is secret.
+"""A throwaway certificate authority and the loopback certificates it signs, for serving S3
+(``devstack.s3server``, ``devstack.seaweedfs``) and Redis (``devstack.redis_server``) over TLS in
+tests: ``ca.pem`` is what a client must trust (``AWS_CA_BUNDLE``, ``REDIS_CA_FILE``),
+``server.pem`` and ``server-key.pem`` what the server presents, ``client.pem`` and
+``client-key.pem`` what a client presents to a server that asks for one. Made fresh each time
+with ``cryptography``; nothing here is secret.
 """
 
 from __future__ import annotations
@@ -21,86 +24,104 @@ VALID_FOR = datetime.timedelta(days=2)
 
 @dataclass(frozen=True)
 class ServerCertificate:
-    """Where ``make_certificates`` wrote the CA and the server's certificate and key."""
+    """Where ``make_certificates`` wrote the CA, the server's certificate and key, and a client
+    certificate and key."""
 
     ca: Path
     cert: Path
     key: Path
+    client_cert: Path
+    client_key: Path
 
 
-def make_certificates(directory: Path) -> ServerCertificate:
-    """A new CA and a certificate for 127.0.0.1 and localhost signed by it, as PEM files in
-    ``directory``: ca.pem, server.pem and server-key.pem (unencrypted)."""
-    directory.mkdir(parents=True, exist_ok=True)
+def _name(common_name: str) -> x509.Name:
+    return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
+
+
+def _valid(builder: x509.CertificateBuilder) -> x509.CertificateBuilder:
     now = datetime.datetime.now(datetime.UTC)
-    not_before, not_after = now - datetime.timedelta(minutes=5), now + VALID_FOR
+    return (
+        builder.serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + VALID_FOR)
+    )
 
-    ca_key = ec.generate_private_key(ec.SECP256R1())
-    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "devstack test CA")])
-    ca_cert = (
-        x509.CertificateBuilder()
-        .subject_name(ca_name)
-        .issuer_name(ca_name)
-        .public_key(ca_key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(not_before)
-        .not_valid_after(not_after)
+
+def _authority(name: x509.Name, key: ec.EllipticCurvePrivateKey) -> x509.Certificate:
+    usage = x509.KeyUsage(
+        digital_signature=True,
+        content_commitment=False,
+        key_encipherment=False,
+        data_encipherment=False,
+        key_agreement=False,
+        key_cert_sign=True,
+        crl_sign=True,
+        encipher_only=False,
+        decipher_only=False,
+    )
+    builder = x509.CertificateBuilder().subject_name(name).issuer_name(name)
+    return (
+        _valid(builder.public_key(key.public_key()))
         .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
-        .add_extension(
-            x509.KeyUsage(
-                digital_signature=True,
-                content_commitment=False,
-                key_encipherment=False,
-                data_encipherment=False,
-                key_agreement=False,
-                key_cert_sign=True,
-                crl_sign=True,
-                encipher_only=False,
-                decipher_only=False,
-            ),
-            critical=True,
-        )
-        .add_extension(x509.SubjectKeyIdentifier.from_public_key(ca_key.public_key()), False)
-        .sign(ca_key, hashes.SHA256())
+        .add_extension(usage, critical=True)
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), False)
+        .sign(key, hashes.SHA256())
     )
 
-    server_key = ec.generate_private_key(ec.SECP256R1())
-    server_cert = (
-        x509.CertificateBuilder()
-        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")]))
-        .issuer_name(ca_name)
-        .public_key(server_key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(not_before)
-        .not_valid_after(not_after)
-        .add_extension(
-            x509.SubjectAlternativeName(
-                [
-                    x509.DNSName("localhost"),
-                    x509.IPAddress(ipaddress.IPv4Address("127.0.0.1")),
-                ]
-            ),
-            critical=False,
-        )
+
+def _leaf(
+    key: ec.EllipticCurvePrivateKey,
+    issuer: x509.Name,
+    issuer_key: ec.EllipticCurvePrivateKey,
+    usage: x509.ObjectIdentifier,
+) -> x509.Certificate:
+    """A certificate for 127.0.0.1 and localhost, for ``usage`` (server or client auth)."""
+    names = [x509.DNSName("localhost"), x509.IPAddress(ipaddress.IPv4Address("127.0.0.1"))]
+    builder = x509.CertificateBuilder().subject_name(_name("localhost")).issuer_name(issuer)
+    return (
+        _valid(builder.public_key(key.public_key()))
+        .add_extension(x509.SubjectAlternativeName(names), critical=False)
         .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
+        .add_extension(x509.ExtendedKeyUsage([usage]), critical=False)
         .add_extension(
-            x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), False
+            x509.AuthorityKeyIdentifier.from_issuer_public_key(issuer_key.public_key()), False
         )
-        .sign(ca_key, hashes.SHA256())
+        .sign(issuer_key, hashes.SHA256())
     )
 
-    paths = ServerCertificate(
-        directory / "ca.pem", directory / "server.pem", directory / "server-key.pem"
-    )
-    paths.ca.write_bytes(ca_cert.public_bytes(serialization.Encoding.PEM))
-    paths.cert.write_bytes(server_cert.public_bytes(serialization.Encoding.PEM))
-    paths.key.write_bytes(
-        server_key.private_bytes(
+
+def _write_key(key: ec.EllipticCurvePrivateKey, path: Path) -> None:
+    path.write_bytes(
+        key.private_bytes(
             serialization.Encoding.PEM,
             serialization.PrivateFormat.PKCS8,
             serialization.NoEncryption(),
         )
     )
-    paths.key.chmod(0o600)
+    path.chmod(0o600)
+
+
+def make_certificates(directory: Path, name: str = "devstack") -> ServerCertificate:
+    """A new CA and the server and client certificates it signed, as PEM files in
+    ``directory`` (keys unencrypted)."""
+    directory.mkdir(parents=True, exist_ok=True)
+    ca_key = ec.generate_private_key(ec.SECP256R1())
+    ca_name = _name(f"{name} test CA")
+    paths = ServerCertificate(
+        ca=directory / "ca.pem",
+        cert=directory / "server.pem",
+        key=directory / "server-key.pem",
+        client_cert=directory / "client.pem",
+        client_key=directory / "client-key.pem",
+    )
+    paths.ca.write_bytes(_authority(ca_name, ca_key).public_bytes(serialization.Encoding.PEM))
+    for cert, key_path, usage in (
+        (paths.cert, paths.key, ExtendedKeyUsageOID.SERVER_AUTH),
+        (paths.client_cert, paths.client_key, ExtendedKeyUsageOID.CLIENT_AUTH),
+    ):
+        key = ec.generate_private_key(ec.SECP256R1())
+        cert.write_bytes(
+            _leaf(key, ca_name, ca_key, usage).public_bytes(serialization.Encoding.PEM)
+        )
+        _write_key(key, key_path)
     return paths
