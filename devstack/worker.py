@@ -33,12 +33,21 @@ class WorkerProcess(Managed):
         self.concurrency = concurrency
         self.extra_args = extra_args
         self.process: subprocess.Popen[bytes] | None = None
+        self._leaving = False
 
     @property
     def hostname(self) -> str:
         return f"{self.name}@localhost"
 
     def start(self) -> WorkerProcess:
+        """Start the worker and return once it consumes."""
+        self.spawn()
+        self.wait_ready()
+        return self
+
+    def spawn(self) -> WorkerProcess:
+        """Start the worker process without waiting for it (``wait_ready`` does), so several
+        can boot at once."""
         command = [
             sys.executable,
             "-m",
@@ -58,15 +67,15 @@ class WorkerProcess(Managed):
             "--without-mingle",
             *self.extra_args,
         ]
+        self._leaving = False
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         with self.log_path.open("ab") as log:
             self.process = subprocess.Popen(
                 command, env={**os.environ, **self.env}, stdout=log, stderr=subprocess.STDOUT
             )
-        self._wait_ready()
         return self
 
-    def _wait_ready(self) -> None:
+    def wait_ready(self) -> None:
         assert self.process is not None
         deadline = time.monotonic() + READY_TIMEOUT
         while time.monotonic() < deadline:
@@ -82,11 +91,27 @@ class WorkerProcess(Managed):
 
     def stop(self, timeout: float = 30.0) -> None:
         """Warm shutdown (SIGTERM), then SIGKILL if it does not finish in time."""
-        if self.process is None or self.process.poll() is not None:
-            return
-        self.process.send_signal(signal.SIGTERM)
+        stop_all([self], timeout)
+
+    def leave(self) -> None:
+        """Ask for a warm shutdown (SIGTERM, once) without waiting for it: the worker stops
+        consuming at once and finishes what it holds, about 2 s, mostly its pool's."""
+        if self.process is not None and self.process.poll() is None and not self._leaving:
+            self.process.send_signal(signal.SIGTERM)
+            self._leaving = True
+
+
+def stop_all(workers: list[WorkerProcess], timeout: float = 30.0) -> None:
+    """Warm shutdown of every worker at once, then SIGKILL for any that does not finish in
+    time."""
+    for worker in workers:
+        worker.leave()
+    deadline = time.monotonic() + timeout
+    for worker in workers:
+        if worker.process is None:
+            continue
         try:
-            self.process.wait(timeout=timeout)
+            worker.process.wait(timeout=max(0.0, deadline - time.monotonic()))
         except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
+            worker.process.kill()
+            worker.process.wait()

@@ -2,6 +2,14 @@
 
 Redis is the machine's server (TEST_REDIS_URL, default db 14 on 127.0.0.1:6379), flushed before
 and after. S3 is ``rclone serve s3`` on a free port unless S3_ENDPOINT_URL names another server.
+
+Most tests run the export's steps in this process (``services``, ``tests.integration.chain``).
+Real ``celery worker`` processes serve the tests whose point is a process boundary: one shared
+worker (``worker``) for the caller's view of the contract, and workers of a module's own
+(``start_worker``) where workers are killed, raced, restarted or counted against each other.
+Modules run in that order — in-process, shared worker, own workers — so the shared worker is
+started once, and stopped before any module starts workers of its own (each module controls who
+consumes the queue).
 """
 
 from __future__ import annotations
@@ -17,14 +25,22 @@ import redis
 from botocore.config import Config
 from celery import Celery
 
+from devstack.ports import free_port
 from devstack.s3server import RcloneS3
-from devstack.worker import WorkerProcess
+from devstack.worker import WorkerProcess, stop_all
 from sandbox.testing import SandboxProcess
+from tests.integration.chain import Outbox
+from workers.s3.storage import make_s3_client
+from workers.services import Services, build_services
+from workers.settings import Settings
 from workers.state.jobs import JobStore
 
 TOKEN = "integration-test-token"
 BUCKET = "test-exports"
 SANDBOX_CONTACTS = 3000
+#: Seconds the sandbox takes to finish an activity, unless a test says otherwise: about one
+#: poll's wait (POLL_INITIAL_SECONDS).
+PROCESSING_SECONDS = 0.3
 
 
 @pytest.fixture(scope="session")
@@ -80,7 +96,10 @@ def s3(s3_env: dict[str, str]) -> Any:
 @pytest.fixture(scope="session")
 def sandbox() -> Iterator[SandboxProcess]:
     with SandboxProcess(
-        tokens=[TOKEN], contacts=SANDBOX_CONTACTS, processing_seconds=1.0, rate_limit=0
+        tokens=[TOKEN],
+        contacts=SANDBOX_CONTACTS,
+        processing_seconds=PROCESSING_SECONDS,
+        rate_limit=0,
     ) as server:
         yield server
 
@@ -91,7 +110,7 @@ def _clean_sandbox_faults(request: pytest.FixtureRequest) -> Iterator[None]:
     if "sandbox" in request.fixturenames:
         server: SandboxProcess = request.getfixturevalue("sandbox")
         server.clear_faults()
-        server.set_processing_seconds(1.0)
+        server.set_processing_seconds(PROCESSING_SECONDS)
 
 
 @pytest.fixture(scope="session")
@@ -115,39 +134,115 @@ def worker_env(
     }
 
 
-WorkerFactory = Callable[..., WorkerProcess]
+class Workers:
+    """Starts workers, and lets them all go."""
+
+    def __init__(self, env: dict[str, str], logs: Any) -> None:
+        self.env = env
+        self.logs = logs
+        self.started: list[WorkerProcess] = []
+
+    def __call__(self, concurrency: int = 1, **env: str) -> WorkerProcess:
+        [worker] = self.many(1, concurrency, **env)
+        return worker
+
+    def many(self, count: int, concurrency: int = 1, **env: str) -> list[WorkerProcess]:
+        """``count`` workers alike, booted side by side."""
+        workers = [self._worker(concurrency, env).spawn() for _ in range(count)]
+        for worker in workers:
+            worker.wait_ready()
+        return workers
+
+    def _worker(self, concurrency: int, env: dict[str, str]) -> WorkerProcess:
+        name = f"w{len(self.started)}-{uuid.uuid4().hex[:6]}"
+        worker = WorkerProcess(
+            {**self.env, **env}, self.logs / f"{name}.log", name=name, concurrency=concurrency
+        )
+        self.started.append(worker)
+        return worker
+
+    def leave(self) -> None:
+        """Let them all go without waiting: each stops consuming at once, and takes about 2 s
+        to finish what it holds (``stop`` at the end of the session waits for them)."""
+        for worker in self.started:
+            worker.leave()
+
+
+WorkerFactory = Workers
+
+
+class SharedWorker:
+    """One worker with a single slot for the tests of the caller's view, started on first use
+    and kept across modules: every export it completes while another waits on its activity
+    shows that polling holds no slot. Its metrics endpoint is on (``metrics_port``)."""
+
+    def __init__(self, workers: Workers) -> None:
+        self.workers = workers
+        self.current: WorkerProcess | None = None
+
+    def get(self) -> WorkerProcess:
+        if self.current is None:
+            self.current = self.workers(concurrency=1)
+        return self.current
+
+    def leave(self) -> None:
+        self.workers.leave()
+        self.current = None
+
+
+@pytest.fixture(scope="session")
+def metrics_port() -> int:
+    """The shared worker's Prometheus endpoint."""
+    return free_port()
+
+
+@pytest.fixture(scope="session")
+def every_worker() -> Iterator[list[Workers]]:
+    """Every group of workers the session started: all are stopped, and waited for, at its
+    end."""
+    groups: list[Workers] = []
+    yield groups
+    stop_all([worker for workers in groups for worker in workers.started])
+
+
+@pytest.fixture(scope="session")
+def shared_worker(
+    worker_env: dict[str, str],
+    metrics_port: int,
+    every_worker: list[Workers],
+    tmp_path_factory: pytest.TempPathFactory,
+) -> SharedWorker:
+    env = {**worker_env, "METRICS_PORT": str(metrics_port)}
+    workers = Workers(env, tmp_path_factory.mktemp("shared-worker-logs"))
+    every_worker.append(workers)
+    return SharedWorker(workers)
+
+
+@pytest.fixture
+def worker(shared_worker: SharedWorker) -> WorkerProcess:
+    """The shared worker (see SharedWorker)."""
+    return shared_worker.get()
 
 
 @pytest.fixture(scope="module")
 def start_worker(
-    worker_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[WorkerFactory]:
-    """Workers started in a module stop when it ends, so each module controls who consumes."""
-    started: list[WorkerProcess] = []
-    logs = tmp_path_factory.mktemp("worker-logs")
-
-    def start(concurrency: int = 1, **env: str) -> WorkerProcess:
-        name = f"w{len(started)}-{uuid.uuid4().hex[:6]}"
-        worker = WorkerProcess(
-            {**worker_env, **env}, logs / f"{name}.log", name=name, concurrency=concurrency
-        )
-        started.append(worker)
-        return worker.start()
-
-    yield start
-    for worker in started:
-        worker.stop()
-
-
-@pytest.fixture(scope="module")
-def worker(start_worker: WorkerFactory) -> WorkerProcess:
-    """One worker with a single slot: every export test also proves polling holds no slot."""
-    return start_worker(concurrency=1)
+    worker_env: dict[str, str],
+    shared_worker: SharedWorker,
+    every_worker: list[Workers],
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[Workers]:
+    """Workers started in a module stop consuming when it ends, so each module controls who
+    consumes: the shared worker stops first."""
+    shared_worker.leave()
+    workers = Workers(worker_env, tmp_path_factory.mktemp("worker-logs"))
+    every_worker.append(workers)
+    yield workers
+    workers.leave()
 
 
 @pytest.fixture(scope="session")
 def client(redis_url: str) -> Iterator[Celery]:
-    """A caller exactly as CONTRACT.md §1 shows it: no import of this project."""
+    """A caller exactly as docs/contract.md §1 shows it: no import of this project."""
     app = Celery(broker=redis_url, backend=redis_url)
     app.conf.update(task_serializer="json", accept_content=["json"], result_accept_content=["json"])
     yield app
@@ -161,3 +256,90 @@ def object_bytes(s3: Any) -> Callable[[str, str], bytes]:
         return data
 
     return read
+
+
+@pytest.fixture(scope="session")
+def results_app(redis_url: str) -> Iterator[Celery]:
+    """Where the in-process steps store PROGRESS: a result backend on the test Redis, configured
+    as the workers' (celeryconfig)."""
+    app = Celery("contact_exports", broker=redis_url, backend=redis_url)
+    app.conf.update(
+        result_serializer="json",
+        accept_content=["json"],
+        result_accept_content=["json"],
+        result_extended=False,
+    )
+    yield app
+    app.close()
+
+
+SettingsFactory = Callable[..., Settings]
+
+
+@pytest.fixture(scope="session")
+def make_settings(worker_env: dict[str, str]) -> SettingsFactory:
+    """The settings a worker reads from ``worker_env``, with ``changes`` (field names)."""
+
+    def make(**changes: Any) -> Settings:
+        values = {name.lower(): value for name, value in worker_env.items()}
+        return Settings(**{**values, **changes})
+
+    return make
+
+
+@pytest.fixture(scope="session")
+def worker_s3(s3_env: dict[str, str], s3: Any, make_settings: SettingsFactory) -> Any:
+    """An S3 client made as the workers make theirs (``make_s3_client``)."""
+    session = boto3.Session(
+        aws_access_key_id=s3_env["AWS_ACCESS_KEY_ID"],
+        aws_secret_access_key=s3_env["AWS_SECRET_ACCESS_KEY"],
+    )
+    return make_s3_client(make_settings(), session)
+
+
+ServicesFactory = Callable[..., Services]
+
+
+@pytest.fixture
+def make_services(
+    make_settings: SettingsFactory, results_app: Celery, worker_s3: Any
+) -> Iterator[ServicesFactory]:
+    """What a worker process builds (``build_services``) on the same Redis, S3 server and
+    sandbox, from the workers' settings with ``changes``; the messages its steps send land in
+    an ``Outbox`` (``tests.integration.chain``)."""
+    built: list[Services] = []
+
+    def make(**changes: Any) -> Services:
+        services = build_services(
+            make_settings(**changes),
+            sender=Outbox(),
+            results=results_app.backend,
+            s3=worker_s3,
+        )
+        built.append(services)
+        return services
+
+    yield make
+    for services in built:
+        services.redis.close()
+
+
+@pytest.fixture
+def services(make_services: ServicesFactory) -> Services:
+    return make_services()
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """In-process modules first, then those of the shared worker, then those that start their
+    own workers (which stop the shared one); modules stay whole, in their order within each."""
+    here = os.path.dirname(__file__)
+    slots = [n for n, item in enumerate(items) if str(item.path).startswith(here)]
+    group: dict[str, int] = {}
+    for n in slots:
+        item = items[n]
+        names = getattr(item, "fixturenames", ())
+        kind = 2 if "start_worker" in names else 1 if "worker" in names else 0
+        group[str(item.path)] = max(group.get(str(item.path), 0), kind)
+    ordered = sorted((items[n] for n in slots), key=lambda item: group[str(item.path)])
+    for n, item in zip(slots, ordered, strict=True):
+        items[n] = item

@@ -1,5 +1,6 @@
-"""``contact-exports accounts`` and ``doctor`` against real Redis, rclone S3 and the sandbox; a
-real worker exports with an account the command line stored.
+"""``contact-exports accounts`` and ``doctor`` against real Redis, rclone S3 and the sandbox; the
+export's steps, built as a worker builds them with this module's key, export with an account the
+command line stored.
 """
 
 from __future__ import annotations
@@ -16,10 +17,10 @@ from typer.testing import CliRunner
 from contact_exports_cli.doctor import PROBE_PREFIX
 from contact_exports_cli.exitcodes import ExitCode
 from contact_exports_cli.main import app
-from devstack.worker import WorkerProcess
 from sandbox.testing import SandboxProcess
-from tests.integration.conftest import BUCKET, TOKEN, WorkerFactory
-from tests.integration.helpers import RESULT_TIMEOUT, wait_until
+from tests.integration.chain import run_export
+from tests.integration.conftest import BUCKET, TOKEN, ServicesFactory
+from tests.integration.helpers import wait_until
 from workers.constant_contact.tokens import AccountStore, Credentials, account_key, make_cipher
 
 pytestmark = pytest.mark.integration
@@ -43,14 +44,9 @@ def store(redis_url: str) -> Iterator[AccountStore]:
     client = redis.Redis.from_url(redis_url)
     accounts = AccountStore(client, make_cipher(KEY))
     yield accounts
-    for name in (*NAMES, "default"):  # the worker below seeded default with this module's key
+    for name in (*NAMES, "default"):  # the services below seeded default with this module's key
         accounts.remove(name)
     client.close()
-
-
-@pytest.fixture(scope="module")
-def keyed_worker(start_worker: WorkerFactory) -> WorkerProcess:
-    return start_worker(concurrency=1, CC_TOKEN_ENCRYPTION_KEY=KEY)
 
 
 def cli(env: dict[str, str], *args: str, input: str | None = None, **changes: str) -> Any:
@@ -118,29 +114,19 @@ def test_an_account_removed_is_gone_and_removing_it_again_is_not_found(
 
 
 def test_a_worker_exports_with_an_account_the_command_line_stored(
-    keyed_worker: WorkerProcess, env: dict[str, str], store: AccountStore
+    make_services: ServicesFactory, env: dict[str, str], store: AccountStore
 ) -> None:
     added = cli(
         env, "accounts", "add", "cli-acme", "--stdin", input=json.dumps({"access_token": TOKEN})
     )
     assert added.exit_code == 0, added.output
-    done = cli(
-        env,
-        "submit",
-        "--wait",
-        "--account",
-        "cli-acme",
-        "--status",
-        "active",
-        "--timeout",
-        str(RESULT_TIMEOUT),
-    )
-    assert done.exit_code == 0, done.output
-    assert json.loads(done.stdout)["account"] == "cli-acme"
+    services = make_services(cc_token_encryption_key=KEY)
+    summary = run_export(services, {"account": "cli-acme", "export": {"status": "active"}})
+    assert summary["account"] == "cli-acme"
 
 
 def test_doctor_passes_when_everything_is_in_place(
-    keyed_worker: WorkerProcess, env: dict[str, str], sandbox: SandboxProcess, s3: Any
+    env: dict[str, str], sandbox: SandboxProcess, s3: Any
 ) -> None:
     before = len(sandbox.requests(endpoint="list_activities"))
     done = cli(env, "doctor", "--json", "--account", "default")

@@ -137,7 +137,7 @@ def test_a_request_only_the_worker_can_refuse_exits_2(
 def test_watch_shows_a_job_in_flight_and_result_waits_for_it(
     worker: WorkerProcess, redis_url: str, sandbox: SandboxProcess
 ) -> None:
-    sandbox.set_processing_seconds(4.0)
+    sandbox.set_processing_seconds(2.5)  # the job stays in flight while the commands look
     job = new_job("cli-watch")
     submitted = cli(redis_url, "submit", "--job-id", job, "--status", "active")
     assert submitted.exit_code == 0, submitted.output

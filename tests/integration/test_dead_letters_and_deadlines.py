@@ -1,59 +1,44 @@
 """Jobs that fail for good are kept and can be rerun; deadlines close jobs cleanly.
 
-Real Redis, rclone S3, the sandbox and a celery worker process.
+The steps run in this process on real Redis, rclone S3 and the sandbox.
 """
 
 from __future__ import annotations
 
+import time
 import uuid
 from typing import Any
 
 import pytest
-from celery import Celery
 
-from devstack.worker import WorkerProcess
+from contact_exports_client.client import EXPORT_TASK
 from sandbox.testing import SandboxProcess
+from tests.integration.chain import Outbox, run_export
+from tests.integration.conftest import BUCKET, ServicesFactory
+from tests.integration.helpers import assert_stored_once, open_uploads
+from workers.exceptions import ActivityFailed, ExportTimedOut
 from workers.export.deadletters import list_failed, rerun
-from tests.integration.conftest import BUCKET, WorkerFactory
-from tests.integration.helpers import (
-    RESULT_TIMEOUT,
-    assert_stored_once,
-    enqueue,
-    open_uploads,
-    wait_until,
-)
+from workers.services import Services
 from workers.state.jobs import JobStore
 
 pytestmark = pytest.mark.integration
 
 
-#: Short enough for the deadline test, long enough that a rerun on a busy machine finishes.
-DEADLINE_SECONDS = 20
-
-
-@pytest.fixture(scope="module")
-def short_deadline_worker(start_worker: WorkerFactory) -> WorkerProcess:
-    return start_worker(concurrency=1, EXPORT_DEADLINE_SECONDS=str(DEADLINE_SECONDS))
+#: The shortest deadline the settings allow.
+DEADLINE_SECONDS = 10
+#: How much faster than real time the services' clock runs in the deadline test.
+FAST = 20
 
 
 def test_failed_job_is_listed_and_rerun_to_completion(
-    short_deadline_worker: WorkerProcess,
-    client: Celery,
-    sandbox: SandboxProcess,
-    store: JobStore,
-    s3: Any,
+    services: Services, sandbox: SandboxProcess, store: JobStore, s3: Any
 ) -> None:
     sandbox.add_faults({"endpoint": "create_export", "activity_outcome": "cancelled", "times": 1})
     job_id = f"dead-{uuid.uuid4().hex[:8]}"
-    with pytest.raises(Exception) as caught:
-        enqueue(client, export={"status": "active"}, job_id=job_id).get(timeout=RESULT_TIMEOUT)
+    with pytest.raises(ActivityFailed) as caught:
+        run_export(services, {"export": {"status": "active"}, "job_id": job_id})
     assert type(caught.value).__name__ == "ActivityFailed"
 
-    # Celery stores the failure before it calls on_failure, which writes the dead letter.
-    wait_until(
-        lambda: job_id in {letter["job_id"] for letter in list_failed(store)},
-        what="the dead letter",
-    )
     letters = {letter["job_id"]: letter for letter in list_failed(store)}
     letter = letters[job_id]
     assert letter["error_type"] == "ActivityFailed"
@@ -62,7 +47,12 @@ def test_failed_job_is_listed_and_rerun_to_completion(
     assert float(letter["finished_at"]) >= float(letter["created_at"])
     assert "kwargs" not in letter
 
-    summary = rerun(store, client, job_id).get(timeout=RESULT_TIMEOUT)
+    outbox = services.sender
+    assert isinstance(outbox, Outbox)
+    sent = rerun(store, outbox, job_id)
+    assert outbox.take(EXPORT_TASK) == [sent]
+    assert sent.kwargs == {"export": {"status": "active"}, "job_id": job_id}
+    summary = run_export(services, sent.kwargs, result_id=sent.id)
     assert summary["job_id"] == job_id
     assert job_id not in {letter["job_id"] for letter in list_failed(store)}
     assert store.record(job_id)["reruns"] == "1"
@@ -70,18 +60,16 @@ def test_failed_job_is_listed_and_rerun_to_completion(
 
 
 def test_past_the_deadline_the_job_times_out_and_leaves_nothing_open(
-    short_deadline_worker: WorkerProcess,
-    client: Celery,
-    sandbox: SandboxProcess,
-    store: JobStore,
-    s3: Any,
+    make_services: ServicesFactory, sandbox: SandboxProcess, store: JobStore, s3: Any
 ) -> None:
     sandbox.set_processing_seconds(3.0 * DEADLINE_SECONDS)
+    services = make_services(export_deadline_seconds=DEADLINE_SECONDS)
+    began = time.time()
+    services.clock = lambda: began + FAST * (time.time() - began)  # the deadline in 0.5 s
     job_id = f"late-{uuid.uuid4().hex[:8]}"
     key = f"late/{job_id}.csv"
-    result = enqueue(client, export={}, job_id=job_id, destination={"key": key})
-    with pytest.raises(Exception) as caught:
-        result.get(timeout=RESULT_TIMEOUT)
+    with pytest.raises(ExportTimedOut) as caught:
+        run_export(services, {"export": {}, "job_id": job_id, "destination": {"key": key}})
     assert type(caught.value).__name__ == "ExportTimedOut"
     record = store.record(job_id)
     assert record["state"] == "failed"

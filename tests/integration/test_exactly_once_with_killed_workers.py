@@ -1,7 +1,8 @@
 """Exactly-once effects under failure, with real worker processes killed mid-step.
 
 After each failure: exactly one activity created in the sandbox for the job, exactly one object
-with the right sha256, and no open multipart upload.
+with the right sha256, and no open multipart upload. (The same job sent twice at once, and a
+create whose answer was lost, are in test_exports_with_real_services.py: no process dies there.)
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from workers.state.jobs import JobStore
 
 pytestmark = pytest.mark.integration
 
-LEASE_TTL = "3"
+LEASE_TTL = "2"
 
 
 @pytest.fixture(scope="module")
@@ -86,31 +87,3 @@ def test_pool_killed_during_a_streaming_put_leaves_one_object(
     assert created_activities(sandbox)[len(before) :] == [summary["activity_id"]]
     assert_stored_once(s3, sandbox, summary)
     assert int(store.record(job_id)["attempts:download"]) == 2
-
-
-def test_same_job_id_sent_twice_at_once_gives_one_activity(
-    killable: WorkerProcess, client: Celery, sandbox: SandboxProcess, s3: Any
-) -> None:
-    before = created_activities(sandbox)
-    job_id = f"twin-{uuid.uuid4().hex[:8]}"
-    first = enqueue(client, export={"status": "active"}, job_id=job_id)
-    second = enqueue(client, export={"status": "active"}, job_id=job_id)
-    one = first.get(timeout=RESULT_TIMEOUT)
-    two = second.get(timeout=RESULT_TIMEOUT)
-    assert one == two
-    assert created_activities(sandbox)[len(before) :] == [one["activity_id"]]
-    assert_stored_once(s3, sandbox, one)
-
-
-def test_create_whose_answer_was_lost_is_found_not_posted_again(
-    killable: WorkerProcess, client: Celery, sandbox: SandboxProcess, s3: Any
-) -> None:
-    # Constant Contact creates the activity, then the answer is a 503.
-    sandbox.add_faults({"endpoint": "create_export", "status": 503, "process": True, "times": 1})
-    before = created_activities(sandbox)
-    posts_before = len(sandbox.requests(endpoint="create_export"))
-    summary = enqueue(client, export={"fields": ["last_name"]}).get(timeout=RESULT_TIMEOUT)
-    assert created_activities(sandbox)[len(before) :] == [summary["activity_id"]]
-    assert len(sandbox.requests(endpoint="create_export")) == posts_before + 1
-    assert sandbox.requests(endpoint="list_activities")
-    assert_stored_once(s3, sandbox, summary)

@@ -1,20 +1,23 @@
-"""The export chain end to end: real Redis, rclone S3, the sandbox and a celery worker process.
+"""The caller's view of the contract through a real celery worker process: the result dict,
+PROGRESS on the id the caller holds, failures by their contract names, and that id holding
+nothing but the contract. Real Redis, rclone S3 and the sandbox.
 
 The worker has one slot (concurrency 1), so every export that completes here while another is
-waiting on its activity shows that polling holds no slot.
+waiting on its activity shows that polling holds no slot. What the export does with its data is
+tested in-process, step by step (test_exports_with_real_services.py).
 """
 
 from __future__ import annotations
 
-import csv
 import hashlib
-import io
+import json
 import time
 import uuid
 from collections.abc import Callable
 from typing import Any
 
 import pytest
+import redis
 from celery import Celery
 from celery.result import AsyncResult
 
@@ -22,7 +25,7 @@ from contact_exports_client import snapshot
 from devstack.worker import WorkerProcess
 from sandbox.testing import SandboxProcess
 from tests.integration.conftest import BUCKET
-from tests.integration.helpers import open_uploads
+from tests.integration.helpers import wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -31,18 +34,6 @@ RESULT_TIMEOUT = 90
 
 def enqueue(client: Celery, **kwargs: Any) -> AsyncResult:
     return client.send_task("contact_exports.export", kwargs=kwargs, queue="contact_exports")
-
-
-def states_until_ready(result: AsyncResult, timeout: float = RESULT_TIMEOUT) -> list[str]:
-    seen: list[str] = []
-    deadline = time.monotonic() + timeout
-    while not result.ready():
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"export not finished; states seen {seen}")
-        if not seen or seen[-1] != result.state:
-            seen.append(result.state)
-        time.sleep(0.05)
-    return seen
 
 
 def test_all_contacts_land_in_s3_byte_for_byte(
@@ -74,44 +65,10 @@ def sandbox_file_id(sandbox: SandboxProcess, activity_id: str) -> str:
     raise AssertionError(f"no results download logged for activity {activity_id}")
 
 
-def test_lists_with_fields_and_status(
-    worker: WorkerProcess,
-    client: Celery,
-    sandbox: SandboxProcess,
-    object_bytes: Callable[[str, str], bytes],
-) -> None:
-    lists = sandbox.catalog()["lists"][:2]
-    fields = ["email_address", "first_name", "last_name", "updated_at", "favourite_colour"]
-    result = enqueue(client, export={"list_ids": lists, "fields": fields, "status": "active"})
-    summary = result.get(timeout=RESULT_TIMEOUT)
-
-    assert summary["unknown_fields"] == ["favourite_colour"]
-    assert len(summary["columns"]) == 4
-    text = object_bytes(summary["bucket"], summary["key"]).decode("utf-8-sig")
-    rows = list(csv.reader(io.StringIO(text, newline="")))
-    assert rows[0] == summary["columns"]
-    assert len(rows) - 1 == summary["rows"] > 0
-    assert summary["rows"] < sandbox.catalog()["contacts"]
-
-
-def test_contact_ids_in_request_order(
-    worker: WorkerProcess,
-    client: Celery,
-    sandbox: SandboxProcess,
-    object_bytes: Callable[[str, str], bytes],
-) -> None:
-    wanted = list(reversed(sandbox.catalog()["sample_contact_ids"][:5]))
-    result = enqueue(client, export={"contact_ids": wanted, "fields": ["email_address"]})
-    summary = result.get(timeout=RESULT_TIMEOUT)
-    assert summary["rows"] == 5
-    posted = sandbox.requests(endpoint="create_export", activity_id=summary["activity_id"])
-    assert len(posted) == 1
-
-
 def test_one_slot_carries_two_overlapping_exports(
     worker: WorkerProcess, client: Celery, sandbox: SandboxProcess
 ) -> None:
-    sandbox.set_processing_seconds(3.0)
+    sandbox.set_processing_seconds(1.5)
     first = enqueue(client, export={"fields": ["email_address"]})
     second = enqueue(client, export={"fields": ["first_name"]})
     one = first.get(timeout=RESULT_TIMEOUT)
@@ -127,7 +84,7 @@ def test_one_slot_carries_two_overlapping_exports(
 def test_progress_is_reported_on_the_callers_id(
     worker: WorkerProcess, client: Celery, sandbox: SandboxProcess
 ) -> None:
-    sandbox.set_processing_seconds(2.0)
+    sandbox.set_processing_seconds(1.0)
     result = enqueue(client, export={"status": "active"})
     seen_info: list[dict[str, Any]] = []
     deadline = time.monotonic() + RESULT_TIMEOUT
@@ -167,73 +124,58 @@ def test_invalid_request_fails_before_any_api_call(
     assert len(sandbox.requests()) == before
 
 
-def test_body_cut_short_every_time_leaves_no_object_and_no_open_upload(
-    worker: WorkerProcess, client: Celery, sandbox: SandboxProcess, s3: Any
+#: All a result id holds with ``result_extended`` off (docs/contract.md §6).
+CONTRACT_META = {"status", "result", "traceback", "children", "date_done", "task_id"}
+#: Celery's bookkeeping beside it: the id of the chain's previous step, written with the last
+#: step's state (docs/contract.md §6 names it as not part of the contract).
+BOOKKEEPING = {"parent_id"}
+#: What extended results would add: the task and the internal job record it was given.
+EXTENDED_META = {"name", "args", "kwargs", "worker", "queue", "retries"}
+#: Fields of the job record that travels between the steps; a caller never sees them.
+JOB_FIELDS = ("requests", "deadline", "result_id", "self_href", "poll_at")
+
+
+def raw_meta(client: redis.Redis, task_id: str) -> tuple[dict[str, Any], str] | None:
+    """What Redis holds at the caller's id, parsed and as stored."""
+    raw = client.get(f"celery-task-meta-{task_id}")
+    if raw is None:
+        return None
+    text = raw.decode()
+    return json.loads(text), text
+
+
+def assert_contract_only(meta: dict[str, Any], text: str) -> None:
+    assert set(meta) <= CONTRACT_META | BOOKKEEPING, set(meta) - CONTRACT_META - BOOKKEEPING
+    assert not set(meta) & EXTENDED_META
+    assert isinstance(meta.get("parent_id", ""), str)  # an id, nothing more
+    for name in JOB_FIELDS:
+        assert f'"{name}"' not in text, f"{name} of the job record is in the caller's id"
+
+
+def test_the_callers_id_holds_the_contract_and_nothing_of_the_job(
+    worker: WorkerProcess, client: Celery, sandbox: SandboxProcess, redis_url: str
 ) -> None:
-    sandbox.add_faults({"endpoint": "get_results", "drop_after_bytes": 1000, "times": 100})
-    key = f"cut/{uuid.uuid4().hex}.csv"
-    result = enqueue(client, export={}, destination={"key": key})
-    with pytest.raises(Exception) as caught:
-        result.get(timeout=RESULT_TIMEOUT)
-    assert type(caught.value).__name__ == "ConstantContactError"
-    assert "gave up" in str(caught.value)
-    listed = s3.list_objects_v2(Bucket=BUCKET, Prefix="cut/").get("Contents", [])
-    assert [o["Key"] for o in listed if o["Key"] == key] == []
-    assert open_uploads(s3, BUCKET) == []
+    sandbox.set_processing_seconds(1.0)  # long enough to read a PROGRESS while it polls
+    job_id = f"meta-{uuid.uuid4().hex[:8]}"
+    result = enqueue(client, export={"fields": ["email_address"]}, job_id=job_id)
+    polling: list[tuple[dict[str, Any], str]] = []
+    with redis.Redis.from_url(redis_url) as raw:
 
+        def caught_polling() -> bool:
+            found = raw_meta(raw, result.id)
+            meta = found[0] if found is not None else {}
+            if meta.get("status") == "PROGRESS" and meta["result"]["stage"] == "polling":
+                polling.append(found)
+            return bool(polling)
 
-def test_body_cut_short_once_is_retried_to_an_intact_object(
-    worker: WorkerProcess,
-    client: Celery,
-    sandbox: SandboxProcess,
-    s3: Any,
-    object_bytes: Callable[[str, str], bytes],
-) -> None:
-    sandbox.add_faults({"endpoint": "get_results", "drop_after_bytes": 5000, "times": 1})
-    summary = enqueue(client, export={}).get(timeout=RESULT_TIMEOUT)
-    stored = object_bytes(summary["bucket"], summary["key"])
-    assert hashlib.sha256(stored).hexdigest() == summary["sha256"]
-    assert summary["rows"] == sandbox.catalog()["contacts"]
-    assert open_uploads(s3, BUCKET) == []
+        wait_until(caught_polling, RESULT_TIMEOUT, "a PROGRESS while polling")
+        summary = result.get(timeout=RESULT_TIMEOUT)
+        final = raw_meta(raw, result.id)
 
-
-def test_same_job_id_twice_gives_one_activity_and_the_same_result(
-    worker: WorkerProcess, client: Celery, sandbox: SandboxProcess
-) -> None:
-    job_id = f"twice-{uuid.uuid4().hex[:8]}"
-    first = enqueue(client, export={}, job_id=job_id).get(timeout=RESULT_TIMEOUT)
-    second = enqueue(client, export={}, job_id=job_id).get(timeout=RESULT_TIMEOUT)
-    assert first == second
-    posts = [
-        e
-        for e in sandbox.requests(endpoint="create_export")
-        if e["activity_id"] == first["activity_id"]
-    ]
-    assert len(posts) == 1
-
-
-def contact_id(sample: str, index: int) -> str:
-    """The sandbox's contact ids end in the contact's index as 12 hex digits."""
-    return f"{sample[:-12]}{index:012x}"
-
-
-def test_more_than_500_contact_ids_become_one_csv_in_request_order(
-    worker: WorkerProcess,
-    client: Celery,
-    sandbox: SandboxProcess,
-    object_bytes: Callable[[str, str], bytes],
-) -> None:
-    sample = sandbox.catalog()["sample_contact_ids"][0]
-    order = list(range(1199, -1, -1))  # 1,200 ids, newest first: three activities
-    wanted = [contact_id(sample, i) for i in order]
-    result = enqueue(client, export={"contact_ids": wanted, "fields": ["email_address"]})
-    summary = result.get(timeout=RESULT_TIMEOUT)
-
-    assert summary["activities"] == 3
-    assert summary["rows"] == 1200
-    text = object_bytes(summary["bucket"], summary["key"]).decode("utf-8-sig")
-    rows = list(csv.reader(io.StringIO(text, newline="")))
-    assert rows[0] == summary["columns"] == ["Email address - other"]
-    assert all(row != rows[0] for row in rows[1:]), "only one header"
-    indexes = [int(row[0].split("@")[0].rsplit(".", 1)[1], 16) for row in rows[1:]]
-    assert indexes == order
+    progress, progress_text = polling[0]
+    assert progress["result"]["job_id"] == job_id
+    assert_contract_only(progress, progress_text)
+    assert final is not None
+    meta, text = final
+    assert (meta["status"], meta["result"], meta["task_id"]) == ("SUCCESS", summary, result.id)
+    assert_contract_only(meta, text)

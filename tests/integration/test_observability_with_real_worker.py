@@ -1,4 +1,8 @@
-"""What operators see of a real worker: JSON log lines with job context, Prometheus counters."""
+"""What operators see of a real worker: JSON log lines with job context, Prometheus counters.
+
+The shared worker serves its metrics endpoint (conftest ``metrics_port``); its counters are
+read before and after each export, so what other tests did before does not matter.
+"""
 
 from __future__ import annotations
 
@@ -9,23 +13,17 @@ import uuid
 import pytest
 from celery import Celery
 
-from devstack.ports import free_port
 from devstack.worker import WorkerProcess
 from sandbox.testing import SandboxProcess
-from tests.integration.conftest import TOKEN, WorkerFactory
+from tests.integration.conftest import TOKEN
 from tests.integration.helpers import RESULT_TIMEOUT, enqueue, wait_until
 
 pytestmark = pytest.mark.integration
 
 
-@pytest.fixture(scope="module")
-def metrics_port() -> int:
-    return free_port()
-
-
-@pytest.fixture(scope="module")
-def observed(start_worker: WorkerFactory, metrics_port: int) -> WorkerProcess:
-    return start_worker(concurrency=2, METRICS_PORT=str(metrics_port))
+@pytest.fixture
+def observed(worker: WorkerProcess) -> WorkerProcess:
+    return worker
 
 
 def scrape(port: int) -> dict[str, float]:

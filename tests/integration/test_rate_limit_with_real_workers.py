@@ -63,7 +63,7 @@ def test_two_workers_never_exceed_the_budget_and_meet_no_429(
 ) -> None:
     forget_budget(redis_url)
     env = {"CC_API_BASE_URL": cc.api_base, "CC_ACCESS_TOKEN": TOKEN, "RETRY_MAX_ATTEMPTS": "50"}
-    workers = [start_worker(concurrency=4, **env) for _ in range(2)]
+    workers = start_worker.many(2, concurrency=4, **env)
     tag = uuid.uuid4().hex[:6]
     results = [
         enqueue(client, export={"fields": ["email_address"]}, job_id=f"rate-{tag}-{n}")
@@ -71,7 +71,7 @@ def test_two_workers_never_exceed_the_budget_and_meet_no_429(
     ]
     summaries = [r.get(timeout=RESULT_TIMEOUT) for r in results]
     for worker in workers:
-        worker.stop()
+        worker.leave()
     forget_budget(redis_url)
 
     assert len({s["activity_id"] for s in summaries}) == EXPORTS

@@ -22,8 +22,8 @@ from tests.integration.helpers import open_uploads
 from tests.rawhttp import raw_server
 from workers.constant_contact.results import ResultsBody
 from workers.exceptions import BodyIncomplete, StorageError
-from workers.settings import Settings
 from workers.s3.storage import MIN_PART_SIZE, MultipartWriter, make_s3_client, payload_signing
+from workers.settings import Settings
 from workers.transfer import copy_measured
 
 pytestmark = pytest.mark.integration

@@ -22,9 +22,9 @@ from tests.rawhttp import raw_server
 from workers.constant_contact.results import ResultsBody
 from workers.exceptions import BodyIncomplete, TransientError
 from workers.s3.objectmeta import seal
-from workers.settings import Settings
 from workers.s3.storage import make_s3_client
 from workers.s3.streamput import TRAILER, ChunkedBody, put_stream
+from workers.settings import Settings
 
 pytestmark = pytest.mark.integration
 

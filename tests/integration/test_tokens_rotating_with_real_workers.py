@@ -26,9 +26,9 @@ from sandbox.tokens import fingerprint
 from tests.integration.conftest import WorkerFactory
 from tests.integration.helpers import enqueue, wait_until
 from workers.constant_contact.client import ConstantContactClient, StaticToken
-from workers.exceptions import ConstantContactError
 from workers.constant_contact.ratelimit import RateLimiter
 from workers.constant_contact.tokens import AccountStore, make_cipher
+from workers.exceptions import ConstantContactError
 
 pytestmark = pytest.mark.integration
 
@@ -102,7 +102,7 @@ def run(
         "CC_TOKEN_ENCRYPTION_KEY": KEY,
         "RETRY_MAX_ATTEMPTS": "50",
     }
-    workers = [start_worker(concurrency=4, **env) for _ in range(3)]
+    workers = start_worker.many(3, concurrency=4, **env)
     tag = uuid.uuid4().hex[:6]
     results = [
         enqueue(client, export={"fields": ["email_address"]}, job_id=f"rot-{tag}-{n}")
@@ -114,7 +114,7 @@ def run(
     summaries = [r.get(timeout=RESULT_TIMEOUT) for r in results]
     yield Run(workers, summaries)
     for worker in workers:
-        worker.stop()
+        worker.leave()
     forget_accounts_and_budget(redis_url)
 
 

@@ -1,26 +1,30 @@
-"""The retry policy with a real worker against the sandbox (rate limit on): bursts of 429
+"""The retry policy of the export's steps against the sandbox (rate limit on): bursts of 429
 ``throttled``, 5xx and timeouts on every call of the chain are ridden through, while 400, 403 and
-404 fail the export at once with ConstantContactError, after exactly one request."""
+404 fail the export at once with ConstantContactError, after exactly one request.
+
+The steps run in this process, every export in a thread of its own with the services of a worker
+process of its own, all sharing the request budget in Redis as workers do. An export waiting out
+a countdown holds nothing in a worker either, so all of them run at once."""
 
 from __future__ import annotations
 
 import uuid
 from collections.abc import Iterator
-from typing import Any
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 import redis
-from celery import Celery
 
-from devstack.worker import WorkerProcess
 from sandbox.testing import SandboxProcess
-from tests.integration.conftest import WorkerFactory
-from tests.integration.helpers import enqueue
+from tests.integration.chain import run_export
+from tests.integration.conftest import ServicesFactory
+from workers.exceptions import ConstantContactError
+from workers.services import Services
 
 pytestmark = pytest.mark.integration
 
 TOKEN = f"retry-{uuid.uuid4().hex}"
-RESULT_TIMEOUT = 90.0
+EXPORTS = 6
 
 
 @pytest.fixture(scope="module")
@@ -29,25 +33,27 @@ def cc() -> Iterator[SandboxProcess]:
         yield sb
 
 
-@pytest.fixture(scope="module")
-def retrying_worker(
-    start_worker: WorkerFactory, cc: SandboxProcess, redis_url: str, s3: Any
-) -> WorkerProcess:
+@pytest.fixture
+def retrying(make_services: ServicesFactory, cc: SandboxProcess, redis_url: str) -> ServicesFactory:
+    """Services for one slot each, on this module's sandbox, with a fresh request budget."""
     client = redis.Redis.from_url(redis_url)
     for key in client.scan_iter("contact_exports:ratelimit:*"):
         client.delete(key)
     client.close()
-    return start_worker(
-        concurrency=4,
-        CC_API_BASE_URL=cc.api_base,
-        CC_ACCESS_TOKEN=TOKEN,
-        CC_READ_TIMEOUT="1.0",
-        RETRY_MAX_ATTEMPTS="10",
-    )
+
+    def make() -> Services:
+        return make_services(
+            cc_api_base_url=cc.api_base,
+            cc_access_token=TOKEN,
+            cc_read_timeout=1.0,
+            retry_max_attempts=10,
+        )
+
+    return make
 
 
 def test_bursts_of_429_5xx_and_timeouts_are_ridden_through(
-    retrying_worker: WorkerProcess, client: Celery, cc: SandboxProcess
+    retrying: ServicesFactory, cc: SandboxProcess
 ) -> None:
     cc.reset()
     rules = cc.add_faults(
@@ -60,10 +66,11 @@ def test_bursts_of_429_5xx_and_timeouts_are_ridden_through(
         {"endpoint": "get_results", "status": 504, "times": 1},
     )
     tag = uuid.uuid4().hex[:6]
-    results = [enqueue(client, export={}, job_id=f"burst-{tag}-{n}") for n in range(6)]
-    summaries = [r.get(timeout=RESULT_TIMEOUT) for r in results]
+    requests = [{"export": {}, "job_id": f"burst-{tag}-{n}"} for n in range(EXPORTS)]
+    with ThreadPoolExecutor(EXPORTS) as exports:
+        summaries = list(exports.map(lambda r: run_export(retrying(), r), requests))
 
-    assert len({s["activity_id"] for s in summaries}) == 6
+    assert len({s["activity_id"] for s in summaries}) == EXPORTS
     fired = {rule["id"]: rule["fired"] for rule in cc.faults()}
     assert [fired[rule["id"]] for rule in rules] == [3, 2, 3, 2, 1, 2, 1]
     # The only 429s are the injected ones: the limiter kept every worker within the budget.
@@ -80,8 +87,7 @@ def test_bursts_of_429_5xx_and_timeouts_are_ridden_through(
     ],
 )
 def test_client_errors_fail_at_once(
-    retrying_worker: WorkerProcess,
-    client: Celery,
+    retrying: ServicesFactory,
     cc: SandboxProcess,
     endpoint: str,
     status: int,
@@ -89,11 +95,10 @@ def test_client_errors_fail_at_once(
 ) -> None:
     cc.reset()
     cc.add_faults({"endpoint": endpoint, "status": status, "error_key": error_key, "times": 1})
-    result = enqueue(client, export={}, job_id=f"final-{uuid.uuid4().hex[:8]}")
-    result.get(timeout=RESULT_TIMEOUT, propagate=False)
+    with pytest.raises(ConstantContactError) as caught:
+        run_export(retrying(), {"export": {}, "job_id": f"final-{uuid.uuid4().hex[:8]}"})
 
-    assert result.state == "FAILURE"
-    assert type(result.result).__name__ == "ConstantContactError"
-    assert str(status) in str(result.result) and error_key in str(result.result)
+    assert type(caught.value).__name__ == "ConstantContactError"
+    assert str(status) in str(caught.value) and error_key in str(caught.value)
     assert len(cc.requests(endpoint=endpoint)) == 1  # no retry
     assert cc.summary()["by_status"].get(str(status)) == 1

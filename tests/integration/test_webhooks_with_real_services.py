@@ -1,4 +1,6 @@
-"""Completion webhooks: a real worker POSTs the signed result to a receiver on loopback."""
+"""Completion webhooks: the export's steps, run in this process on real Redis, rclone S3 and the
+sandbox, POST the signed outcome to a receiver on loopback (the webhook task's step, delivered
+from the outbox with its retries)."""
 
 from __future__ import annotations
 
@@ -10,12 +12,13 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
-from celery import Celery
 
-from devstack.worker import WorkerProcess
 from sandbox.testing import SandboxProcess
-from tests.integration.conftest import WorkerFactory
-from tests.integration.helpers import RESULT_TIMEOUT, enqueue
+from tests.integration.chain import run_export
+from tests.integration.conftest import ServicesFactory
+from tests.integration.helpers import RESULT_TIMEOUT
+from workers.exceptions import ActivityFailed, InvalidExportRequest
+from workers.services import Services
 from workers.webhooks import SIGNATURE_HEADER, TIMESTAMP_HEADER, sign
 
 pytestmark = pytest.mark.integration
@@ -47,7 +50,9 @@ class Receiver:
 
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hook"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        threading.Thread(
+            target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+        ).start()
 
 
 @pytest.fixture
@@ -58,17 +63,15 @@ def receiver() -> Iterator[Receiver]:
     hook.server.server_close()
 
 
-@pytest.fixture(scope="module")
-def hooked(start_worker: WorkerFactory) -> WorkerProcess:
-    return start_worker(
-        concurrency=1, WEBHOOK_SECRET=SECRET, WEBHOOK_ALLOWED_HOSTS="127.0.0.1,localhost"
-    )
+@pytest.fixture
+def hooked(make_services: ServicesFactory) -> Services:
+    return make_services(webhook_secret=SECRET, webhook_allowed_hosts="127.0.0.1,localhost")
 
 
 def test_result_is_posted_signed_and_retried(
-    hooked: WorkerProcess, client: Celery, sandbox: SandboxProcess, receiver: Receiver
+    hooked: Services, sandbox: SandboxProcess, receiver: Receiver
 ) -> None:
-    summary = enqueue(client, export={}, notify_url=receiver.url).get(timeout=RESULT_TIMEOUT)
+    summary = run_export(hooked, {"export": {}, "notify_url": receiver.url})
     headers, body = receiver.deliveries.get(timeout=RESULT_TIMEOUT)
     assert headers[SIGNATURE_HEADER] == sign(SECRET, headers[TIMESTAMP_HEADER], body)
     payload = json.loads(body)
@@ -77,12 +80,11 @@ def test_result_is_posted_signed_and_retried(
 
 
 def test_failure_is_posted_too(
-    hooked: WorkerProcess, client: Celery, sandbox: SandboxProcess, receiver: Receiver
+    hooked: Services, sandbox: SandboxProcess, receiver: Receiver
 ) -> None:
     missing = sandbox.catalog()["unknown_contact_id"]
-    result = enqueue(client, export={"contact_ids": [missing]}, notify_url=receiver.url)
-    with pytest.raises(Exception, match=missing):
-        result.get(timeout=RESULT_TIMEOUT)
+    with pytest.raises(ActivityFailed, match=missing):
+        run_export(hooked, {"export": {"contact_ids": [missing]}, "notify_url": receiver.url})
     headers, body = receiver.deliveries.get(timeout=RESULT_TIMEOUT)
     payload = json.loads(body)
     assert payload["status"] == "FAILURE"
@@ -91,11 +93,11 @@ def test_failure_is_posted_too(
 
 
 def test_host_not_allowed_is_refused_before_any_call(
-    hooked: WorkerProcess, client: Celery, sandbox: SandboxProcess
+    hooked: Services, sandbox: SandboxProcess
 ) -> None:
     before = len(sandbox.requests())
-    result = enqueue(client, export={}, notify_url="https://elsewhere.example/hook")
-    with pytest.raises(Exception, match="WEBHOOK_ALLOWED_HOSTS") as caught:
-        result.get(timeout=RESULT_TIMEOUT)
+    request = {"export": {}, "notify_url": "https://elsewhere.example/hook"}
+    with pytest.raises(InvalidExportRequest, match="WEBHOOK_ALLOWED_HOSTS") as caught:
+        run_export(hooked, request)
     assert type(caught.value).__name__ == "InvalidExportRequest"
     assert len(sandbox.requests()) == before

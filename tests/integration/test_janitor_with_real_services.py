@@ -1,7 +1,8 @@
-"""A job whose message was lost is found by the janitor and finished, on the caller's id.
+"""A job whose message was lost is found by the janitor's sweep and sent again under the
+caller's id, and finishes once.
 
-Real Redis, rclone S3, the sandbox and a worker whose timeouts are short enough that the janitor
-calls a job orphaned after a few seconds.
+The sweep and the steps run in this process on real Redis, rclone S3 and the sandbox; the sweep
+sends into an outbox, and the export it sent is run from there.
 """
 
 from __future__ import annotations
@@ -12,60 +13,58 @@ from typing import Any
 
 import pytest
 import redis
-from celery import Celery
-from celery.result import AsyncResult
 
-from contact_exports_client import make_app, submit_export
+from contact_exports_client import make_app, snapshot, submit_export
+from contact_exports_client.client import EXPORT_TASK
 from sandbox.testing import SandboxProcess
-from tests.integration.conftest import BUCKET, WorkerFactory
-from tests.integration.helpers import RESULT_TIMEOUT, assert_stored_once, created_activities
+from tests.integration.chain import Outbox, run_export
+from tests.integration.conftest import BUCKET
+from tests.integration.helpers import assert_stored_once, created_activities
+from workers.export.janitor import sweep
 from workers.export.job import Job
+from workers.services import Services
 from workers.state.jobs import JobStore
 
 pytestmark = pytest.mark.integration
 
-#: Short enough that the janitor calls a job orphaned after a few seconds.
-SHORT_TIMEOUTS = {
-    "JANITOR_INTERVAL_SECONDS": "1",
-    "BROKER_VISIBILITY_TIMEOUT": "3",
-    "POLL_MAX_SECONDS": "1",
-    "RETRY_MAX_SECONDS": "1",
-    "LEASE_TTL_SECONDS": "2",
-}
+
+def swept_again(services: Services, result_id: str) -> dict[str, Any]:
+    """Sweep for every job untouched since now; the export sent under ``result_id``."""
+    outbox = services.sender
+    assert isinstance(outbox, Outbox)
+    sweep(services.jobs, outbox, older_than=0.0)
+    [message] = [m for m in outbox.take(EXPORT_TASK) if m.id == result_id]
+    return run_export(services, message.kwargs, result_id=message.id)
 
 
 def test_an_export_whose_first_message_was_lost_is_sent_again_and_completes_once(
-    start_worker: WorkerFactory, sandbox: SandboxProcess, s3: Any, redis_url: str
+    services: Services, sandbox: SandboxProcess, s3: Any, redis_url: str
 ) -> None:
     """A broker restart can drop a message no worker has seen: the caller's record remains.
 
-    First in this module, so that no worker is running yet to take the message.
-    """
+    No worker runs while this module does (in-process modules run first), so none can take
+    the message before it is dropped."""
     broker = redis.Redis.from_url(redis_url)
     app = make_app(redis_url)
     result = submit_export({"fields": ["email_address"]}, app=app)
     queued = [key for key in broker.scan_iter("contact_exports*") if broker.type(key) == b"list"]
     assert [broker.llen(key) for key in queued] == [1]
     broker.delete(*queued)  # what Redis did to soak-655: popped, and never delivered
+    broker.close()
     before = created_activities(sandbox)
-    start_worker(concurrency=1, **SHORT_TIMEOUTS)
 
-    summary: dict[str, Any] = result.get(timeout=RESULT_TIMEOUT)
+    summary = swept_again(services, result.id)
 
     assert summary["job_id"] == result.id
     assert created_activities(sandbox)[len(before) :] == [summary["activity_id"]]
     assert_stored_once(s3, sandbox, summary)
+    state, info = snapshot(result)  # the run reported on the caller's id
+    assert (state, info["job_id"]) == ("PROGRESS", result.id)
 
 
 def test_an_orphaned_job_is_sent_again_and_completes_once(
-    start_worker: WorkerFactory,
-    client: Celery,
-    sandbox: SandboxProcess,
-    s3: Any,
-    redis_url: str,
+    services: Services, sandbox: SandboxProcess, s3: Any, store: JobStore
 ) -> None:
-    start_worker(concurrency=1, **SHORT_TIMEOUTS)
-    store = JobStore(redis.Redis.from_url(redis_url))
     job_id = f"orphan-{uuid.uuid4().hex[:8]}"
     result_id = str(uuid.uuid4())
     # What the export task writes before its chain's first message — which Redis then lost.
@@ -82,7 +81,7 @@ def test_an_orphaned_job_is_sent_again_and_completes_once(
     assert store.open(job, {"export": {"fields": ["email_address"]}, "job_id": job_id})
     before = created_activities(sandbox)
 
-    summary: dict[str, Any] = AsyncResult(result_id, app=client).get(timeout=RESULT_TIMEOUT)
+    summary = swept_again(services, result_id)
 
     assert summary["job_id"] == job_id
     assert created_activities(sandbox)[len(before) :] == [summary["activity_id"]]
