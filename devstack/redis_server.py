@@ -20,6 +20,8 @@ from pathlib import Path
 from typing import Any, Literal
 
 import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 
 from devstack.ports import free_port, wait_for_port
 from devstack.process import Managed
@@ -128,8 +130,10 @@ class RedisServer(Managed):
         if self._process is None or self._process.poll() is not None:
             return
         # The server closes the connection as it goes down.
+        # Once: redis-py would retry SHUTDOWN on the connection the server closes as it goes
+        # down (seconds of backoff before giving up).
         with contextlib.suppress(redis.ConnectionError):
-            self.admin_client().shutdown(nosave=False)
+            self.admin_client(retry=Retry(NoBackoff(), 0)).shutdown(nosave=False)
         self._process.wait(timeout=20)
         self._process = None
 

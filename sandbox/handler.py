@@ -76,6 +76,9 @@ def _redacted(path: str) -> str:
 
 class SandboxHandler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
+    # Headers and body go out in separate writes: without this, Nagle's algorithm holds the body
+    # of an answer on a kept-alive connection until the client's delayed ACK (about 40 ms).
+    disable_nagle_algorithm = True
     server_version = "ConstantContactSandbox/1.0"
     sys_version = ""
     timeout = KEEPALIVE_IDLE_SECONDS

@@ -179,3 +179,10 @@ def test_the_callers_id_holds_the_contract_and_nothing_of_the_job(
     meta, text = final
     assert (meta["status"], meta["result"], meta["task_id"]) == ("SUCCESS", summary, result.id)
     assert_contract_only(meta, text)
+    # Nor one step away: the steps before the last store no result, so the job record they
+    # hand on is not behind the parent_id (at most the record of a retry, or of a failure).
+    with redis.Redis.from_url(redis_url) as raw:
+        parent = raw_meta(raw, meta["parent_id"]) if "parent_id" in meta else None
+    if parent is not None:
+        assert parent[0]["status"] != "SUCCESS"
+        assert_contract_only(*parent)
