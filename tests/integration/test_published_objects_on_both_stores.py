@@ -99,3 +99,45 @@ def test_a_reader_of_a_published_result_never_sees_aws_chunked(
     assert encoding.keeps is True and stored.sealed and stored.parts == 1
     metadata = {k.lower(): v for k, v in got["Metadata"].items()}
     assert metadata["sha256"] == summary.sha256 and metadata["rows"] == "60000"
+
+
+def test_once_a_store_is_known_to_keep_it_exports_go_in_parts(
+    store: S3Server, redis_url: str
+) -> None:
+    """A process that has learnt its store keeps the header stores later exports in parts,
+    whose object carries no such header: no seal has to come before their result."""
+    s3 = s3_for(store)
+    encoding = EncodingCheck()
+    encoding.keeps = True  # what the first single-PUT export of the process found
+    job_id = uuid.uuid4().hex
+    jobs = JobStore(redis.Redis.from_url(redis_url))
+    answer = f"HTTP/1.1 200 OK\r\nContent-Type: text/csv\r\nContent-Length: {len(CSV)}\r\n"
+    href = "/v3/contact_exports/f2.csv"
+    with raw_server((answer + "Connection: close\r\n\r\n").encode() + CSV, href) as url:
+        client = ConstantContactClient(url.removesuffix(href) + "/v3", StaticToken("t"))
+        job = Job(
+            job_id=job_id,
+            result_id=job_id,
+            account="default",
+            requests=[{}],
+            bucket=BUCKET,
+            key=f"exports/{job_id}.csv",
+            deadline=0.0,
+            started_at="2026-12-04T00:00:00Z",
+            activities=[ActivityRef("a2", "/v3/activities/a2", href, completed=True)],
+        )
+        with jobs.lease(job_id, "download") as lease:
+            summary, stored = stream_to_s3(
+                job,
+                client=client,
+                s3=s3,
+                store=jobs,
+                settings=Settings(cc_access_token="unused", s3_part_size_mib=5),
+                lease=lease,
+                on_progress=lambda _: None,
+                encoding=encoding,
+            )
+    got = s3.get_object(Bucket=BUCKET, Key=job.key)
+    assert "aws-chunked" not in got.get("ContentEncoding", "")
+    assert hashlib.sha256(got["Body"].read()).hexdigest() == summary.sha256
+    assert not stored.sealed  # in parts: the seal comes after the result, as ever

@@ -184,7 +184,11 @@ def stream_to_s3(
     assert first_href is not None  # polled to completion
     with client.open_results(first_href) as first:
         started = time.monotonic()  # after the GET's turn under the rate limit, and its answer
-        in_one = len(job.activities) == 1 and single_put_allowed(settings, first.expected_size)
+        in_one = (
+            len(job.activities) == 1
+            and single_put_allowed(settings, first.expected_size)
+            and encoding.keeps is not True  # such a store takes parts, which need no early seal
+        )
         log.info(
             "job %s: results answered (%s bytes); storing them %s",
             job.job_id,

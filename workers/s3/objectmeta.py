@@ -119,7 +119,9 @@ class EncodingCheck:
     AWS S3 and MinIO drop it, as the protocol says; ``rclone serve s3`` and SeaweedFS keep it,
     so a reader would be told of an encoding no HTTP client knows until the seal's copy drops
     it. Learnt from the first such object a process writes (one HEAD), then remembered, so a
-    store that behaves costs one request per process, not per export.
+    store that behaves costs one request per process, not per export. That first object is
+    sealed before its result is published; on such a store later exports go in parts, whose
+    object carries no such header, and whose seal can come after the result again.
     """
 
     def __init__(self) -> None:
