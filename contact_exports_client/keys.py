@@ -8,6 +8,7 @@ it from here. It imports nothing of the worker.
     contact_exports:job:<job_id>/uploads              set: multipart upload ids still open
     contact_exports:job:<job_id>/lease/<step>         string: who runs that step now
     contact_exports:dead_letters                      zset: failed job ids, by when they failed
+    contact_exports:dead_seals                        zset: completed jobs whose seal was given up
     contact_exports:owned_activities                  set: activity ids some job owns
     contact_exports:janitor                           string: one janitor sweep at a time
     contact_exports:accounts                          set: account names with credentials
@@ -38,6 +39,8 @@ JOB_KEY_PREFIX = f"{NAMESPACE}job:"
 RECORD_TTL_SECONDS = 14 * 24 * 3600
 #: Sorted set of failed job ids, scored by the time they failed.
 DEAD_LETTERS_KEY = f"{NAMESPACE}dead_letters"
+#: Sorted set of completed job ids whose seal was given up, scored by when.
+DEAD_SEALS_KEY = f"{NAMESPACE}dead_seals"
 #: Set of every activity id some job owns, so an orphan found by listing is told apart.
 OWNED_ACTIVITIES_KEY = f"{NAMESPACE}owned_activities"
 #: One janitor sweep at a time across the cluster.

@@ -88,5 +88,8 @@ def _job_in(args: Any) -> Job | None:
     if isinstance(args, list | tuple) and len(args) == 1 and isinstance(args[0], dict):
         data = args[0]
         if "job_id" in data and "result_id" in data:
-            return Job.from_dict(data)
+            try:
+                return Job.from_dict(data)
+            except (TypeError, ValueError, KeyError):
+                return None  # not a job after all: the step itself will refuse it
     return None

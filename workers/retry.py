@@ -7,9 +7,11 @@ download steps, its polls, the seal and the completion webhook. Three kinds of e
   attempt and comes back exactly when the budget has room — a staggered turn, or the daily reset
   plus up to ``QUOTA_JITTER`` — capped, so a long quota wait becomes repeated short countdowns
   that re-check Redis without calling the API.
-* Other ``TransientError`` (429 ``throttled``, 5xx, timeouts, broken connections and bodies) and
-  a ``StorageError`` that is not ``permanent``: capped exponential backoff with jitter, a
-  Retry-After asking for longer wins; after ``max_attempts`` failures the step gives up.
+* Other ``TransientError`` (429 ``throttled``, 5xx, timeouts, broken connections and bodies):
+  capped exponential backoff with jitter, a Retry-After asking for longer wins; after
+  ``max_attempts`` failures the step gives up. The seal also retries a ``StorageError`` that is
+  not ``permanent`` this way (the export's own steps do not: boto3 has retried it already, and
+  the contract reports it as StorageError).
 * Anything else, and a ``permanent`` ``StorageError``: no retry at all.
 
 Jitter spreads the retries of many exports that failed together (a 503 burst) so they do not

@@ -31,6 +31,8 @@ from workers.state.jobs import JobStore
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
 
+#: API clients kept per process, one per account (the least recently used go first).
+MAX_API_CLIENTS = 32
 #: Attempts of one Redis command across a restart (backoff 0.1 s doubling to 2 s: about 50 s).
 REDIS_RETRIES = 30
 
@@ -70,12 +72,14 @@ class Services:
     _api: dict[str, ConstantContactClient] = field(default_factory=dict, repr=False)
 
     def api(self, account: str) -> ConstantContactClient:
-        """The API client of an account (checked with ``accounts.check`` first)."""
-        client = self._api.get(account)
+        """The API client of an account (checked with ``accounts.check`` first); the clients of
+        the MAX_API_CLIENTS accounts used last are kept, each with its connection pool."""
+        client = self._api.pop(account, None)
         if client is None:
-            client = self._api[account] = api_client(
-                self.settings, self.accounts, self.limiter, account
-            )
+            if len(self._api) >= MAX_API_CLIENTS:
+                del self._api[next(iter(self._api))]  # the least recently used
+            client = api_client(self.settings, self.accounts, self.limiter, account)
+        self._api[account] = client  # now the most recently used
         return client
 
 

@@ -220,3 +220,18 @@ def test_a_job_id_with_colons_is_found_by_the_janitors_scans_and_shares_no_key(
     monkeypatch.setattr(time, "time", lambda: later)
     assert {record["job_id"] for record in store.stale(older_than=60)} == {stale, "x"}
     assert store.owed_seals(older_than=60) == [(owed, {"key": "k.csv"})]
+
+
+def test_keys_of_the_layout_before_an_upgrade_do_not_stop_the_janitors_scans(
+    store: JobStore, r: redis.Redis, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An old worker's ``<record>:uploads`` set (kept for 14 days) and ``<record>:lease:<step>``
+    string must not be read as job records: one WRONGTYPE would end every sweep."""
+    store.open(job("old"), {"export": {}, "job_id": "old"})
+    r.sadd("contact_exports:job:old:uploads", "u1")
+    r.set("contact_exports:job:old:lease:download", "holder")
+    store.save_result("done", {"rows": 1}, seal={"key": "k.csv"})
+    later = time.time() + 120
+    monkeypatch.setattr(time, "time", lambda: later)
+    assert [record["job_id"] for record in store.stale(older_than=60)] == ["old"]
+    assert store.owed_seals(older_than=60) == [("done", {"key": "k.csv"})]

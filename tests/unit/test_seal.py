@@ -128,28 +128,28 @@ def test_an_object_replaced_or_gone_is_not_sealed_and_no_longer_owed(
     assert "seal" not in store.record("j1")
 
 
-def test_a_seal_refused_for_good_is_given_up_at_once_as_a_dead_letter(store: JobStore) -> None:
+def test_a_seal_refused_for_good_is_given_up_at_once_as_a_dead_seal(store: JobStore) -> None:
     """Guards the seal that retried forever (550567c): access denied now ends after one copy,
-    with the seal no longer owed and the job's dead letter saying why. The result stays."""
+    with the seal no longer owed and the record saying why. The result stays, and the job is
+    not a failed job: it is among the dead seals, not the dead letters that ``retry`` runs."""
     s3 = FakeS3(always="AccessDenied")
     assert run(store, s3) == []
     assert len(s3.copies) == 1
     record = store.record("j1")
     assert "seal" not in record
     assert record["state"] == "completed" and store.result("j1") == {"rows": 2}
-    [letter] = store.dead_letters()
-    assert letter["job_id"] == "j1"
-    assert (letter["failed_step"], letter["error_type"]) == ("seal", "StorageError")
-    assert "AccessDenied" in letter["error_message"]
+    assert store.dead_seals() == ["j1"] and store.dead_letters() == []
+    assert record["seal_error_type"] == "StorageError"
+    assert "AccessDenied" in record["seal_error_message"]
+    assert "error_type" not in record and "failed_step" not in record
 
 
 def test_a_seal_that_keeps_failing_is_given_up_after_the_retry_limit(store: JobStore) -> None:
     """Guards the seal that retried forever (550567c): SlowDown on every copy is tried
-    RETRY_MAX_ATTEMPTS + 1 times, then given up as a dead letter."""
+    RETRY_MAX_ATTEMPTS + 1 times, then given up as a dead seal."""
     s3 = FakeS3(always="SlowDown")
     agains = run(store, s3)
     assert len(agains) == MAX_ATTEMPTS
     assert len(s3.copies) == MAX_ATTEMPTS + 1
     assert "seal" not in store.record("j1")
-    [letter] = store.dead_letters()
-    assert (letter["job_id"], letter["failed_step"]) == ("j1", "seal")
+    assert store.dead_seals() == ["j1"] and store.dead_letters() == []

@@ -30,6 +30,7 @@ def test_a_chain_steps_message_carries_its_job() -> None:
         [],
         ({"export": {}, "account": "default"},),  # a dict, but not a job
         ({"job_id": "j1"},),  # a job id without the rest of a job
+        ({"job_id": "j1", "result_id": "r1"},),  # ids, but not a whole job: no TypeError
         ("j1", {"bucket": "b", "key": "k.csv"}),  # the seal task's job id and what it owes
         ("https://hooks.example.com/x", {"job_id": "j1"}),  # the webhook's url and payload
         None,

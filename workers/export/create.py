@@ -59,7 +59,11 @@ def create_step(services: Services, job: Job) -> Next | Again:
         except TransientError as error:
             return come_back(services, job, error, Stage.CREATING, cap=settings.retry_max_seconds)
     activities = [store.activity(job.job_id, shard) for shard in shards]
-    job = replace(job, activities=[a for a in activities if a is not None])
+    known = [a for a in activities if a is not None]
+    if len(known) < len(activities):
+        # A record lost since (a Redis failover): the next run creates or finds what is missing.
+        return Again(MIN_BUSY_COUNTDOWN)
+    job = replace(job, activities=known)
     log.info("job %s: activity %s", job.job_id, ", ".join(job.activity_ids))
     report(services.results, job, Stage.POLLING)
     return Next(job)

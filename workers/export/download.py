@@ -18,6 +18,7 @@ from dataclasses import replace
 from typing import TYPE_CHECKING
 
 from botocore.exceptions import BotoCoreError, ClientError
+from kombu.exceptions import KombuError
 
 from workers import metrics
 from workers.constant_contact.client import ConstantContactClient, epoch_seconds
@@ -101,11 +102,16 @@ def download_step(services: Services, job: Job) -> Finished | Again:
         ask_for_seal(services.sender, job.job_id, owed)
     metrics.EXPORTS_COMPLETED.inc()
     metrics.BYTES_STREAMED.inc(summary.size)
-    enqueue_notification(
-        services.sender,
-        job.notify_url,
-        {"status": "SUCCESS", "job_id": job.job_id, "result": result},
-    )
+    try:
+        enqueue_notification(
+            services.sender,
+            job.notify_url,
+            {"status": "SUCCESS", "job_id": job.job_id, "result": result},
+        )
+    except KombuError as error:
+        # The export is stored and its result recorded: a broker that cannot take the webhook's
+        # message now must not turn it into a failure.
+        log.error("job %s: completion webhook not sent: %s", job.job_id, error)
     log.info(
         "job %s: stored %s (%d bytes, %d rows)", job.job_id, stored.uri, summary.size, summary.rows
     )

@@ -44,7 +44,11 @@ def sweep(store: JobStore, sender: Sender, older_than: float) -> list[str]:
         sent.append(job_id)
     for record in store.stale(older_than):
         job_id = record["job_id"]
-        kwargs: dict[str, Any] = json.loads(record["kwargs"])
+        try:
+            kwargs: dict[str, Any] = json.loads(record["kwargs"])
+        except ValueError as error:
+            log.error("job %s: its stored request is not JSON (%s); not sent again", job_id, error)
+            continue
         store.touch(job_id)
         sender.send_task(EXPORT_TASK, kwargs=kwargs, queue=QUEUE, task_id=record.get("result_id"))
         log.warning("job %s: no sign of life for %.0fs; sent again", job_id, older_than)
@@ -68,6 +72,8 @@ def start(sender: Sender, client: redis.Redis, settings: Settings) -> threading.
                     sweep(store, sender, older_than)
             except redis.RedisError as error:
                 log.warning("janitor skipped a sweep: %s", error)
+            except Exception:  # the thread must outlive anything one sweep meets
+                log.exception("janitor sweep failed; the next one comes in %.0fs", interval)
 
     thread = threading.Thread(target=run, name="janitor", daemon=True)
     thread.start()

@@ -6,7 +6,7 @@ before a single byte is known, so the measured figures are added after completio
 the object onto itself with new metadata ("sealing"). MinIO treats that as a metadata-only
 update; AWS copies server-side (no byte passes through the worker, but a multi-GiB object takes
 seconds to minutes); ``rclone serve s3`` first computes the MD5 of the whole file, which it does
-on any new file's first stat. That is why the seal is a task of its own (``tasks.sealing``), run
+on any new file's first stat. That is why the seal is a task of its own (``workers.export.seal``), run
 after the result is recorded rather than before the caller may see it.
 
 A sealed object whose job, activities and size match is the finished export: a repeated
@@ -73,7 +73,8 @@ def seal(
 ) -> None:
     """Add the measured sha256, bytes and rows to the object's metadata.
 
-    A failure here is a StorageError, which the download step retries; until sealed, a repeated
+    A failure here is a StorageError, which the seal task retries by the one retry policy
+    (``permanent`` for an answer no retry changes); until sealed, a repeated
     download rewrites the object rather than trusting it.
     """
     if_match = {"CopySourceIfMatch": stored.etag} if stored.etag else {}

@@ -18,6 +18,7 @@ import redis
 
 from contact_exports_client.keys import (
     DEAD_LETTERS_KEY,
+    DEAD_SEALS_KEY,
     JOB_KEY_PREFIX,
     OWNED_ACTIVITIES_KEY,
     RECORD_TTL_SECONDS,
@@ -121,8 +122,10 @@ class JobStore:
         return found
 
     def _job_ids(self) -> Iterator[str]:
-        """Every job with a record; the leases, shards and upload sets under it are skipped."""
-        for raw in self._redis.scan_iter(f"{JOB_KEY_PREFIX}*", count=500):
+        """Every job with a record; the leases and upload sets under it are skipped, by type as
+        well as by name: keys of the layout before ``/`` (``<record>:uploads``, a set) may still
+        be there after an upgrade, and reading one as a record would end the whole sweep."""
+        for raw in self._redis.scan_iter(f"{JOB_KEY_PREFIX}*", count=500, _type="hash"):
             job_id = job_id_of(_text(raw))
             if job_id is not None:
                 yield job_id
@@ -293,20 +296,26 @@ class JobStore:
         self._redis.zadd(DEAD_LETTERS_KEY, {job_id: now})
 
     def give_up_seal(self, job_id: str, error: BaseException) -> None:
-        """The seal will not be tried again: no longer owed, kept as a dead letter with why."""
+        """The seal will not be tried again: no longer owed, and kept with why in the record and
+        among the dead seals. The job stays completed (its result stands): it is not a failed
+        job, and not among the dead letters that ``retry`` runs again."""
         now = time.time()
         pipe = self._redis.pipeline()
         pipe.hdel(self._key(job_id), "seal")
         self._stage(
             pipe,
             job_id,
-            failed_step="seal",
-            error_type=type(error).__name__,
-            error_message=str(error)[:2000],
+            seal_error_type=type(error).__name__,
+            seal_error_message=str(error)[:2000],
             seal_failed_at=now,
         )
-        pipe.zadd(DEAD_LETTERS_KEY, {job_id: now})
+        pipe.zadd(DEAD_SEALS_KEY, {job_id: now})
         pipe.execute()
+
+    def dead_seals(self, limit: int = 100) -> list[str]:
+        """Completed jobs whose seal was given up, newest first."""
+        found = self._redis.zrevrange(DEAD_SEALS_KEY, 0, limit - 1)
+        return [_text(i) for i in found if isinstance(i, bytes | str)]
 
     def dead_letters(self, limit: int = 100) -> list[dict[str, str]]:
         """Failed jobs, newest first."""
