@@ -27,6 +27,7 @@ from celery import Celery
 
 from devstack.ports import free_port
 from devstack.s3server import RcloneS3
+from devstack.seaweedfs import SeaweedS3
 from devstack.worker import WorkerProcess, stop_all
 from sandbox.testing import SandboxProcess
 from tests.integration.chain import Outbox
@@ -71,6 +72,15 @@ def s3_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]
         return
     with RcloneS3(tmp_path_factory.mktemp("s3") / "data") as server:
         yield server.env()
+
+
+@pytest.fixture(scope="session")
+def seaweedfs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SeaweedS3]:
+    """One SeaweedFS over http for every module that needs a store that checks checksums (it
+    takes seconds to start); each module uses buckets of its own."""
+    root = tmp_path_factory.mktemp("seaweedfs")
+    with SeaweedS3(root / "data", root / "seaweedfs.log") as server:
+        yield server
 
 
 @pytest.fixture(scope="session")

@@ -12,7 +12,6 @@ import hashlib
 import random
 import uuid
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import boto3
@@ -20,7 +19,6 @@ import pytest
 import redis
 
 from devstack.s3server import ACCESS_KEY, SECRET_KEY, RcloneS3, S3Server
-from devstack.seaweedfs import SeaweedS3
 from tests.rawhttp import raw_server
 from workers.constant_contact.client import ConstantContactClient, StaticToken
 from workers.export.download import stream_to_s3
@@ -40,15 +38,17 @@ CSV = b"Email address - other,First name\r\n" + b"".join(
 )
 
 
-@pytest.fixture(scope="module", params=["rclone", "seaweedfs"])
-def store(
-    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[S3Server]:
-    kind: type[S3Server] = RcloneS3 if request.param == "rclone" else SeaweedS3
-    data: Path = tmp_path_factory.mktemp(request.param) / "data"
-    with kind(data) as server:  # type: ignore[call-arg]
-        server.create_bucket(BUCKET)
+@pytest.fixture(scope="module")
+def rclone(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RcloneS3]:
+    with RcloneS3(tmp_path_factory.mktemp("rclone") / "data") as server:
         yield server
+
+
+@pytest.fixture(scope="module", params=["rclone", "seaweedfs"])
+def store(request: pytest.FixtureRequest) -> S3Server:
+    server: S3Server = request.getfixturevalue(request.param)
+    server.create_bucket(BUCKET)
+    return server
 
 
 def s3_for(server: S3Server) -> Any:

@@ -35,6 +35,7 @@ from devstack.redis_tls import make_redis_tls
 from devstack.s3server import RcloneS3
 from devstack.worker import WorkerProcess, stop_all
 from sandbox.testing import SandboxProcess
+from tests.integration.helpers import wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -268,7 +269,8 @@ def test_a_redis_that_is_down_is_waited_for(env: dict[str, str], logs: Path) -> 
     worker.spawn()
     assert worker.process is not None
     try:
-        time.sleep(6.0)
+        # Past the start-up check, and in Celery's own wait for the broker: it did not stop.
+        wait_until(lambda: "Trying again" in worker.log(), timeout=30, what="Celery's retry")
         assert worker.process.poll() is None, worker.log()
         log = worker.log()
         assert "is not reachable yet" in log and "the worker keeps trying" in log, log

@@ -15,7 +15,6 @@ import io
 import random
 import uuid
 import zlib
-from collections.abc import Iterator
 from typing import Any
 
 import boto3
@@ -41,11 +40,9 @@ METADATA = {"job-id": "j-1"}
 
 
 @pytest.fixture(scope="module")
-def seaweed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SeaweedS3]:
-    root = tmp_path_factory.mktemp("seaweedfs")
-    with SeaweedS3(root / "data", root / "seaweedfs.log") as server:
-        server.create_bucket(BUCKET)
-        yield server
+def seaweed(seaweedfs: SeaweedS3) -> SeaweedS3:
+    seaweedfs.create_bucket(BUCKET)
+    return seaweedfs
 
 
 @pytest.fixture(scope="module")
