@@ -6,8 +6,9 @@ before a single byte is known, so the measured figures are added after completio
 the object onto itself with new metadata ("sealing"). MinIO treats that as a metadata-only
 update; AWS copies server-side (no byte passes through the worker, but a multi-GiB object takes
 seconds to minutes); ``rclone serve s3`` first computes the MD5 of the whole file, which it does
-on any new file's first stat. That is why the seal is a task of its own (``workers.export.seal``), run
-after the result is recorded rather than before the caller may see it.
+on any new file's first stat. That is why the seal is a task of its own
+(``workers.export.seal``), run after the result is recorded rather than before the caller may
+see it.
 
 A sealed object whose job, activities and size match is the finished export: a repeated
 download (after a Redis restart lost the result the seal came after) adopts it instead of
