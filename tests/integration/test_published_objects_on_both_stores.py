@@ -24,9 +24,10 @@ from workers.constant_contact.client import ConstantContactClient, StaticToken
 from workers.export.download import stream_to_s3
 from workers.export.job import ActivityRef, Job
 from workers.s3.objectmeta import EncodingCheck
-from workers.s3.storage import make_s3_client
+from workers.s3.storage import StoredObject, make_s3_client
 from workers.settings import Settings
 from workers.state.jobs import JobStore
+from workers.transfer import TransferSummary
 
 pytestmark = pytest.mark.integration
 
@@ -57,15 +58,15 @@ def s3_for(server: S3Server) -> Any:
     return make_s3_client(Settings(cc_access_token="unused", **values), session)
 
 
-def test_a_reader_of_a_published_result_never_sees_aws_chunked(
-    store: S3Server, redis_url: str
-) -> None:
-    s3 = s3_for(store)
+def download(
+    s3: Any, redis_url: str, encoding: EncodingCheck
+) -> tuple[TransferSummary, StoredObject, dict[str, Any]]:
+    """The CSV of one completed activity through ``stream_to_s3``, as the download step runs it;
+    returns its figures, the object, and what a reader then GETs."""
     job_id = uuid.uuid4().hex
     jobs = JobStore(redis.Redis.from_url(redis_url))
-    encoding = EncodingCheck()
     answer = f"HTTP/1.1 200 OK\r\nContent-Type: text/csv\r\nContent-Length: {len(CSV)}\r\n"
-    href = "/v3/contact_exports/f1.csv"
+    href = f"/v3/contact_exports/{job_id}.csv"
     with raw_server((answer + "Connection: close\r\n\r\n").encode() + CSV, href) as url:
         client = ConstantContactClient(url.removesuffix(href) + "/v3", StaticToken("t"))
         job = Job(
@@ -85,12 +86,20 @@ def test_a_reader_of_a_published_result_never_sees_aws_chunked(
                 client=client,
                 s3=s3,
                 store=jobs,
-                settings=Settings(cc_access_token="unused"),
+                settings=Settings(cc_access_token="unused", s3_part_size_mib=5),
                 lease=lease,
                 on_progress=lambda _: None,
                 encoding=encoding,
             )
-    got = s3.get_object(Bucket=BUCKET, Key=job.key)
+    return summary, stored, dict(s3.get_object(Bucket=BUCKET, Key=job.key))
+
+
+def test_a_reader_of_a_published_result_never_sees_aws_chunked(
+    store: S3Server, redis_url: str
+) -> None:
+    s3 = s3_for(store)
+    encoding = EncodingCheck()
+    summary, stored, got = download(s3, redis_url, encoding)
     assert "aws-chunked" not in got.get("ContentEncoding", "")
     assert got["ContentType"] == "text/csv"
     assert hashlib.sha256(got["Body"].read()).hexdigest() == summary.sha256
@@ -109,35 +118,7 @@ def test_once_a_store_is_known_to_keep_it_exports_go_in_parts(
     s3 = s3_for(store)
     encoding = EncodingCheck()
     encoding.keeps = True  # what the first single-PUT export of the process found
-    job_id = uuid.uuid4().hex
-    jobs = JobStore(redis.Redis.from_url(redis_url))
-    answer = f"HTTP/1.1 200 OK\r\nContent-Type: text/csv\r\nContent-Length: {len(CSV)}\r\n"
-    href = "/v3/contact_exports/f2.csv"
-    with raw_server((answer + "Connection: close\r\n\r\n").encode() + CSV, href) as url:
-        client = ConstantContactClient(url.removesuffix(href) + "/v3", StaticToken("t"))
-        job = Job(
-            job_id=job_id,
-            result_id=job_id,
-            account="default",
-            requests=[{}],
-            bucket=BUCKET,
-            key=f"exports/{job_id}.csv",
-            deadline=0.0,
-            started_at="2026-12-04T00:00:00Z",
-            activities=[ActivityRef("a2", "/v3/activities/a2", href, completed=True)],
-        )
-        with jobs.lease(job_id, "download") as lease:
-            summary, stored = stream_to_s3(
-                job,
-                client=client,
-                s3=s3,
-                store=jobs,
-                settings=Settings(cc_access_token="unused", s3_part_size_mib=5),
-                lease=lease,
-                on_progress=lambda _: None,
-                encoding=encoding,
-            )
-    got = s3.get_object(Bucket=BUCKET, Key=job.key)
+    summary, stored, got = download(s3, redis_url, encoding)
     assert "aws-chunked" not in got.get("ContentEncoding", "")
     assert hashlib.sha256(got["Body"].read()).hexdigest() == summary.sha256
     assert not stored.sealed  # in parts: the seal comes after the result, as ever
