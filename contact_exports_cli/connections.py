@@ -8,7 +8,6 @@ names and defaults (docs/contract.md §5) instead.
 from __future__ import annotations
 
 import os
-import ssl
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -19,7 +18,13 @@ from celery.result import AsyncResult
 from contact_exports_cli.exceptions import ServiceUnreachableError
 from contact_exports_client import DEFAULT_REDIS_URL, EXPORT_TASK
 from contact_exports_client.client import CALLER_CONF, record_before_sending
-from contact_exports_client.redis_tls import RedisTls, mask_url, redis_at, use_redis_tls
+from contact_exports_client.redis_tls import (
+    RedisTls,
+    mask_url,
+    redis_at,
+    tls_failure,
+    use_redis_tls,
+)
 
 #: Seconds to wait for Redis to accept a connection: it is local or close, and an operator
 #: at a prompt should hear within seconds that it is down.
@@ -66,20 +71,19 @@ def connect_redis(url: str, what: str, tls: RedisTls | None = None) -> redis.Red
 
 
 def _reason(error: redis.RedisError) -> str:
-    cause = error.__cause__ or error.__context__
-    if isinstance(cause, ssl.SSLCertVerificationError):
-        return f"the server's TLS certificate is not trusted ({cause.verify_message})"
+    failure = tls_failure(error)
+    if failure is not None:
+        what = "the server's TLS certificate is not trusted" if failure.untrusted else "TLS failed"
+        return f"{what} ({failure.detail})"
     if isinstance(error, redis.AuthenticationError):
         return f"Redis refused the credentials ({error})"
     return str(error)
 
 
 def _hint(error: redis.RedisError) -> str:
-    cause = error.__cause__ or error.__context__
-    if isinstance(cause, ssl.SSLCertVerificationError):
-        return "set REDIS_CA_FILE to the CA that signed the Redis server's certificate"
-    if isinstance(cause, ssl.SSLError):
-        return "check the URL's scheme (rediss:// for TLS) and REDIS_CERT_FILE / REDIS_KEY_FILE"
+    failure = tls_failure(error)
+    if failure is not None:
+        return failure.fix
     if isinstance(error, redis.AuthenticationError):
         return "check the user name and password in the Redis URLs the workers use"
     return "start Redis there, or point CELERY_BROKER_URL / CELERY_RESULT_BACKEND at one"

@@ -8,7 +8,6 @@ rotating refresh tokens that would log every worker out of the account.
 from __future__ import annotations
 
 import uuid
-import zlib
 from dataclasses import asdict, dataclass
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any
@@ -30,7 +29,7 @@ from workers.constant_contact.tokens import (
     make_cipher,
 )
 from workers.exceptions import ConstantContactError, RateLimited, TransientApiError, TransientError
-from workers.s3.storage import crc32_b64, make_s3_client, untrusted_certificate
+from workers.s3.storage import crc32_checksum, make_s3_client, untrusted_certificate
 from workers.settings import Settings
 
 if TYPE_CHECKING:
@@ -171,7 +170,9 @@ def _probe(name: str, client: S3Client, bucket: str, where: str) -> Check:
         )
     probe = f"{PROBE_PREFIX}{uuid.uuid4().hex}.txt"
     try:
-        client.put_object(Bucket=bucket, Key=probe, Body=PROBE_BODY, **_probe_checksum(client))
+        client.put_object(
+            Bucket=bucket, Key=probe, Body=PROBE_BODY, **crc32_checksum(client, PROBE_BODY)
+        )
     except (ClientError, BotoCoreError) as error:
         return Check(
             name,
@@ -190,15 +191,6 @@ def _probe(name: str, client: S3Client, bucket: str, where: str) -> Check:
             "delete the probe object by hand and let these credentials use s3:DeleteObject",
         )
     return Check(name, Outcome.OK, f"{bucket} at {where} exists and is writable")
-
-
-def _probe_checksum(client: S3Client) -> dict[str, Any]:
-    """The probe's CRC32 where the client sends one, as a worker's uploads give theirs: left to
-    compute it, botocore puts it in an aws-chunked trailer over https, sent chunked, which some
-    stores (rclone) refuse though they take every upload a worker makes."""
-    if getattr(client.meta.config, "request_checksum_calculation", None) != "when_supported":
-        return {}
-    return {"ChecksumCRC32": crc32_b64(zlib.crc32(PROBE_BODY))}
 
 
 def _bucket_refused(name: str, bucket: str, where: str, error: ClientError) -> Check:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 import ssl
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
@@ -92,6 +92,47 @@ def mask_url(url: str) -> str:
                 [(k, "***" if k.lower() == "password" else v) for k, v in pairs], safe="*/"
             )
     return urlunsplit(parts._replace(netloc=netloc, query=query))
+
+
+@dataclass(frozen=True)
+class TlsFailure:
+    """Why a connection to a ``rediss://`` Redis failed in TLS, and what the operator can do."""
+
+    #: The server's certificate is not trusted (else the handshake itself failed).
+    untrusted: bool
+    #: What the TLS library said.
+    detail: str
+    #: The setting to change.
+    fix: str
+
+
+def causes(error: BaseException) -> Iterator[BaseException]:
+    """``error`` and what caused it, outermost first (redis-py wraps the socket's error)."""
+    seen: set[int] = set()
+    current: BaseException | None = error
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        yield current
+        current = current.__cause__ or current.__context__
+
+
+def tls_failure(error: BaseException) -> TlsFailure | None:
+    """The TLS failure at the bottom of ``error``, or None when it failed otherwise: down,
+    refused, timed out."""
+    for current in causes(error):
+        if isinstance(current, ssl.SSLCertVerificationError):
+            detail = current.verify_message or str(current)
+            return TlsFailure(True, detail, "set REDIS_CA_FILE to the CA that signed it")
+        if isinstance(current, ssl.SSLError):
+            detail = str(current.reason or current)
+            if "CERTIFICATE_REQUIRED" in detail.upper():
+                fix = (
+                    "the server wants a client certificate: set REDIS_CERT_FILE and REDIS_KEY_FILE"
+                )
+            else:
+                fix = "rediss:// needs the server's TLS port, redis:// its plain one"
+            return TlsFailure(False, detail, fix)
+    return None
 
 
 def redis_at(url: str, tls: RedisTls | None = None, **kwargs: Any) -> redis.Redis:

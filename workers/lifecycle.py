@@ -19,8 +19,6 @@ from workers.services import Services, build_services, redis_client
 from workers.settings import get_settings
 from workers.startup import check_redis
 
-log = logging.getLogger(__name__)
-
 
 class ProcessServices:
     """The ``Services`` of this process, built on first use after a fork (never inherited)."""

@@ -17,7 +17,7 @@ import requests
 from redis.backoff import ExponentialBackoff
 from redis.retry import Retry
 
-from contact_exports_client.redis_tls import RedisTls
+from contact_exports_client.redis_tls import RedisTls, redis_at
 from workers import metrics
 from workers.constant_contact.accounts import Accounts
 from workers.constant_contact.client import ConstantContactClient
@@ -91,12 +91,11 @@ def redis_client(url: str, tls: RedisTls | None = None) -> redis.Redis:
     A ``rediss://`` URL is verified against ``tls`` (REDIS_CA_FILE, ...; the system's CAs when
     None); any other URL is used exactly as given.
     """
-    options = (tls or RedisTls()).options(url) or {}
-    return redis.Redis.from_url(
+    return redis_at(
         url,
+        tls or RedisTls(),
         retry=Retry(ExponentialBackoff(cap=2.0, base=0.1), REDIS_RETRIES),
         retry_on_error=[redis.ConnectionError, redis.TimeoutError],
-        **options,
     )
 
 

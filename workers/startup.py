@@ -5,11 +5,10 @@ here with a message naming the variable, instead of a retry loop.
 from __future__ import annotations
 
 import logging
-import ssl
 
 import redis
 
-from contact_exports_client.redis_tls import RedisTls, mask_url
+from contact_exports_client.redis_tls import RedisTls, causes, mask_url, redis_at, tls_failure
 from workers.exceptions import ConfigurationError
 from workers.settings import Settings
 
@@ -41,11 +40,8 @@ def redis_problem(url: str, tls: RedisTls, name: str) -> str | None:
     merely unreachable (logged)."""
     where = mask_url(url)
     try:
-        client = redis.Redis.from_url(
-            url,
-            socket_connect_timeout=REDIS_CHECK_TIMEOUT,
-            socket_timeout=REDIS_CHECK_TIMEOUT,
-            **(tls.options(url) or {}),
+        client = redis_at(
+            url, tls, socket_connect_timeout=REDIS_CHECK_TIMEOUT, socket_timeout=REDIS_CHECK_TIMEOUT
         )
     except ValueError as error:
         return f"{name}: {where} is not a usable Redis URL ({error})"
@@ -71,34 +67,17 @@ def redis_problem(url: str, tls: RedisTls, name: str) -> str | None:
 
 
 def _connection_problem(error: redis.RedisError, name: str, where: str) -> str | None:
-    cause = _tls_cause(error)
-    if isinstance(cause, ssl.SSLCertVerificationError):
-        return (
-            f"{name}: the server's TLS certificate at {where} is not trusted "
-            f"({cause.verify_message}); set REDIS_CA_FILE to the CA that signed it"
-        )
-    if isinstance(cause, ssl.SSLError):
-        reason = cause.reason or str(cause)
-        if "CERTIFICATE_REQUIRED" in str(reason).upper():
-            fix = "the server wants a client certificate: set REDIS_CERT_FILE and REDIS_KEY_FILE"
+    failure = tls_failure(error)
+    if failure is not None:
+        if failure.untrusted:
+            what = f"the server's TLS certificate at {where} is not trusted"
         else:
-            fix = "rediss:// needs the server's TLS port, redis:// its plain one"
-        return f"{name}: the TLS handshake with {where} failed ({reason}); {fix}"
-    if isinstance(cause, ConnectionResetError) and not where.startswith("rediss"):
+            what = f"the TLS handshake with {where} failed"
+        return f"{name}: {what} ({failure.detail}); {failure.fix}"
+    reset = any(isinstance(cause, ConnectionResetError) for cause in causes(error))
+    if reset and not where.startswith("rediss"):
         log.warning("%s: %s reset the connection: does it speak TLS (rediss://)?", name, where)
     log.warning(
         "%s: Redis at %s is not reachable yet (%s); the worker keeps trying", name, where, error
     )
-    return None
-
-
-def _tls_cause(error: BaseException) -> BaseException | None:
-    """The underlying OSError (an ssl.SSLError among them) redis-py wrapped, if any."""
-    seen: set[int] = set()
-    current: BaseException | None = error
-    while current is not None and id(current) not in seen:
-        seen.add(id(current))
-        if isinstance(current, OSError):
-            return current
-        current = current.__cause__ or current.__context__
     return None

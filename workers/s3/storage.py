@@ -123,6 +123,18 @@ def crc32_b64(crc: int) -> str:
     return base64.b64encode(crc.to_bytes(4, "big")).decode()
 
 
+def crc32_checksum(client: S3Client, body: bytes | bytearray) -> dict[str, Any]:
+    """``ChecksumCRC32`` of ``body`` when ``client`` sends CRC32s (S3_CHECKSUM=when_supported).
+
+    Given the value, botocore sends the body as it is; left to compute it on https, it wraps the
+    body in an aws-chunked stream with the CRC32 in a trailer: a copy sent in small pieces, and
+    sent chunked, which some stores (rclone) refuse.
+    """
+    if getattr(client.meta.config, "request_checksum_calculation", None) != "when_supported":
+        return {}
+    return {"ChecksumCRC32": crc32_b64(zlib.crc32(body))}
+
+
 def add_content_md5(params: dict[str, Any], **_: Any) -> None:
     """botocore hook: Content-MD5 of an in-memory part body, computed before the request is signed.
 
@@ -266,7 +278,7 @@ class MultipartWriter:
         number = len(self._futures) + 1
         # Computed here, in the reading thread, not by the upload thread: there it would stall
         # every upload after the first (2.5 ms per 16 MiB on its own, 3-7 ms gaps measured).
-        checksum = self._checksum(buffer)
+        checksum = crc32_checksum(self._client, buffer)
         self._futures.append(self._pool.submit(self._upload_part, number, buffer, checksum))
 
     def _upload_part(
@@ -295,17 +307,6 @@ class MultipartWriter:
         part = {"PartNumber": number, "ETag": answer["ETag"]}
         part.update({k: v for k, v in answer.items() if k.startswith("Checksum") and v})
         return part
-
-    def _checksum(self, body: bytearray) -> dict[str, str]:
-        """The part's CRC32, computed here when the client would send one anyway.
-
-        Given the value, botocore sends the buffer as it is; left to itself on https it wraps the
-        body in an aws-chunked stream (a copy, sent in small pieces) to put the CRC32 in a trailer.
-        """
-        config = self._client.meta.config
-        if getattr(config, "request_checksum_calculation", None) != "when_supported":
-            return {}
-        return {"ChecksumCRC32": crc32_b64(zlib.crc32(body))}
 
     def _raise_failed_part(self) -> None:
         """Stop the writer at the first failed part: no point sending the ones after it."""
