@@ -56,13 +56,19 @@ class S3Server(Managed):
 
     #: Seconds ``stop`` waits after SIGTERM before it kills the process.
     stop_grace = 10.0
+    #: The log's name beside ``data_dir`` when no ``log_path`` is given.
+    log_name = "s3.log"
 
     def __init__(
-        self, data_dir: Path, log_path: Path, *, tls: bool | ServerCertificate = False
+        self,
+        data_dir: Path,
+        log_path: Path | None = None,
+        *,
+        tls: bool | ServerCertificate = False,
     ) -> None:
         self.data_dir = data_dir
         self.port = free_port()
-        self.log_path = log_path
+        self.log_path = log_path or data_dir.parent / self.log_name
         self._process: subprocess.Popen[bytes] | None = None
         if tls is True:
             tls = make_certificates(data_dir.with_name(f"{data_dir.name}-tls"))
@@ -129,14 +135,7 @@ class S3Server(Managed):
 class RcloneS3(S3Server):
     """Start with a context manager; buckets are folders under ``data_dir``."""
 
-    def __init__(
-        self,
-        data_dir: Path,
-        log_path: Path | None = None,
-        *,
-        tls: bool | ServerCertificate = False,
-    ) -> None:
-        super().__init__(data_dir, log_path or data_dir.parent / "rclone-s3.log", tls=tls)
+    log_name = "rclone-s3.log"
 
     def create_bucket(self, name: str) -> None:
         (self.data_dir / name).mkdir(parents=True, exist_ok=True)

@@ -59,6 +59,7 @@ class SeaweedS3(S3Server):
 
     #: Seconds ``stop`` waits after SIGTERM: a throwaway server, not worth the 15 s it takes.
     stop_grace = 1.0
+    log_name = "seaweedfs.log"
 
     def __init__(
         self,
@@ -67,7 +68,7 @@ class SeaweedS3(S3Server):
         *,
         tls: bool | ServerCertificate = False,
     ) -> None:
-        super().__init__(data_dir, log_path or data_dir.parent / "seaweedfs.log", tls=tls)
+        super().__init__(data_dir, log_path, tls=tls)
         self.ports = {"s3.port": self.port} | {name: free_port() for name in OTHER_PORTS}
         #: Seconds ``start`` took, once it has returned.
         self.start_seconds: float | None = None

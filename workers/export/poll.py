@@ -37,19 +37,11 @@ def poll_step(services: Services, job: Job) -> Next | Again:
     if early > WAKE_EARLY_SECONDS:
         return Again(min(early, settings.poll_max_seconds), job)
     log.info("job %s: polling activity %s", job.job_id, job.activity_id)
-    try:
-        job, percent_done = look(services, job)
-    except _Interrupted as interrupted:
+    job, percent_done, failed = look(services, job)
+    if failed is not None:
         # The deadline, not an attempt count, bounds how long a poll keeps trying.
-        return come_back(
-            services,
-            interrupted.job,
-            interrupted.error,
-            Stage.POLLING,
-            cap=settings.poll_max_seconds,
-            bounded=False,
-            resend=interrupted.job,
-        )
+        cap = settings.poll_max_seconds
+        return come_back(services, job, failed, Stage.POLLING, cap=cap, bounded=False, resend=job)
     if job.done:
         services.jobs.set_state(job.job_id, JobState.DOWNLOADING)
         report(services.results, job, Stage.DOWNLOADING, 100)
@@ -70,16 +62,10 @@ def poll_step(services: Services, job: Job) -> Next | Again:
     return Again(max(countdown, 0.0), job)
 
 
-class _Interrupted(Exception):  # noqa: N818 — carries what a look learnt before it failed
-    def __init__(self, job: Job, error: TransientError) -> None:
-        super().__init__(str(error))
-        self.job = job
-        self.error = error
-
-
-def look(services: Services, job: Job) -> tuple[Job, int]:
-    """Look at every activity not yet seen completed; returns the job as now known and its
-    percent_done, the mean of its activities'.
+def look(services: Services, job: Job) -> tuple[Job, int, TransientError | None]:
+    """Look at every activity not yet seen completed; returns the job as now known, its
+    percent_done (the mean of its activities'), and the transient error that stopped the looks
+    early, if one did: what the looks before it learnt is kept in the job all the same.
 
     Raises ActivityFailed for an activity that ended otherwise than completed.
     """
@@ -95,13 +81,11 @@ def look(services: Services, job: Job) -> tuple[Job, int]:
         try:
             ref, offset, percent = _look_once(services, client, ref, job.clock_offset, first_wait)
         except TransientError as error:
-            learnt = replace(job, activities=[*seen, *job.activities[index:]])
-            raise _Interrupted(learnt, error) from error
+            return replace(job, activities=[*seen, *job.activities[index:]]), 0, error
         job = replace(job, clock_offset=offset)
         seen.append(ref)
         percents.append(percent)
-    job = replace(job, activities=seen)
-    return job, sum(percents) // len(percents)
+    return replace(job, activities=seen), sum(percents) // len(percents), None
 
 
 def _look_once(
