@@ -16,7 +16,8 @@ download steps, its polls, the seal and the completion webhook. Three kinds of e
 
 Jitter spreads the retries of many exports that failed together (a 503 burst) so they do not
 come back in lock-step; the cap keeps every countdown well under the broker's visibility timeout.
-Giving up is never a loop: the caller records a dead letter (``workers.state.jobs``).
+Giving up is never a loop: the caller records why (a failed job's dead letter, a dead seal, a
+webhook's log line).
 """
 
 from __future__ import annotations
@@ -88,6 +89,10 @@ class RetryPolicy:
         if isinstance(error, RateLimited):
             return False
         return not retryable(error) or failures > self.max_attempts
+
+    def next_try(self, error: BaseException, failures: int) -> float | None:
+        """Seconds before the attempt after the ``failures``-th failure, or None: give up."""
+        return None if self.gives_up(error, failures) else self.countdown(error, failures)
 
     def countdown(
         self,

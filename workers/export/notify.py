@@ -37,10 +37,11 @@ def notify_step(
     try:
         status = deliver(url, payload, settings.webhook_secret.get_secret_value())
     except TransientError as error:
-        if services.retry.gives_up(error, failures + 1):
+        countdown = services.retry.next_try(error, failures + 1)
+        if countdown is None:
             log.error("webhook for job %s given up after %d tries: %s", job_id, failures + 1, error)
             return None
-        return Again(services.retry.countdown(error, failures + 1))
+        return Again(countdown)
     if status >= 400:
         log.error("webhook for job %s refused with HTTP %d", job_id, status)
     return status

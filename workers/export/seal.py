@@ -10,8 +10,8 @@ janitor asks again for one whose message was lost. Until it is sealed, a repeate
 rewrites the object with identical bytes rather than adopting it, as for any unsealed object.
 
 A seal that keeps failing ends by the one retry policy: after RETRY_MAX_ATTEMPTS failures, or at
-once for a permanent error (access denied), it is given up and kept as a dead letter of the job
-(``JobStore.give_up_seal``), never retried in a loop.
+once for a permanent error (access denied), it is given up and kept among the dead seals, the
+job still completed (``JobStore.give_up_seal``), never retried in a loop.
 """
 
 from __future__ import annotations
@@ -71,7 +71,7 @@ def seal_step(services: Services, job_id: str, owed: dict[str, Any], failures: i
     """Add the measured figures to a stored export's metadata; idempotent.
 
     ``failures`` is how many earlier runs of this seal failed. Returns when to try again, or
-    None when there is nothing more to do (sealed, superseded, or given up as a dead letter).
+    None when there is nothing more to do (sealed, superseded, or given up as a dead seal).
     """
     store = services.jobs
     started = time.monotonic()
@@ -83,11 +83,11 @@ def seal_step(services: Services, job_id: str, owed: dict[str, Any], failures: i
         store.sealed(job_id)
         return None
     except StorageError as error:
-        if services.retry.gives_up(error, failures + 1):
+        countdown = services.retry.next_try(error, failures + 1)
+        if countdown is None:
             log.error("job %s: seal given up after %d attempts: %s", job_id, failures + 1, error)
             store.give_up_seal(job_id, error)
             return None
-        countdown = services.retry.countdown(error, failures + 1)
         log.warning("job %s: seal failed, again in %.1fs: %s", job_id, countdown, error)
         return Again(countdown)
     store.sealed(job_id)
