@@ -114,3 +114,18 @@ def assert_stored_once(s3: Any, sandbox: SandboxProcess, summary: dict[str, Any]
     assert len(file_ids) == 1
     assert sandbox.export_info(file_ids.pop())["sha256"] == summary["sha256"]
     assert open_uploads(s3, summary["bucket"]) == []
+
+
+def sent_headers(s3: Any, operation: str) -> list[dict[str, str]]:
+    """The headers (names in lower case) of every ``operation`` request ``s3`` sends from now on."""
+    seen: list[dict[str, str]] = []
+
+    def record(request: Any, **_: Any) -> None:
+        seen.append({k.lower(): _text(v) for k, v in request.headers.items()})
+
+    s3.meta.events.register(f"before-send.s3.{operation}", record)
+    return seen
+
+
+def _text(value: str | bytes) -> str:
+    return value.decode() if isinstance(value, bytes) else value

@@ -22,6 +22,7 @@ from botocore.exceptions import SSLError, UnseekableStreamError
 from contact_exports_cli.doctor import Outcome, check_bucket
 from devstack.s3server import ACCESS_KEY, SECRET_KEY, RcloneS3, S3Server
 from devstack.seaweedfs import SeaweedS3
+from tests.integration.helpers import sent_headers
 from workers.exceptions import StorageError
 from workers.s3 import storage
 from workers.s3.storage import MIN_PART_SIZE, MultipartWriter, make_s3_client, payload_signing
@@ -80,21 +81,6 @@ def not_trusting(monkeypatch: pytest.MonkeyPatch) -> None:
 def client_for(server: S3Server, session: boto3.Session, **env: str) -> Any:
     """The worker's client (``make_s3_client``), made under the environment of the test."""
     return make_s3_client(settings_for(server, **env), session)
-
-
-def sent_headers(s3: Any, operation: str) -> list[dict[str, str]]:
-    """The headers of every ``operation`` request the client sends from now on."""
-    seen: list[dict[str, str]] = []
-
-    def record(request: Any, **_: Any) -> None:
-        seen.append({k.lower(): text(v) for k, v in request.headers.items()})
-
-    s3.meta.events.register(f"before-send.s3.{operation}", record)
-    return seen
-
-
-def text(value: str | bytes) -> str:
-    return value.decode() if isinstance(value, bytes) else value
 
 
 def stored(server: S3Server, key: str) -> bytes:

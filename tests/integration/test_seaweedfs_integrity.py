@@ -23,6 +23,7 @@ from botocore.exceptions import ClientError
 
 from devstack.s3server import ACCESS_KEY, SECRET_KEY
 from devstack.seaweedfs import SeaweedS3
+from tests.integration.helpers import sent_headers
 from workers.exceptions import StorageError
 from workers.s3 import streamput
 from workers.s3.objectmeta import seal
@@ -61,21 +62,6 @@ def client_for(server: SeaweedS3, session: boto3.Session, **env: str) -> Any:
 def s3(seaweed: SeaweedS3, session: boto3.Session) -> Any:
     """A fresh client each test, so the request log of ``sent_headers`` sees only its requests."""
     return client_for(seaweed, session)
-
-
-def sent_headers(s3: Any, operation: str) -> list[dict[str, str]]:
-    """The headers of every ``operation`` request the client sends from now on."""
-    seen: list[dict[str, str]] = []
-
-    def record(request: Any, **_: Any) -> None:
-        seen.append({k.lower(): text(v) for k, v in request.headers.items()})
-
-    s3.meta.events.register(f"before-send.s3.{operation}", record)
-    return seen
-
-
-def text(value: str | bytes) -> str:
-    return value.decode() if isinstance(value, bytes) else value
 
 
 def crc32_b64(data: bytes) -> str:

@@ -18,6 +18,7 @@ import pytest
 import requests
 
 from devstack.s3server import ACCESS_KEY, SECRET_KEY, RcloneS3
+from tests.integration.helpers import sent_headers
 from tests.rawhttp import raw_server
 from workers.constant_contact.results import ResultsBody
 from workers.exceptions import BodyIncomplete, TransientError
@@ -62,27 +63,13 @@ def results(body: bytes, announced: int) -> Iterator[ResultsBody]:
             yield ResultsBody(response, int(response.headers["Content-Length"]))
 
 
-def sent_headers(s3: Any) -> list[dict[str, str]]:
-    """The headers of every PutObject request the client sends from now on."""
-    seen: list[dict[str, str]] = []
-    s3.meta.events.register(
-        "before-send.s3.PutObject",
-        lambda request, **_: seen.append({k.lower(): text(v) for k, v in request.headers.items()}),
-    )
-    return seen
-
-
-def text(value: str | bytes) -> str:
-    return value.decode() if isinstance(value, bytes) else value
-
-
 def exists(s3: Any, key: str) -> bool:
     return bool(s3.list_objects_v2(Bucket=BUCKET, Prefix=key).get("KeyCount"))
 
 
 def test_the_object_is_stored_byte_for_byte_from_one_signed_streaming_put(s3: Any) -> None:
     key = f"whole/{uuid.uuid4().hex}.csv"
-    sent = sent_headers(s3)
+    sent = sent_headers(s3, "PutObject")
     with results(CSV, len(CSV)) as source:
         body = ChunkedBody(source, len(CSV))
         summary, stored = put_stream(s3, BUCKET, key, body, metadata=METADATA)
