@@ -28,7 +28,7 @@ lint: install
 	$(PY) -m mypy
 
 test: install redis lint
-	$(PY) -m pytest -p no:cacheprovider
+	$(PY) -m pytest -p no:cacheprovider -n 2 --dist loadfile
 
 unit: install
 	$(PY) -m pytest -p no:cacheprovider tests/unit

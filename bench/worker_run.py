@@ -30,7 +30,7 @@ from devstack.worker import WorkerProcess
 from sandbox.testing import SandboxProcess
 
 #: A Redis database of its own, so a benchmark never meets the tests' keys (db 14).
-REDIS_URL = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/12")
+REDIS_URL = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/8")
 #: Longest a single export may take before the benchmark gives up.
 RESULT_TIMEOUT = 900.0
 #: Samples of the idle child's RSS before each export; the largest is taken.

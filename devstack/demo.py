@@ -29,7 +29,7 @@ from devstack.worker import WorkerProcess
 from sandbox.testing import SandboxProcess
 
 HERE = Path(".demo")
-REDIS_URL = os.environ.get("DEMO_REDIS_URL", "redis://127.0.0.1:6379/12")
+REDIS_URL = os.environ.get("DEMO_REDIS_URL", "redis://127.0.0.1:6379/8")
 BUCKET = "contact-exports"
 TOKEN = "demo-token"  # noqa: S105 — the sandbox's fake token
 CONTACTS = int(os.environ.get("DEMO_CONTACTS", "10000"))

@@ -1,16 +1,18 @@
 """The one real service unit tests use: a Redis database of their own, flushed around each test
-(TEST_REDIS_UNIT_URL, default db 15 on 127.0.0.1:6379; the integration tests use 14 and the
-benchmarks 12)."""
+(TEST_REDIS_UNIT_URL, default db 15 on 127.0.0.1:6379; the integration tests use 14, the demo
+and the benchmarks 8; each pytest-xdist process takes databases of its own, see
+``tests.redisdb``)."""
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 
 import pytest
 import redis
 
-UNIT_REDIS_URL = os.environ.get("TEST_REDIS_UNIT_URL", "redis://127.0.0.1:6379/15")
+from tests.redisdb import redis_url_for
+
+UNIT_REDIS_URL = redis_url_for("TEST_REDIS_UNIT_URL", 15)
 
 
 @pytest.fixture

@@ -96,7 +96,9 @@ def test_credentials_are_encrypted_at_rest(r: redis.Redis, store: AccountStore) 
     assert "secret" not in str(caught.value).replace("store them again", "")
 
 
-@pytest.mark.parametrize("keys", ["", "not-a-key", f"{KEY},short"])
+@pytest.mark.parametrize(
+    "keys", ["", "not-a-key", f"{KEY},short"], ids=["empty", "not-a-key", "one-good-one-short"]
+)
 def test_bad_keys_are_refused(keys: str) -> None:
     with pytest.raises(ValueError, match="key"):
         make_cipher(keys)
