@@ -148,7 +148,7 @@ def add(
         renew_at = refresh_time(time.time(), lifetime)
         store.put(name, Credentials(tokens.access_token, tokens.refresh_token, renew_at))
     verb = "replaced" if replaced else "stored"
-    render.out.print(f"{verb} the credentials of account {name!r} (encrypted)")
+    render.stdout().print(f"{verb} the credentials of account {name!r} (encrypted)")
     if tokens.refresh_token and not (settings.cc_client_id and settings.cc_client_secret):
         render.note("note: workers refresh tokens only with CC_CLIENT_ID and CC_CLIENT_SECRET set")
 
@@ -164,7 +164,7 @@ def list_accounts(
     if as_json:
         render.print_json(rows)
         return
-    render.out.print(
+    render.stdout().print(
         render.table(
             "accounts",
             ["account", "state", "refresh token", "access token renewed at"],
@@ -212,6 +212,6 @@ def remove(
             render.note("kept")
             return
         store.remove(name)
-    render.out.print(f"removed account {name!r}")
+    render.stdout().print(f"removed account {name!r}")
     if name == "default":
         render.note("note: workers store the default account again from CC_* when they start")

@@ -132,7 +132,7 @@ def submit(
         job = str(kwargs.get("job_id") or result.id)
         if not wait_for_it:
             render.note(f"submitted job {job}; follow it with: contact-exports status {job}")
-            render.out.print(job)
+            render.stdout().print(job)
             return
         summary = follow(result, job, timeout)
     finally:
@@ -192,7 +192,7 @@ def status(job_id: JobId, as_json: AsJson = False) -> None:
     if as_json:
         render.print_json(view.to_json())
     else:
-        render.out.print(views.job(view))
+        render.stdout().print(views.job(view))
 
 
 @command()
@@ -239,9 +239,10 @@ def watch(
         if as_json:
             _repeat(lambda: render.print_json(snapshot(), indent=None), interval, once)
         elif once:
-            render.out.print(views.in_flight(snapshot()))
+            render.stdout().print(views.in_flight(snapshot()))
         else:
-            with Live(views.in_flight(snapshot()), console=render.out, auto_refresh=False) as live:
+            console = render.stdout()
+            with Live(views.in_flight(snapshot()), console=console, auto_refresh=False) as live:
                 _repeat(lambda: live.update(views.in_flight(snapshot()), refresh=True), interval)
 
 
@@ -276,7 +277,7 @@ def failed(
     if as_json:
         render.print_json(letters)
     else:
-        render.out.print(views.dead_letters(letters))
+        render.stdout().print(views.dead_letters(letters))
 
 
 @command()
@@ -304,7 +305,7 @@ def retry(
             raise NotFoundError(f"no failed job {job_id!r}") from None
         if not wait_for_it:
             render.note(f"job {job_id} queued again; follow it: contact-exports status {job_id}")
-            render.out.print(job_id)
+            render.stdout().print(job_id)
             return
         summary = follow(sent, job_id, timeout)
     render.print_json(summary)
@@ -331,7 +332,7 @@ def doctor_command(
         render.print_json(doctor.report(checks))
     else:
         for check in checks:
-            render.out.print(views.check(check))
+            render.stdout().print(views.check(check))
     code = doctor.exit_code(checks)
     if code is not ExitCode.OK:
         raise typer.Exit(int(code))

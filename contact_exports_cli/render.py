@@ -21,9 +21,17 @@ from rich.table import Table
 
 from contact_exports_client import Progress as ProgressInfo
 
-#: soft_wrap: long lines (URLs, error messages) stay whole, so they can be copied and grepped.
-out = Console(soft_wrap=True, highlight=False)
-err = Console(stderr=True, soft_wrap=True, highlight=False)
+
+def stdout() -> Console:
+    """A console on stdout, made when used: rich fixes a console's width from ``COLUMNS`` when
+    it is made, so one made at import would keep the width of whoever imported it first.
+    soft_wrap: long lines (URLs, error messages) stay whole, so they can be copied and grepped."""
+    return Console(soft_wrap=True, highlight=False)
+
+
+def stderr() -> Console:
+    """As ``stdout``, on stderr: messages meant for people."""
+    return Console(stderr=True, soft_wrap=True, highlight=False)
 
 
 def print_json(data: Any, indent: int | None = 2) -> None:
@@ -33,13 +41,14 @@ def print_json(data: Any, indent: int | None = 2) -> None:
 
 
 def error(message: str, hint: str | None = None) -> None:
+    err = stderr()
     err.print(f"[bold red]error:[/] {escape(message)}")
     if hint:
         err.print(f"[dim]hint:[/] {escape(hint)}")
 
 
 def note(message: str) -> None:
-    err.print(escape(message))
+    stderr().print(escape(message))
 
 
 def when(epoch: str | float | None) -> str:
@@ -72,9 +81,11 @@ def size(count: int | str | None) -> str:
 
 
 def table(title: str, columns: Sequence[str], rows: Sequence[Sequence[str]]) -> Table:
+    """Rows keyed by their first column (a job id, an account name): it is never wrapped, so
+    it can be copied into the next command whatever the terminal's width; the others fold."""
     grid = Table(title=title, title_justify="left")
-    for column in columns:
-        grid.add_column(column, overflow="fold")
+    for n, column in enumerate(columns):
+        grid.add_column(column, no_wrap=n == 0, overflow="fold")
     for row in rows:
         grid.add_row(*(escape(cell) for cell in row))
     return grid
@@ -120,5 +131,5 @@ def export_progress(job_id: str) -> Iterator[ExportProgress]:
         TextColumn("{task.fields[size]:>9}"),
         TimeElapsedColumn(),
     )
-    with Progress(*columns, console=err, transient=False) as progress:
+    with Progress(*columns, console=stderr(), transient=False) as progress:
         yield ExportProgress(progress, job_id)

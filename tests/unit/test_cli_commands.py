@@ -6,13 +6,16 @@ end with exit code 3, so exit code 2 proves the request was refused before any c
 
 from __future__ import annotations
 
+import io
 import re
 from pathlib import Path
 from typing import Any
 
 import pytest
+from rich.console import Console
 from typer.testing import CliRunner
 
+from contact_exports_cli import render
 from contact_exports_cli.accounts import parse_tokens
 from contact_exports_cli.connections import JobNamedCelery, redact
 from contact_exports_cli.exceptions import InvalidUsageError
@@ -160,3 +163,14 @@ def test_exports_are_sent_under_their_job_id_so_status_finds_them() -> None:
     assert named.id == "j-7"
     assert unnamed.id != "j-7" and len(unnamed.id) == 36
     assert other.id != "j-8"
+
+
+def test_a_table_keeps_its_first_column_whole_on_a_narrow_terminal() -> None:
+    """Job ids are copied from tables into the next command: wrapping one breaks the copy."""
+    job = "cli-watch-0e16583a-with-a-long-tail"
+    grid = render.table("jobs", ["job", "state", "message"], [[job, "polling", "x " * 40]])
+    console = Console(width=60, file=io.StringIO())
+    console.print(grid)
+    text = console.file.getvalue()  # type: ignore[attr-defined]
+    assert job in text
+    assert "x x" in text  # the other columns fold instead
