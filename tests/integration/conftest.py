@@ -1,7 +1,8 @@
 """Real parts for integration tests: Redis, an S3 server, the sandbox and celery workers.
 
 Redis is the machine's server (TEST_REDIS_URL, default db 14 on 127.0.0.1:6379), flushed before
-and after. S3 is ``rclone serve s3`` on a free port unless S3_ENDPOINT_URL names another server.
+and after; each pytest-xdist process takes a database of its own (``tests.redisdb``). S3 is
+``rclone serve s3`` on a free port unless S3_ENDPOINT_URL names another server.
 
 Most tests run the export's steps in this process (``services``, ``tests.integration.chain``).
 Real ``celery worker`` processes serve the tests whose point is a process boundary: one shared
@@ -17,6 +18,7 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from typing import Any
 
 import boto3
@@ -31,6 +33,7 @@ from devstack.seaweedfs import SeaweedS3
 from devstack.worker import WorkerProcess, stop_all
 from sandbox.testing import SandboxProcess
 from tests.integration.chain import Outbox
+from tests.redisdb import redis_url_for
 from workers.s3.storage import make_s3_client
 from workers.services import Services, build_services
 from workers.settings import Settings
@@ -46,7 +49,7 @@ PROCESSING_SECONDS = 0.3
 
 @pytest.fixture(scope="session")
 def redis_url() -> Iterator[str]:
-    url = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/14")
+    url = redis_url_for("TEST_REDIS_URL", 14)
     client = redis.Redis.from_url(url)
     client.flushdb()
     yield url
@@ -62,8 +65,38 @@ def store(redis_url: str) -> Iterator[JobStore]:
     client.close()
 
 
+@dataclass(frozen=True)
+class Store:
+    """An S3 server the tests write to: its name, what a worker needs to reach it (``env``)
+    and a plain client for checking what it stored. ``BUCKET`` exists on it."""
+
+    name: str
+    env: dict[str, str]
+    client: Any
+
+
+def open_store(name: str, env: dict[str, str]) -> Store:
+    client = boto3.client(
+        "s3",
+        endpoint_url=env["S3_ENDPOINT_URL"],
+        aws_access_key_id=env["AWS_ACCESS_KEY_ID"],
+        aws_secret_access_key=env["AWS_SECRET_ACCESS_KEY"],
+        region_name=env["AWS_DEFAULT_REGION"],
+        config=Config(s3={"addressing_style": "path"}),
+    )
+    try:
+        client.create_bucket(Bucket=BUCKET)
+    except client.exceptions.BucketAlreadyOwnedByYou:
+        pass
+    except client.exceptions.ClientError as error:
+        if "BucketAlreadyExists" not in str(error):
+            raise
+    return Store(name, env, client)
+
+
 @pytest.fixture(scope="session")
 def s3_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
+    """The default store: ``rclone serve s3``, or the server S3_ENDPOINT_URL names."""
     if os.environ.get("S3_ENDPOINT_URL"):
         yield {
             name: os.environ[name]
@@ -77,30 +110,54 @@ def s3_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]
 @pytest.fixture(scope="session")
 def seaweedfs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SeaweedS3]:
     """One SeaweedFS over http for every module that needs a store that checks checksums (it
-    takes seconds to start); each module uses buckets of its own."""
+    takes seconds to start). Each bucket takes volumes of its own (devstack.seaweedfs), so
+    modules share ``BUCKET`` on it unless they need a bucket's own settings."""
     root = tmp_path_factory.mktemp("seaweedfs")
     with SeaweedS3(root / "data", root / "seaweedfs.log") as server:
         yield server
 
 
 @pytest.fixture(scope="session")
-def s3(s3_env: dict[str, str]) -> Any:
-    client = boto3.client(
-        "s3",
-        endpoint_url=s3_env["S3_ENDPOINT_URL"],
-        aws_access_key_id=s3_env["AWS_ACCESS_KEY_ID"],
-        aws_secret_access_key=s3_env["AWS_SECRET_ACCESS_KEY"],
-        region_name=s3_env["AWS_DEFAULT_REGION"],
-        config=Config(s3={"addressing_style": "path"}),
+def rclone_store(s3_env: dict[str, str]) -> Store:
+    return open_store("rclone", s3_env)
+
+
+@pytest.fixture(scope="session")
+def seaweedfs_store(seaweedfs: SeaweedS3) -> Store:
+    return open_store("seaweedfs", seaweedfs.env())
+
+
+#: The stores a ``both_stores`` module runs on: rclone checks no CRC32 and keeps aws-chunked;
+#: SeaweedFS checks every checksum the worker sends (part CRC32, Content-MD5, trailers).
+STORES = ("rclone", "seaweedfs")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers", "both_stores: the module runs once on each S3 server in STORES (s3_store)"
     )
-    try:
-        client.create_bucket(Bucket=BUCKET)
-    except client.exceptions.BucketAlreadyOwnedByYou:
-        pass
-    except client.exceptions.ClientError as error:
-        if "BucketAlreadyExists" not in str(error):
-            raise
-    return client
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """A module marked ``both_stores`` runs whole on each store in turn."""
+    if "s3_store" in metafunc.fixturenames and metafunc.definition.get_closest_marker(
+        "both_stores"
+    ):
+        metafunc.parametrize("s3_store", STORES, indirect=True, scope="module")
+
+
+@pytest.fixture(scope="module")
+def s3_store(request: pytest.FixtureRequest) -> Store:
+    """The store a module's steps write to: rclone unless the module is ``both_stores``."""
+    name = getattr(request, "param", "rclone")
+    store: Store = request.getfixturevalue(f"{name}_store")
+    return store
+
+
+@pytest.fixture(scope="module")
+def s3(s3_store: Store) -> Any:
+    """A plain client of the module's store, for checking what was stored."""
+    return s3_store.client
 
 
 @pytest.fixture(scope="session")
@@ -124,12 +181,10 @@ def _clean_sandbox_faults(request: pytest.FixtureRequest) -> Iterator[None]:
 
 
 @pytest.fixture(scope="session")
-def worker_env(
-    redis_url: str, s3_env: dict[str, str], s3: Any, sandbox: SandboxProcess
-) -> dict[str, str]:
-    """Everything a worker needs; depending on ``s3`` makes sure the bucket exists."""
+def worker_env(redis_url: str, rclone_store: Store, sandbox: SandboxProcess) -> dict[str, str]:
+    """Everything a worker needs, on the default store (where ``BUCKET`` exists)."""
     return {
-        **s3_env,
+        **rclone_store.env,
         "CELERY_BROKER_URL": redis_url,
         "CELERY_RESULT_BACKEND": redis_url,
         "CC_API_BASE_URL": sandbox.api_base,
@@ -286,23 +341,26 @@ def results_app(redis_url: str) -> Iterator[Celery]:
 SettingsFactory = Callable[..., Settings]
 
 
-@pytest.fixture(scope="session")
-def make_settings(worker_env: dict[str, str]) -> SettingsFactory:
-    """The settings a worker reads from ``worker_env``, with ``changes`` (field names)."""
+@pytest.fixture(scope="module")
+def make_settings(worker_env: dict[str, str], s3_store: Store) -> SettingsFactory:
+    """The settings a worker reads from ``worker_env`` on the module's store, with ``changes``
+    (field names)."""
 
     def make(**changes: Any) -> Settings:
-        values = {name.lower(): value for name, value in worker_env.items()}
+        env = worker_env | s3_store.env
+        values = {name.lower(): value for name, value in env.items()}
         return Settings(**{**values, **changes})
 
     return make
 
 
-@pytest.fixture(scope="session")
-def worker_s3(s3_env: dict[str, str], s3: Any, make_settings: SettingsFactory) -> Any:
-    """An S3 client made as the workers make theirs (``make_s3_client``)."""
+@pytest.fixture(scope="module")
+def worker_s3(s3_store: Store, make_settings: SettingsFactory) -> Any:
+    """An S3 client of the module's store, made as the workers make theirs
+    (``make_s3_client``)."""
     session = boto3.Session(
-        aws_access_key_id=s3_env["AWS_ACCESS_KEY_ID"],
-        aws_secret_access_key=s3_env["AWS_SECRET_ACCESS_KEY"],
+        aws_access_key_id=s3_store.env["AWS_ACCESS_KEY_ID"],
+        aws_secret_access_key=s3_store.env["AWS_SECRET_ACCESS_KEY"],
     )
     return make_s3_client(make_settings(), session)
 

@@ -1,4 +1,5 @@
-"""The download step's own guarantees, run in-process on the sandbox, Redis and a real S3 server:
+"""The download step's own guarantees, run in-process on the sandbox, Redis and each real S3
+server (``both_stores``):
 a sealed export is adopted instead of streamed again; an unsealed one is rewritten identically;
 the seal it owes describes the object it stored."""
 
@@ -15,7 +16,7 @@ import redis
 
 from contact_exports_client.keys import OWNED_ACTIVITIES_KEY
 from sandbox.testing import SandboxProcess
-from tests.integration.conftest import BUCKET, TOKEN
+from tests.integration.conftest import BUCKET, TOKEN, Store
 from tests.integration.helpers import open_uploads, wait_until
 from workers.constant_contact.client import ActivityState, ConstantContactClient, StaticToken
 from workers.export.download import stream_to_s3, sweep_uploads
@@ -27,7 +28,7 @@ from workers.settings import Settings
 from workers.state.jobs import JobStore
 from workers.transfer import TransferSummary
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.both_stores]
 
 
 @pytest.fixture
@@ -37,10 +38,10 @@ def api(sandbox: SandboxProcess) -> ConstantContactClient:
 
 
 @pytest.fixture(params=["in one PUT", "in parts"])
-def settings(request: pytest.FixtureRequest, s3_env: dict[str, str]) -> Settings:
+def settings(request: pytest.FixtureRequest, s3_store: Store) -> Settings:
     """Every test runs both ways a download is stored: small exports go in one streaming PUT
     by default, large ones (here: all, with the threshold at 0) in a multipart upload."""
-    values = {name.lower(): value for name, value in s3_env.items()}
+    values = {name.lower(): value for name, value in s3_store.env.items()}
     single_put_max = 128 if request.param == "in one PUT" else 0
     return Settings(
         cc_access_token=TOKEN, s3_part_size_mib=5, s3_single_put_max_mib=single_put_max, **values

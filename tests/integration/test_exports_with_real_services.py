@@ -1,7 +1,7 @@
-"""The export's steps run in this process (``tests.integration.chain``) on real Redis, rclone S3
-and the sandbox: what lands in S3, how a body cut short is handled, and that one job_id gives one
-activity and one object however its messages arrive. The caller's view through a real worker is
-in test_exports_with_real_worker.py.
+"""The export's steps run in this process (``tests.integration.chain``) on real Redis, the sandbox
+and each real S3 server (rclone and SeaweedFS, ``both_stores``): what lands in S3, how a body
+cut short is handled, and that one job_id gives one activity and one object however its messages
+arrive. The caller's view through a real worker is in test_exports_with_real_worker.py.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ from workers.exceptions import ConstantContactError
 from workers.services import Services
 from workers.settings import Settings
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.both_stores]
 
 
 def test_lists_with_fields_and_status(

@@ -1,7 +1,8 @@
 """A job whose message was lost is found by the janitor's sweep and sent again under the
 caller's id, and finishes once.
 
-The sweep and the steps run in this process on real Redis, rclone S3 and the sandbox; the sweep
+The sweep and the steps run in this process on real Redis, the sandbox and each real S3 server
+(rclone and SeaweedFS, ``both_stores``); the sweep
 sends into an outbox, and the export it sent is run from there.
 """
 
@@ -25,7 +26,7 @@ from workers.export.job import Job
 from workers.services import Services
 from workers.state.jobs import JobStore
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.both_stores]
 
 
 def swept_again(services: Services, result_id: str) -> dict[str, Any]:

@@ -1,4 +1,5 @@
-"""MultipartWriter and the in-place copy against a real S3 server (``rclone serve s3``).
+"""MultipartWriter and the in-place copy on both real S3 servers (``both_stores``: rclone, and
+SeaweedFS, which checks each part's CRC32 and Content-MD5).
 
 Memory is checked by counting part buffers, never by timing: the writer may hold at most
 parts in flight + 1 of them, whatever the object's size.
@@ -10,14 +11,14 @@ import contextlib
 import hashlib
 import os
 import uuid
-from collections.abc import Iterator
 from typing import Any
 
 import boto3
 import pytest
 import requests
 
-from devstack.s3server import ACCESS_KEY, SECRET_KEY, RcloneS3
+from devstack.s3server import ACCESS_KEY, SECRET_KEY
+from tests.integration.conftest import BUCKET, Store
 from tests.integration.helpers import open_uploads
 from tests.rawhttp import raw_server
 from workers.constant_contact.results import ResultsBody
@@ -26,34 +27,27 @@ from workers.s3.storage import MIN_PART_SIZE, MultipartWriter, make_s3_client, p
 from workers.settings import Settings
 from workers.transfer import copy_measured
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.both_stores]
 
-BUCKET = "storage-tests"
 PART = MIN_PART_SIZE
 #: A CSV of a little over 4 parts, with quoted newlines across part boundaries.
 CSV = b"Email,Notes\n" + b"".join(b'a%d@x.org,"one\ntwo"\n' % i for i in range(1_000_000))
 
 
-@pytest.fixture(scope="module")
-def rclone(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RcloneS3]:
-    with RcloneS3(tmp_path_factory.mktemp("s3") / "data") as server:
-        server.create_bucket(BUCKET)
-        yield server
-
-
-def settings_for(server: RcloneS3, **env: str) -> Settings:
-    values = {k.lower(): v for k, v in {**server.env(), **env}.items()}
+def settings_for(store: Store, **env: str) -> Settings:
+    values = {k.lower(): v for k, v in {**store.env, **env}.items()}
     return Settings(cc_access_token="unused", **values)
 
 
-def client_for(server: RcloneS3, **env: str) -> Any:
+def client_for(store: Store, **env: str) -> Any:
     session = boto3.Session(aws_access_key_id=ACCESS_KEY, aws_secret_access_key=SECRET_KEY)
-    return make_s3_client(settings_for(server, **env), session)
+    return make_s3_client(settings_for(store, **env), session)
 
 
 @pytest.fixture(scope="module")
-def s3(rclone: RcloneS3) -> Any:
-    return client_for(rclone)
+def s3(s3_store: Store) -> Any:
+    """The store's client as a worker makes it (``make_s3_client``)."""
+    return client_for(s3_store)
 
 
 def exists(s3: Any, key: str) -> bool:
@@ -129,8 +123,8 @@ def test_an_empty_body_is_an_empty_object(s3: Any) -> None:
     assert s3.get_object(Bucket=BUCKET, Key=key)["Body"].read() == b""
 
 
-def test_content_md5_parts_are_checked_by_the_server(rclone: RcloneS3) -> None:
-    s3 = client_for(rclone, S3_CONTENT_MD5="true", S3_CHECKSUM="when_required")
+def test_content_md5_parts_are_checked_by_the_server(s3_store: Store) -> None:
+    s3 = client_for(s3_store, S3_CONTENT_MD5="true", S3_CHECKSUM="when_required")
     key = f"md5/{uuid.uuid4().hex}.csv"
     summary, _, _ = stream(s3, key, CSV, len(CSV))
     assert summary.sha256 == hashlib.sha256(CSV).hexdigest()
@@ -160,6 +154,6 @@ def test_content_md5_parts_are_checked_by_the_server(rclone: RcloneS3) -> None:
     ],
 )
 def test_payloads_are_signed_only_where_nothing_else_protects_them(
-    rclone: RcloneS3, env: dict[str, str], signed: bool
+    s3_store: Store, env: dict[str, str], signed: bool
 ) -> None:
-    assert payload_signing(settings_for(rclone, **env)) is signed
+    assert payload_signing(settings_for(s3_store, **env)) is signed

@@ -1,5 +1,5 @@
 """Sealing an export's object with its measured figures, and recognising a sealed one, on a real
-S3 server (``rclone serve s3``, or S3_ENDPOINT_URL)."""
+S3 server: rclone and SeaweedFS (``both_stores``)."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from workers.s3.objectmeta import identity, seal, sealed_export
 from workers.s3.storage import MIN_PART_SIZE, MultipartWriter
 from workers.transfer import copy_measured
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.both_stores]
 
 CSV = b'Email,"First, name"\n' + b"".join(b"a%d@x.org,A%d\n" % (i, i) for i in range(400_000))
 

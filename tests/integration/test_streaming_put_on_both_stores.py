@@ -1,8 +1,9 @@
-"""One streaming PUT against a real S3 server (``rclone serve s3``): what it stores, what it
-sends, and that a PUT which cannot finish leaves nothing at the key.
+"""One streaming PUT on both real S3 servers (``both_stores``): what it stores, what it sends,
+and that a PUT which cannot finish leaves nothing at the key.
 
-rclone decodes the aws-chunked framing and checks the signature, but ignores the trailer's CRC32
-(as it ignores the parts'); the trailer itself is checked in tests/unit/test_streamput.py.
+Both decode the aws-chunked framing and check the signature; rclone ignores the trailer's CRC32
+(as it ignores the parts'), SeaweedFS checks it (tests/integration/test_seaweedfs_integrity.py
+shows a wrong one refused), and tests/unit/test_streamput.py checks the trailer itself.
 """
 
 from __future__ import annotations
@@ -17,7 +18,8 @@ import boto3
 import pytest
 import requests
 
-from devstack.s3server import ACCESS_KEY, SECRET_KEY, RcloneS3
+from devstack.s3server import ACCESS_KEY, SECRET_KEY
+from tests.integration.conftest import BUCKET, Store
 from tests.integration.helpers import sent_headers
 from tests.rawhttp import raw_server
 from workers.constant_contact.results import ResultsBody
@@ -27,26 +29,19 @@ from workers.s3.storage import make_s3_client
 from workers.s3.streamput import TRAILER, ChunkedBody, put_stream
 from workers.settings import Settings
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.both_stores]
 
-BUCKET = "streamput-tests"
 #: A CSV of a little over 3 MiB (four chunks), quoted newlines across chunk edges.
 CSV = b"Email,Notes\n" + b"".join(b'a%d@x.org,"one\ntwo"\n' % i for i in range(150_000))
 METADATA = {"job-id": "j-1"}
 
 
-@pytest.fixture(scope="module")
-def rclone(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RcloneS3]:
-    with RcloneS3(tmp_path_factory.mktemp("s3") / "data") as server:
-        server.create_bucket(BUCKET)
-        yield server
-
-
 @pytest.fixture
-def s3(rclone: RcloneS3) -> Any:
-    """A fresh client each test, so the request log below sees only that test's requests."""
+def s3(s3_store: Store) -> Any:
+    """A fresh client each test, made as a worker makes it, so the request log below sees only
+    that test's requests."""
     session = boto3.Session(aws_access_key_id=ACCESS_KEY, aws_secret_access_key=SECRET_KEY)
-    values = {k.lower(): v for k, v in rclone.env().items()}
+    values = {k.lower(): v for k, v in s3_store.env.items()}
     return make_s3_client(Settings(cc_access_token="unused", **values), session)
 
 
