@@ -29,6 +29,15 @@ from devstack.redis_tls import RedisTls
 
 START_TIMEOUT = 20.0
 ADMIN_USER = "admin"
+#: The least rights the service needs, as docs/configuration.md gives them: its keys, Celery's
+#: and kombu's, and the command groups they use, none of the dangerous ones. The TLS suites run
+#: with exactly this (tests/unit/conftest.py, tests/integration/test_redis_tls_acl.py).
+SERVICE_ACL = (
+    "resetkeys ~contact_exports* ~celery-task-meta-* ~_kombu.* ~unacked* ~*.celery.pidbox* "
+    "resetchannels &* "
+    "-@all +@connection +@read +@write +@pubsub +@scripting +@transaction +time "
+    "-@dangerous"
+)
 
 
 @dataclass(frozen=True)
@@ -51,12 +60,15 @@ class RedisServer(Managed):
         tls: RedisTls | None = None,
         users: Sequence[AclUser] = (),
         tls_auth_clients: Literal["no", "optional", "yes"] = "no",
+        durable: bool = True,
     ) -> None:
         self.data_dir = data_dir
         self.port = free_port()
         self.tls = tls
         self.users = list(users)
         self.tls_auth_clients = tls_auth_clients
+        #: An append-only file, fsynced on every write (see above); off for throwaway suites.
+        self.durable = durable
         self.admin = AclUser(ADMIN_USER, secrets.token_urlsafe(16), "~* &* +@all")
         self._process: subprocess.Popen[bytes] | None = None
 
@@ -101,8 +113,11 @@ class RedisServer(Managed):
                 "--bind", "127.0.0.1",
                 *listen,
                 "--dir", str(self.data_dir),
-                "--appendonly", "yes",
-                "--appendfsync", "always",
+                *(
+                    ["--appendonly", "yes", "--appendfsync", "always"]
+                    if self.durable
+                    else ["--appendonly", "no"]
+                ),
                 "--save", "",
                 "--logfile", str(self.data_dir / "redis.log"),
             ],

@@ -29,7 +29,7 @@ from contact_exports_cli.main import app as cli_app
 from contact_exports_client import make_app, submit_export, wait
 from contact_exports_client.keys import job_key
 from contact_exports_client.redis_tls import RedisTls
-from devstack.redis_server import AclUser, RedisServer
+from devstack.redis_server import SERVICE_ACL, AclUser, RedisServer
 from devstack.redis_tls import RedisTls as TlsFiles
 from devstack.redis_tls import make_redis_tls
 from devstack.s3server import RcloneS3
@@ -42,14 +42,6 @@ pytestmark = pytest.mark.integration
 TOKEN = "tls-acl-test-token"
 BUCKET = "tls-exports"
 USER = "contact_exports"
-#: The least the service needs (docs/configuration.md, "Redis ACL"): its own keys, Celery's and
-#: kombu's, pub/sub for results and events, and the command categories below.
-SERVICE_ACL = (
-    "resetkeys ~contact_exports* ~celery-task-meta-* ~_kombu.* ~unacked* ~*.celery.pidbox* "
-    "resetchannels &* "
-    "-@all +@connection +@read +@write +@pubsub +@scripting +@transaction +time "
-    "-@dangerous"
-)
 #: Seconds a worker with a fatal Redis problem may take to exit (it imports Celery first).
 EXIT_WITHIN = 20.0
 RESULT_TIMEOUT = 90.0

@@ -10,7 +10,6 @@ from celery import Celery
 
 from contact_exports_cli.connections import Endpoints, celery_app, close_app
 from contact_exports_client import EXPORT_TASK, QUEUE
-from tests.unit.conftest import UNIT_REDIS_URL
 from workers.state.jobs import JobStore
 
 
@@ -19,8 +18,10 @@ def send(app: Celery, name: str, **kwargs: Any) -> str:
     return str(app.send_task(name, kwargs=kwargs, queue=QUEUE).id)
 
 
-def test_an_export_is_sent_under_its_job_id_after_its_record(r: redis.Redis) -> None:
-    app = celery_app(Endpoints("memory://", UNIT_REDIS_URL, UNIT_REDIS_URL))
+def test_an_export_is_sent_under_its_job_id_after_its_record(
+    r: redis.Redis, redis_url: str
+) -> None:
+    app = celery_app(Endpoints("memory://", redis_url, redis_url))
     try:
         named = send(app, EXPORT_TASK, export={}, job_id="ops-1")
         anonymous = send(app, EXPORT_TASK, export={})

@@ -28,7 +28,6 @@ from contact_exports_client import (
     submit_export,
     wait,
 )
-from tests.unit.conftest import UNIT_REDIS_URL
 from workers.state.jobs import JobStore
 
 RESULT = {"job_id": "j", "uri": "s3://b/k.csv", "bytes": 10}
@@ -87,9 +86,9 @@ def test_without_job_id_celery_picks_the_id(memory_app: Celery) -> None:
     assert body[1] == {"export": {}}
 
 
-def test_the_job_is_recorded_before_its_message_is_sent(r: redis.Redis) -> None:
+def test_the_job_is_recorded_before_its_message_is_sent(r: redis.Redis, redis_url: str) -> None:
     """A message the broker loses is then found by the workers' janitor and sent again."""
-    app = Celery("t", broker="memory://", backend=UNIT_REDIS_URL, set_as_current=False)
+    app = Celery("t", broker="memory://", backend=redis_url, set_as_current=False)
     sent_messages(app)
     try:
         named = submit_export({"status": "active"}, job_id="crm-7", app=app)

@@ -1,4 +1,5 @@
-"""Leases against a real Redis (db 15, flushed around each test)."""
+"""Leases against a real Redis, plain and over TLS as the service's ACL user
+(tests/unit/conftest.py), on the key a job's download lease uses."""
 
 from __future__ import annotations
 
@@ -9,15 +10,18 @@ from collections.abc import Callable
 import pytest
 import redis
 
+from contact_exports_client.keys import job_lease_key
 from workers.state.leases import Lease, LeaseHeld
+
+KEY = job_lease_key("job-1", "download")
 
 
 def test_second_holder_is_refused_while_the_first_lives(r: redis.Redis) -> None:
-    with Lease(r, "k", ttl=5):
+    with Lease(r, KEY, ttl=5):
         with pytest.raises(LeaseHeld) as held:
-            Lease(r, "k", ttl=5).acquire()
+            Lease(r, KEY, ttl=5).acquire()
         assert 0 < held.value.ttl <= 5
-    Lease(r, "k", ttl=5).acquire()  # released: free again
+    Lease(r, KEY, ttl=5).acquire()  # released: free again
 
 
 def test_heartbeat_keeps_a_short_lease_alive(r: redis.Redis) -> None:
@@ -26,16 +30,16 @@ def test_heartbeat_keeps_a_short_lease_alive(r: redis.Redis) -> None:
     The TTL is a second, not a tenth: with a shorter one a loaded 2-core machine can stall the
     heartbeat thread past it (CI saw that with 0.3 s), which tests the scheduler, not the lease.
     """
-    lease = Lease(r, "k", ttl=1.0)
+    lease = Lease(r, KEY, ttl=1.0)
     with lease:
         acquired = time.monotonic()
         for _ in range(4):
-            wait_for(lambda: r.pttl("k") < 950, what="the TTL running down")
-            before = r.pttl("k")
-            wait_for(lambda before=before: r.pttl("k") > before, what="a renewal")
-            assert r.get("k") == lease.holder.encode()
+            wait_for(lambda: r.pttl(KEY) < 950, what="the TTL running down")
+            before = r.pttl(KEY)
+            wait_for(lambda before=before: r.pttl(KEY) > before, what="a renewal")
+            assert r.get(KEY) == lease.holder.encode()
         assert time.monotonic() - acquired > 1.0  # past the TTL: only renewals kept it
-    assert r.get("k") is None
+    assert r.get(KEY) is None
 
 
 def wait_for(condition: Callable[[], bool], *, what: str, timeout: float = 5.0) -> None:
@@ -46,26 +50,26 @@ def wait_for(condition: Callable[[], bool], *, what: str, timeout: float = 5.0) 
 
 
 def test_a_dead_holders_lease_expires(r: redis.Redis) -> None:
-    dead = Lease(r, "k", ttl=0.2)
-    r.set("k", dead.holder, px=200)  # held, but no heartbeat: its process is gone
+    dead = Lease(r, KEY, ttl=0.2)
+    r.set(KEY, dead.holder, px=200)  # held, but no heartbeat: its process is gone
     with pytest.raises(LeaseHeld):
-        Lease(r, "k", ttl=0.2).acquire()
-    assert r.pttl("k") <= 200
-    r.pexpire("k", 1)
+        Lease(r, KEY, ttl=0.2).acquire()
+    assert r.pttl(KEY) <= 200
+    r.pexpire(KEY, 1)
     threading.Event().wait(0.01)
-    Lease(r, "k", ttl=0.2).acquire()
+    Lease(r, KEY, ttl=0.2).acquire()
 
 
 def test_release_never_deletes_someone_elses_lease(r: redis.Redis) -> None:
-    mine = Lease(r, "k", ttl=5)
+    mine = Lease(r, KEY, ttl=5)
     mine.acquire()
-    r.set("k", "someone-else")  # it expired and another worker took it
+    r.set(KEY, "someone-else")  # it expired and another worker took it
     mine.release()
-    assert r.get("k") == b"someone-else"
+    assert r.get(KEY) == b"someone-else"
 
 
 def test_losing_the_lease_is_noticed(r: redis.Redis) -> None:
-    lease = Lease(r, "k", ttl=0.3)
+    lease = Lease(r, KEY, ttl=0.3)
     with lease:
-        r.set("k", "thief")
+        r.set(KEY, "thief")
         assert lease.lost.wait(2)

@@ -18,6 +18,7 @@ from contact_exports_cli.connections import Endpoints, celery_app, close_app, re
 from contact_exports_client.client import make_app
 from contact_exports_client.redis_tls import RedisTls, mask_url, uses_tls
 from devstack.ports import free_port
+from devstack.redis_server import SERVICE_ACL
 from workers import startup
 from workers.exceptions import ConfigurationError
 from workers.services import redis_client
@@ -294,3 +295,11 @@ def test_sentinel_urls_are_left_to_celery(monkeypatch: pytest.MonkeyPatch) -> No
     monkeypatch.setenv("CELERY_RESULT_BACKEND", "sentinel://localhost:26379")
     monkeypatch.setenv("BROKER_MASTER_NAME", "mymaster")
     startup.check_redis(load_settings())
+
+
+def test_the_documented_acl_is_the_one_the_tls_suites_run_with() -> None:
+    """docs/configuration.md gives operators one ACL line; the unit suite's ``tls-acl`` runs and
+    tests/integration/test_redis_tls_acl.py grant exactly SERVICE_ACL, so the two must agree."""
+    docs = (Path(__file__).resolve().parents[2] / "docs" / "configuration.md").read_text()
+    [line] = [row for row in docs.splitlines() if row.startswith("user contact_exports on ")]
+    assert line == f"user contact_exports on >PASSWORD {SERVICE_ACL}"

@@ -71,21 +71,24 @@ def test_what_a_seal_owes_names_the_object_and_its_figures() -> None:
     assert seal_owed(job(), SUMMARY, adopted) is None
 
 
-def run(store: JobStore, s3: FakeS3) -> list[Again]:
+def run(store: JobStore, s3: FakeS3, redis_url: str) -> list[Again]:
     """The job's result recorded with its seal owed, then the seal run as the seal task runs it:
     again with one more failure counted for as long as the step asks to come back."""
     store.save_result("j1", {"rows": 2}, seal=owed())
     agains: list[Again] = []
-    with unit_services(a_settings(retry_max_attempts=MAX_ATTEMPTS), s3=s3) as services:
+    settings = a_settings(retry_max_attempts=MAX_ATTEMPTS, jobs_redis_url=redis_url)
+    with unit_services(settings, s3=s3) as services:
         while (again := seal_step(services, "j1", owed(), failures=len(agains))) is not None:
             agains.append(again)
             assert len(agains) <= 10 * MAX_ATTEMPTS, "the seal never gives up"
     return agains
 
 
-def test_the_seal_copies_the_object_onto_itself_with_its_figures(store: JobStore) -> None:
+def test_the_seal_copies_the_object_onto_itself_with_its_figures(
+    store: JobStore, redis_url: str
+) -> None:
     s3 = FakeS3()
-    assert run(store, s3) == []
+    assert run(store, s3, redis_url) == []
     [copy] = s3.copies
     assert copy["CopySource"] == {"Bucket": "b", "Key": "k.csv"}
     assert copy["ExtraArgs"]["CopySourceIfMatch"] == '"abc-1"'
@@ -100,7 +103,7 @@ def test_the_seal_copies_the_object_onto_itself_with_its_figures(store: JobStore
 
 
 def test_a_failed_seal_is_tried_again_and_stays_owed_until_done(
-    store: JobStore, monkeypatch: pytest.MonkeyPatch
+    store: JobStore, monkeypatch: pytest.MonkeyPatch, redis_url: str
 ) -> None:
     owing: list[bool] = []
     s3 = FakeS3("SlowDown")
@@ -111,7 +114,7 @@ def test_a_failed_seal_is_tried_again_and_stays_owed_until_done(
         original(**kwargs)
 
     monkeypatch.setattr(s3, "copy", copy)
-    [again] = run(store, s3)
+    [again] = run(store, s3, redis_url)
     assert again.countdown > 0
     assert len(s3.copies) == 2
     assert owing == [True, True]
@@ -120,20 +123,22 @@ def test_a_failed_seal_is_tried_again_and_stays_owed_until_done(
 
 @pytest.mark.parametrize("code", ["PreconditionFailed", "NoSuchKey", "404"])
 def test_an_object_replaced_or_gone_is_not_sealed_and_no_longer_owed(
-    store: JobStore, code: str
+    store: JobStore, code: str, redis_url: str
 ) -> None:
     s3 = FakeS3(code)
-    assert run(store, s3) == []
+    assert run(store, s3, redis_url) == []
     assert len(s3.copies) == 1
     assert "seal" not in store.record("j1")
 
 
-def test_a_seal_refused_for_good_is_given_up_at_once_as_a_dead_seal(store: JobStore) -> None:
+def test_a_seal_refused_for_good_is_given_up_at_once_as_a_dead_seal(
+    store: JobStore, redis_url: str
+) -> None:
     """Guards the seal that retried forever (550567c): access denied now ends after one copy,
     with the seal no longer owed and the record saying why. The result stays, and the job is
     not a failed job: it is among the dead seals, not the dead letters that ``retry`` runs."""
     s3 = FakeS3(always="AccessDenied")
-    assert run(store, s3) == []
+    assert run(store, s3, redis_url) == []
     assert len(s3.copies) == 1
     record = store.record("j1")
     assert "seal" not in record
@@ -144,11 +149,13 @@ def test_a_seal_refused_for_good_is_given_up_at_once_as_a_dead_seal(store: JobSt
     assert "error_type" not in record and "failed_step" not in record
 
 
-def test_a_seal_that_keeps_failing_is_given_up_after_the_retry_limit(store: JobStore) -> None:
+def test_a_seal_that_keeps_failing_is_given_up_after_the_retry_limit(
+    store: JobStore, redis_url: str
+) -> None:
     """Guards the seal that retried forever (550567c): SlowDown on every copy is tried
     RETRY_MAX_ATTEMPTS + 1 times, then given up as a dead seal."""
     s3 = FakeS3(always="SlowDown")
-    agains = run(store, s3)
+    agains = run(store, s3, redis_url)
     assert len(agains) == MAX_ATTEMPTS
     assert len(s3.copies) == MAX_ATTEMPTS + 1
     assert "seal" not in store.record("j1")

@@ -14,7 +14,7 @@ import redis
 import requests
 from cryptography.fernet import Fernet
 
-from tests.unit.conftest import UNIT_REDIS_URL
+from contact_exports_client.redis_tls import redis_at
 from tests.unit.test_constant_contact import Transport
 from workers.constant_contact.client import Grant, OAuthClient, StaticToken
 from workers.constant_contact.tokens import (
@@ -126,7 +126,7 @@ def test_the_environment_seeds_once_and_never_undoes_a_rotation(store: AccountSt
     assert not store.seed("other", changed)
 
 
-def test_concurrent_refreshes_call_the_endpoint_once(r: redis.Redis) -> None:
+def test_concurrent_refreshes_call_the_endpoint_once(r: redis.Redis, redis_url: str) -> None:
     endpoint = RotatingEndpoint("refresh-0", delay=0.2)
     AccountStore(r, make_cipher(KEY)).put("acct", Credentials("access-0", "refresh-0"))
     workers = 12
@@ -135,7 +135,7 @@ def test_concurrent_refreshes_call_the_endpoint_once(r: redis.Redis) -> None:
 
     def worker() -> None:
         # Each "worker" has its own connection, store and HTTP session, as processes would.
-        connection = redis.Redis.from_url(UNIT_REDIS_URL)
+        connection = redis_at(redis_url)
         tokens = RedisTokens(AccountStore(connection, make_cipher(KEY)), "acct", oauth(endpoint))
         start.wait()
         got.append(tokens.refresh("access-0"))
