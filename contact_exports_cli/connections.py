@@ -15,7 +15,7 @@ import redis
 from celery import Celery
 from celery.result import AsyncResult
 
-from contact_exports_cli.exceptions import ServiceUnreachableError
+from contact_exports_cli.exceptions import InvalidUsageError, ServiceUnreachableError
 from contact_exports_client import DEFAULT_REDIS_URL, EXPORT_TASK
 from contact_exports_client.client import CALLER_CONF, record_before_sending
 from contact_exports_client.redis_tls import (
@@ -25,6 +25,7 @@ from contact_exports_client.redis_tls import (
     tls_failure,
     use_redis_tls,
 )
+from contact_exports_client.sentinel import use_sentinel
 
 #: Seconds to wait for Redis to accept a connection: it is local or close, and an operator
 #: at a prompt should hear within seconds that it is down.
@@ -58,7 +59,12 @@ def connect_redis(url: str, what: str, tls: RedisTls | None = None) -> redis.Red
 
     A ``rediss://`` URL is verified against ``tls`` (default: REDIS_CA_FILE, ...).
     """
-    client = redis_at(url, tls, socket_connect_timeout=CONNECT_TIMEOUT_SECONDS, socket_timeout=30.0)
+    try:
+        client = redis_at(
+            url, tls, socket_connect_timeout=CONNECT_TIMEOUT_SECONDS, socket_timeout=30.0
+        )
+    except ValueError as error:  # a URL that leads nowhere: a Sentinel URL without its master
+        raise InvalidUsageError(f"Redis ({what}) at {redact(url)}: {error}") from None
     try:
         client.ping()
     except (redis.ConnectionError, redis.TimeoutError) as error:
@@ -117,6 +123,10 @@ def celery_app(endpoints: Endpoints) -> Celery:
         redis_socket_connect_timeout=CONNECT_TIMEOUT_SECONDS,
     )
     use_redis_tls(app, endpoints.broker_url, endpoints.backend_url, endpoints.tls)
+    try:
+        use_sentinel(app, endpoints.broker_url, endpoints.backend_url)
+    except ValueError as error:
+        raise InvalidUsageError(str(error)) from None
     return app
 
 

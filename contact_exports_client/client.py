@@ -24,6 +24,7 @@ from celery.result import AsyncResult
 
 from contact_exports_client.ledger import record_submission
 from contact_exports_client.redis_tls import RedisTls, redis_at, use_redis_tls
+from contact_exports_client.sentinel import riding_failovers, use_sentinel, uses_sentinel
 from contact_exports_client.types import Destination, ExportKwargs, ExportResult, Progress
 
 #: The task that starts an export (docs/contract.md §1).
@@ -37,6 +38,8 @@ PROGRESS = "PROGRESS"
 #: How long :func:`wait` waits by default: the workers' own default deadline is six hours,
 #: but a caller that waits in-line rarely wants more than one.
 DEFAULT_TIMEOUT_SECONDS = 3600.0
+#: Seconds ``wait`` pauses before asking again when Redis dropped the connection.
+RECONNECT_PAUSE_SECONDS = 0.5
 #: How often :func:`wait` looks at a result backend that cannot push state changes (Redis can).
 POLL_SECONDS = 0.25
 
@@ -109,6 +112,7 @@ def _shared_app(broker: str, backend: str, tls: RedisTls) -> Celery:
     )
     app.backend_cls = backend
     use_redis_tls(app, broker, backend, tls)
+    use_sentinel(app, broker, backend)
     return app
 
 
@@ -179,6 +183,9 @@ def jobs_redis(app: Celery) -> redis.Redis | None:
     None when neither is Redis (an in-memory backend in tests): there is no job store to write.
     """
     url = os.environ.get("JOBS_REDIS_URL")
+    backend_url = getattr(app.backend, "url", None)
+    if not url and isinstance(backend_url, str) and uses_sentinel(backend_url):
+        url = backend_url  # a client of our own, that rides out a failover
     if url:
         tls = getattr(app, "redis_tls", None)
         return _redis_at(url, tls if isinstance(tls, RedisTls) else RedisTls.from_env())
@@ -188,6 +195,8 @@ def jobs_redis(app: Celery) -> redis.Redis | None:
 
 @lru_cache(maxsize=8)
 def _redis_at(url: str, tls: RedisTls) -> redis.Redis:
+    if uses_sentinel(url):
+        return redis_at(url, tls, **riding_failovers())
     return redis_at(url, tls)
 
 
@@ -201,8 +210,24 @@ def wait(
     ``on_progress`` gets each PROGRESS report (stage, percent_done, activity_id, bytes) as the
     workers publish it. A failure raises the worker's exception, rebuilt by Celery: its
     ``type(exc).__name__`` is one of docs/contract.md §3. Past ``timeout`` seconds
-    :class:`WaitTimeoutError` is raised and the export goes on.
+    :class:`WaitTimeoutError` is raised and the export goes on. A Redis that restarts or fails
+    over meanwhile is waited for, within ``timeout``.
     """
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            return _wait_once(result, max(0.0, deadline - time.monotonic()), on_progress)
+        except (redis.ConnectionError, redis.TimeoutError):
+            # Redis restarted or failed over (Sentinel): the export goes on in the workers,
+            # and its result is kept, so ask again once Redis answers.
+            if time.monotonic() + RECONNECT_PAUSE_SECONDS >= deadline:
+                raise
+            time.sleep(RECONNECT_PAUSE_SECONDS)
+
+
+def _wait_once(
+    result: AsyncResult[Any], timeout: float, on_progress: ProgressCallback | None
+) -> ExportResult:
     if on_progress is not None:
         _relay(on_progress, *snapshot(result))  # what happened before we listened
     try:

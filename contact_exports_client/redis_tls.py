@@ -17,6 +17,8 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 import redis
 from celery import Celery
 
+from contact_exports_client.sentinel import master_name, sentinel_master, uses_sentinel
+
 #: The files for every ``rediss://`` connection: the CA that signed the server's certificate
 #: (unset: the system's trusted CAs), and a client certificate and key for servers that ask for
 #: one. The workers, this helper and the command line read the same variables.
@@ -71,8 +73,11 @@ def uses_tls(url: str) -> bool:
 def mask_url(url: str) -> str:
     """``url`` fit for a message or a log: any password is ``***`` (in the user part or the query).
 
-    ``rediss://user:secret@host:6380/0`` becomes ``rediss://user:***@host:6380/0``.
+    ``rediss://user:secret@host:6380/0`` becomes ``rediss://user:***@host:6380/0``; each part of
+    a Sentinel URL (``sentinel://…;sentinel://…``) is masked alone.
     """
+    if ";" in url:
+        return ";".join(mask_url(part) for part in url.split(";"))
     try:
         parts = urlsplit(url)
         password = parts.password
@@ -135,9 +140,15 @@ def tls_failure(error: BaseException) -> TlsFailure | None:
     return None
 
 
-def redis_at(url: str, tls: RedisTls | None = None, **kwargs: Any) -> redis.Redis:
+def redis_at(
+    url: str, tls: RedisTls | None = None, *, master: str | None = None, **kwargs: Any
+) -> redis.Redis:
     """A redis-py client for ``url``, over TLS with ``tls`` (default: REDIS_CA_FILE, ...) when it
-    is a ``rediss://`` URL; exactly ``Redis.from_url(url, **kwargs)`` for any other."""
+    is a ``rediss://`` URL; the master the Sentinels name ``master`` (default:
+    BROKER_MASTER_NAME) for a ``sentinel://`` URL (``contact_exports_client.sentinel``);
+    exactly ``Redis.from_url(url, **kwargs)`` for any other."""
+    if uses_sentinel(url):
+        return sentinel_master(url, master or master_name(), **kwargs)
     options = (tls if tls is not None else RedisTls.from_env()).options(url)
     return redis.Redis.from_url(url, **(options or {}), **kwargs)
 

@@ -61,6 +61,8 @@ class RedisServer(Managed):
         users: Sequence[AclUser] = (),
         tls_auth_clients: Literal["no", "optional", "yes"] = "no",
         durable: bool = True,
+        replica_of: int | None = None,
+        options: Sequence[str] = (),
     ) -> None:
         self.data_dir = data_dir
         self.port = free_port()
@@ -69,6 +71,10 @@ class RedisServer(Managed):
         self.tls_auth_clients = tls_auth_clients
         #: An append-only file, fsynced on every write (see above); off for throwaway suites.
         self.durable = durable
+        #: The port of the master this server replicates (a plain Redis on loopback), if any.
+        self.replica_of = replica_of
+        #: More ``redis-server`` options, as ``--name value`` arguments.
+        self.options = list(options)
         self.admin = AclUser(ADMIN_USER, secrets.token_urlsafe(16), "~* &* +@all")
         self._process: subprocess.Popen[bytes] | None = None
 
@@ -107,6 +113,9 @@ class RedisServer(Managed):
             acl_file.write_text("\n".join(lines) + "\n")
             acl_file.chmod(0o600)
             listen += ["--aclfile", str(acl_file)]
+        if self.replica_of is not None:
+            listen += ["--replicaof", "127.0.0.1", str(self.replica_of)]
+        listen += self.options
         self._process = subprocess.Popen(
             [
                 binary,
@@ -155,3 +164,10 @@ class RedisServer(Managed):
     def restart(self) -> None:
         self.stop()
         self.start()
+
+    def kill(self) -> None:
+        """SIGKILL: the server dies as a crashed machine's would, answering nothing more."""
+        if self._process is not None:
+            self._process.kill()
+            self._process.wait(timeout=20)
+            self._process = None

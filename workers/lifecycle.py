@@ -15,7 +15,7 @@ from celery import Celery, signals
 
 from workers import brokerfix, logconfig, malloc, metrics
 from workers.export import janitor
-from workers.services import Services, build_services, redis_client
+from workers.services import Services, build_services, jobs_redis
 from workers.settings import get_settings
 from workers.startup import check_redis
 
@@ -81,7 +81,11 @@ class Handlers:
 
     def worker_ready(self, **_: Any) -> None:
         settings = get_settings()
-        janitor.start(self.app, redis_client(settings.jobs_url, settings.redis_tls), settings)
+        janitor.start(
+            self.app,
+            jobs_redis(settings),
+            settings,
+        )
 
     def process_shutdown(self, **_: Any) -> None:
         if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):

@@ -83,17 +83,25 @@ class Services:
         return client
 
 
-def redis_client(url: str, tls: RedisTls | None = None) -> redis.Redis:
+def jobs_redis(settings: Settings) -> redis.Redis:
+    """The service's own Redis where the settings put it (JOBS_REDIS_URL, else the result
+    backend), with their TLS files and Sentinel master name."""
+    return redis_client(settings.jobs_url, settings.redis_tls, settings.broker_master_name)
+
+
+def redis_client(url: str, tls: RedisTls | None = None, master: str | None = None) -> redis.Redis:
     """The service's own Redis (job records, accounts, the rate limit).
 
     Commands retry through a Redis restart of up to about a minute, like the broker's publishes
     (celeryconfig): a job must not fail because its record could not be written for a moment.
     A ``rediss://`` URL is verified against ``tls`` (REDIS_CA_FILE, ...; the system's CAs when
-    None); any other URL is used exactly as given.
+    None); a ``sentinel://`` URL reaches the master the Sentinels name ``master``, and follows a
+    failover through the same retries; any other URL is used exactly as given.
     """
     return redis_at(
         url,
         tls or RedisTls(),
+        master=master,
         retry=Retry(ExponentialBackoff(cap=2.0, base=0.1), REDIS_RETRIES),
         retry_on_error=[redis.ConnectionError, redis.TimeoutError],
     )
@@ -145,7 +153,7 @@ def build_services(
     clock: Callable[[], float] = time.time,
 ) -> Services:
     """Everything from settings; the Celery parts (``sender``, ``results``) come from the app."""
-    client = redis_client(settings.jobs_url, settings.redis_tls)
+    client = jobs_redis(settings)
     return Services(
         settings=settings,
         redis=client,

@@ -15,6 +15,7 @@ from pydantic import Field, FilePath, HttpUrl, SecretStr, ValidationError, model
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from contact_exports_client.redis_tls import RedisTls, mask_url
+from contact_exports_client.sentinel import SentinelUrl, uses_sentinel
 from workers.constant_contact.ratelimit import DEFAULT_PER_DAY, DEFAULT_PER_SECOND
 from workers.exceptions import ConfigurationError
 
@@ -154,8 +155,9 @@ class Settings(BaseSettings):
         return self
 
     @model_validator(mode="after")
-    def _redis_tls(self) -> Settings:
-        """TLS is verified or not used: no URL may turn certificate checks off."""
+    def _redis_urls(self) -> Settings:
+        """TLS is verified or not used: no URL may turn certificate checks off. A Sentinel URL
+        is well formed and has its master's name."""
         if (self.redis_cert_file is None) != (self.redis_key_file is None):
             raise ValueError("REDIS_CERT_FILE and REDIS_KEY_FILE go together: set both or neither")
         for url, names in self.redis_urls().items():
@@ -175,7 +177,20 @@ class Settings(BaseSettings):
                 raise ValueError(
                     f"{name}: {mask_url(url)} has ssl_* parameters but is not a rediss:// URL"
                 )
+            if uses_sentinel(url):
+                self._check_sentinel(url, name)
         return self
+
+    def _check_sentinel(self, url: str, name: str) -> None:
+        if not self.broker_master_name:
+            raise ValueError(
+                f"{name}: a sentinel:// URL needs BROKER_MASTER_NAME, the master's name in the "
+                "Sentinels' configuration"
+            )
+        try:
+            SentinelUrl.parse(url)
+        except ValueError as error:
+            raise ValueError(f"{name}: {mask_url(url)}: {error}") from None
 
     @model_validator(mode="after")
     def _credentials_at_rest(self) -> Settings:

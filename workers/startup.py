@@ -28,20 +28,24 @@ def check_redis(settings: Settings) -> None:
     """
     tls = settings.redis_tls
     for url, names in settings.redis_urls().items():
-        if not url.lower().startswith(("redis://", "rediss://")):
-            continue  # sentinel:// and others: Celery's own connection handles them
-        problem = redis_problem(url, tls, " / ".join(names))
+        if not url.lower().startswith(("redis://", "rediss://", "sentinel://")):
+            continue  # unix:// and others: Celery's own connection handles them
+        problem = redis_problem(url, tls, " / ".join(names), settings.broker_master_name)
         if problem is not None:
             raise ConfigurationError(problem)
 
 
-def redis_problem(url: str, tls: RedisTls, name: str) -> str | None:
+def redis_problem(url: str, tls: RedisTls, name: str, master: str | None = None) -> str | None:
     """The fatal problem of the Redis at ``url``, for ``name``; None when it answers or is
-    merely unreachable (logged)."""
+    merely unreachable (logged). A Sentinel URL is asked for ``master`` first."""
     where = mask_url(url)
     try:
         client = redis_at(
-            url, tls, socket_connect_timeout=REDIS_CHECK_TIMEOUT, socket_timeout=REDIS_CHECK_TIMEOUT
+            url,
+            tls,
+            master=master,
+            socket_connect_timeout=REDIS_CHECK_TIMEOUT,
+            socket_timeout=REDIS_CHECK_TIMEOUT,
         )
     except ValueError as error:
         return f"{name}: {where} is not a usable Redis URL ({error})"

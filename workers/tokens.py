@@ -15,7 +15,7 @@ from typing import Any
 from cryptography.fernet import Fernet
 
 from workers.constant_contact.tokens import AccountStore, Credentials, make_cipher, refresh_time
-from workers.services import redis_client
+from workers.services import jobs_redis
 from workers.settings import load_settings
 
 
@@ -63,7 +63,7 @@ def _store_from_settings() -> AccountStore:
     if settings.cc_token_encryption_key is None:
         raise SystemExit("CC_TOKEN_ENCRYPTION_KEY is not set")
     cipher = make_cipher(settings.cc_token_encryption_key.get_secret_value())
-    return AccountStore(redis_client(settings.jobs_url, settings.redis_tls), cipher)
+    return AccountStore(jobs_redis(settings), cipher)
 
 
 if __name__ == "__main__":

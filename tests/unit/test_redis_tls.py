@@ -289,14 +289,6 @@ def test_a_redis_that_is_down_does_not_stop_the_worker(
     assert SECRET not in caplog.text
 
 
-def test_sentinel_urls_are_left_to_celery(monkeypatch: pytest.MonkeyPatch) -> None:
-    failing_ping(monkeypatch, AssertionError("no PING for sentinel:// URLs"))
-    monkeypatch.setenv("CELERY_BROKER_URL", "sentinel://localhost:26379")
-    monkeypatch.setenv("CELERY_RESULT_BACKEND", "sentinel://localhost:26379")
-    monkeypatch.setenv("BROKER_MASTER_NAME", "mymaster")
-    startup.check_redis(load_settings())
-
-
 def test_the_documented_acl_is_the_one_the_tls_suites_run_with() -> None:
     """docs/configuration.md gives operators one ACL line; the unit suite's ``tls-acl`` runs and
     tests/integration/test_redis_tls_acl.py grant exactly SERVICE_ACL, so the two must agree."""
