@@ -214,15 +214,27 @@ def wait(
     over meanwhile is waited for, within ``timeout``.
     """
     deadline = time.monotonic() + timeout
+    try:
+        return _wait_once(result, timeout, on_progress)
+    except (redis.ConnectionError, redis.TimeoutError, ConnectionError):
+        pass
+    # Redis restarted or failed over (Sentinel) under the subscription: the export goes on in
+    # the workers and its result is kept. Celery's result object now holds the connection's
+    # error, so a fresh one is polled until Redis answers again.
     while True:
+        time.sleep(RECONNECT_PAUSE_SECONDS)
+        fresh: AsyncResult[Any] = result.app.AsyncResult(result.id)
         try:
-            return _wait_once(result, max(0.0, deadline - time.monotonic()), on_progress)
-        except (redis.ConnectionError, redis.TimeoutError):
-            # Redis restarted or failed over (Sentinel): the export goes on in the workers,
-            # and its result is kept, so ask again once Redis answers.
+            value = _poll(fresh, max(0.0, deadline - time.monotonic()), on_progress)
+        except CeleryTimeoutError:
+            raise WaitTimeoutError(
+                f"export {result.id} did not finish within {timeout:g}s"
+            ) from None
+        except (redis.ConnectionError, redis.TimeoutError, ConnectionError):
             if time.monotonic() + RECONNECT_PAUSE_SECONDS >= deadline:
                 raise
-            time.sleep(RECONNECT_PAUSE_SECONDS)
+            continue
+        return cast(ExportResult, value)
 
 
 def _wait_once(
@@ -240,8 +252,12 @@ def _wait_once(
         else:
             value = _poll(result, timeout, on_progress)
     except CeleryTimeoutError:
-        raise WaitTimeoutError(f"export {result.id} did not finish within {timeout:g}s") from None
+        raise _timed_out(result, timeout) from None
     return cast(ExportResult, value)
+
+
+def _timed_out(result: AsyncResult[Any], timeout: float) -> WaitTimeoutError:
+    return WaitTimeoutError(f"export {result.id} did not finish within {timeout:g}s")
 
 
 def _on_message(task_id: str, on_progress: ProgressCallback) -> Callable[[dict[str, Any]], None]:

@@ -21,7 +21,7 @@ import redis
 from celery import Celery
 from redis.backoff import ExponentialBackoff
 from redis.retry import Retry
-from redis.sentinel import Sentinel
+from redis.sentinel import Sentinel, SentinelManagedConnection
 
 #: The master's name in the Sentinels' configuration (``sentinel monitor <name> …``).
 BROKER_MASTER_NAME = "BROKER_MASTER_NAME"
@@ -95,6 +95,25 @@ def master_name(environ: Mapping[str, str] | None = None) -> str:
     return name
 
 
+class FollowingConnection(SentinelManagedConnection):
+    """A master's connection that asks the Sentinels where the master is every time it opens.
+
+    redis-py 8.2's SentinelManagedConnection asks them only in ``connect()``, but a command that
+    finds its connection closed reopens it through ``connect_check_health()``, at the address
+    it last had: after a failover every retry knocked on the dead master until the retries ran
+    out (tests/integration/test_sentinel_failover_with_real_workers.py caught it).
+    """
+
+    def connect_check_health(
+        self, check_health: bool = True, retry_socket_connect: bool = True
+    ) -> None:
+        if not self._sock and self.connection_pool.is_master:
+            self.host, self.port = self.connection_pool.get_master_address()
+        super().connect_check_health(
+            check_health=check_health, retry_socket_connect=retry_socket_connect
+        )
+
+
 def sentinel_master(url: str, name: str, **kwargs: Any) -> redis.Redis:
     """A client of the master that the Sentinels at ``url`` name ``name``.
 
@@ -107,7 +126,12 @@ def sentinel_master(url: str, name: str, **kwargs: Any) -> redis.Redis:
     sentinel_options = {key: value for key, value in kwargs.items() if key.startswith("socket_")}
     sentinels = Sentinel(list(parsed.sentinels), sentinel_kwargs=sentinel_options)
     client: redis.Redis = sentinels.master_for(
-        name, db=parsed.db, username=parsed.username, password=parsed.password, **kwargs
+        name,
+        db=parsed.db,
+        username=parsed.username,
+        password=parsed.password,
+        connection_class=FollowingConnection,
+        **kwargs,
     )
     return client
 

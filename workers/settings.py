@@ -18,6 +18,7 @@ from contact_exports_client.redis_tls import RedisTls, mask_url
 from contact_exports_client.sentinel import SentinelUrl, uses_sentinel
 from workers.constant_contact.ratelimit import DEFAULT_PER_DAY, DEFAULT_PER_SECOND
 from workers.exceptions import ConfigurationError
+from workers.s3.destinations import AllowedDestinations
 
 #: Constant Contact's production API root.
 DEFAULT_API_BASE_URL = "https://api.cc.email/v3"
@@ -75,6 +76,9 @@ class Settings(BaseSettings):
 
     s3_endpoint_url: HttpUrl | None = None
     s3_bucket: str | None = None
+    #: Buckets (each with an optional key prefix) jobs may name; unset: S3_BUCKET alone
+    #: (workers.s3.destinations).
+    s3_allowed_buckets: str | None = None
     aws_default_region: str = "us-east-1"
     #: boto3's request checksums: ``when_supported`` (CRC32 on every part, checked by the server)
     #: or ``when_required`` for S3-compatible stores that reject checksum headers.
@@ -207,6 +211,15 @@ class Settings(BaseSettings):
                 "CC_TOKEN_ENCRYPTION_KEY: each key must be 32 url-safe base64-encoded bytes "
                 "(make one with `python -m workers.tokens new-key`)"
             ) from None
+        return self
+
+    @property
+    def allowed_destinations(self) -> AllowedDestinations:
+        return AllowedDestinations.parse(self.s3_allowed_buckets, self.s3_bucket)
+
+    @model_validator(mode="after")
+    def _destinations(self) -> Settings:
+        self.allowed_destinations  # noqa: B018  # raises ValueError for a list that allows nothing
         return self
 
     @property

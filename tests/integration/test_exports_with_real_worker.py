@@ -124,6 +124,23 @@ def test_invalid_request_fails_before_any_api_call(
     assert len(sandbox.requests()) == before
 
 
+def test_a_bucket_the_workers_may_not_write_to_is_refused_before_any_api_call(
+    worker: WorkerProcess, client: Celery, sandbox: SandboxProcess, s3: Any
+) -> None:
+    """S3_ALLOWED_BUCKETS is unset for this worker: S3_BUCKET alone may be written. The other
+    bucket exists and the worker's credentials reach it; the job is still refused."""
+    other = "not-for-exports"
+    s3.create_bucket(Bucket=other)
+    before = len(sandbox.requests())
+    result = enqueue(client, export={}, destination={"bucket": other, "key": "x.csv"})
+    with pytest.raises(Exception) as caught:
+        result.get(timeout=RESULT_TIMEOUT)
+    assert type(caught.value).__name__ == "InvalidExportRequest"
+    assert "not a bucket this service may write to" in str(caught.value)
+    assert len(sandbox.requests()) == before
+    assert s3.list_objects_v2(Bucket=other).get("KeyCount", 0) == 0
+
+
 #: All a result id holds with ``result_extended`` off (docs/contract.md §6).
 CONTRACT_META = {"status", "result", "traceback", "children", "date_done", "task_id"}
 #: Celery's bookkeeping beside it: the id of the chain's previous step, written with the last

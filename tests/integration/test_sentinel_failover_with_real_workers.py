@@ -18,6 +18,7 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner
 
+from contact_exports_cli.connections import close_app
 from contact_exports_cli.main import app as cli
 from contact_exports_client import make_app, submit_export, wait
 from contact_exports_client.redis_tls import redis_at
@@ -38,9 +39,9 @@ BEFORE = 4
 DURING = 2
 
 
-@pytest.fixture(scope="module")
-def group(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SentinelGroup]:
-    with SentinelGroup(Path(tmp_path_factory.mktemp("sentinel"))) as running:
+@pytest.fixture
+def group(tmp_path: Path) -> Iterator[SentinelGroup]:
+    with SentinelGroup(tmp_path / "sentinel") as running:
         yield running
 
 
@@ -93,7 +94,10 @@ def test_exports_in_every_stage_complete_once_across_a_failover(
     new = group.wait_failover(old)
     assert new != old
 
-    summaries = [wait(result, timeout=RESULT_TIMEOUT) for result in results]
+    try:
+        summaries = [wait(result, timeout=RESULT_TIMEOUT) for result in results]
+    finally:
+        close_app(caller)  # its result subscriptions, before the group goes
     assert [s["job_id"] for s in summaries] == [r.id for r in results]
     created = created_activities(sandbox)[len(before) :]
     assert sorted(created) == sorted(s["activity_id"] for s in summaries)  # one each
@@ -102,3 +106,23 @@ def test_exports_in_every_stage_complete_once_across_a_failover(
     status = CliRunner().invoke(cli, ["status", results[0].id, "--json"])
     assert status.exit_code == 0, status.output
     assert '"SUCCESS"' in status.stdout
+
+
+def test_a_connection_reopened_after_a_failover_reaches_the_new_master(
+    group: SentinelGroup,
+) -> None:
+    """What a command's retry does after its connection broke: reopen it (not ``connect()``),
+    then send. redis-py's own Sentinel connection reopens at the dead master's address."""
+    client = redis_at(group.url(5), master=MASTER_NAME)
+    client.set("contact_exports:failover-probe", "kept")
+    connection = client.connection_pool.get_connection()
+    try:
+        old = group.kill_master()
+        group.wait_failover(old)
+        connection.disconnect()
+        connection.send_command("GET", "contact_exports:failover-probe")
+        assert connection.read_response() == b"kept"
+        assert connection.port != old
+    finally:
+        client.connection_pool.release(connection)
+        client.close()

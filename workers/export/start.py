@@ -33,13 +33,14 @@ def start_export(services: Services, kwargs: dict[str, Any], *, result_id: str) 
         raise InvalidExportRequest("destination.bucket: no bucket given and S3_BUCKET is not set")
     job_id = request.job_id or result_id
     bind_job(job_id=job_id, account=request.account)
+    key = request.destination.key or settings.export_key_template.format(
+        account=request.account, job_id=job_id
+    )
+    settings.allowed_destinations.check(bucket, key)
     store = services.jobs
     done = store.result(job_id)
     if done is not None:
         return Finished(done)
-    key = request.destination.key or settings.export_key_template.format(
-        account=request.account, job_id=job_id
-    )
     job = Job(
         job_id=job_id,
         result_id=result_id,
