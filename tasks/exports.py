@@ -36,31 +36,26 @@ def export(self: ExportStep, /, **kwargs: Any) -> dict[str, Any]:
     raise self.replace(steps)
 
 
-# The steps before the last pass the job on in the chain's next message; storing it as their
-# result too would only leave the internal job record in the result backend, one parent_id away
-# from the caller's id (docs/contract.md §6). Failures are still stored: Celery hands a failure
-# on to the chain's last step, whose id is the caller's.
-@app.task(
-    bind=True,
-    base=ExportStep,
-    name=CREATE_TASK,
-    max_retries=None,
-    ignore_result=True,
-    store_errors_even_if_ignored=True,
-)
+#: The options of the steps before the last. They pass the job on in the chain's next message;
+#: storing it as their result too would only leave the internal job record in the result
+#: backend, one parent_id away from the caller's id (docs/contract.md §6). Failures are still
+#: stored: Celery hands a failure on to the chain's last step, whose id is the caller's.
+PASSING_ON: dict[str, Any] = {
+    "bind": True,
+    "base": ExportStep,
+    "max_retries": None,
+    "ignore_result": True,
+    "store_errors_even_if_ignored": True,
+}
+
+
+@app.task(name=CREATE_TASK, **PASSING_ON)
 def create_export(self: ExportStep, job: dict[str, Any]) -> dict[str, Any]:
     """POST the export once per job; a repeated delivery reuses the recorded activity."""
     return self.finish(create_step(self.services, Job.from_dict(job)))
 
 
-@app.task(
-    bind=True,
-    base=ExportStep,
-    name=POLL_TASK,
-    max_retries=None,
-    ignore_result=True,
-    store_errors_even_if_ignored=True,
-)
+@app.task(name=POLL_TASK, **PASSING_ON)
 def poll_activity(self: ExportStep, job: dict[str, Any]) -> dict[str, Any]:
     """Check the activities once; if still running, come back later instead of waiting."""
     return self.finish(poll_step(self.services, Job.from_dict(job)))
