@@ -23,8 +23,8 @@ from celery.exceptions import TimeoutError as CeleryTimeoutError
 from celery.result import AsyncResult
 
 from contact_exports_client.ledger import record_submission
-from contact_exports_client.redis_tls import RedisTls, redis_at, use_redis_tls
-from contact_exports_client.sentinel import riding_failovers, use_sentinel, uses_sentinel
+from contact_exports_client.redis_tls import RedisTls, reconnecting, redis_at, use_redis_tls
+from contact_exports_client.sentinel import FAILOVER_COMMAND_RETRIES, use_sentinel, uses_sentinel
 from contact_exports_client.types import Destination, ExportKwargs, ExportResult, Progress
 
 #: The task that starts an export (docs/contract.md §1).
@@ -196,7 +196,7 @@ def jobs_redis(app: Celery) -> redis.Redis | None:
 @lru_cache(maxsize=8)
 def _redis_at(url: str, tls: RedisTls) -> redis.Redis:
     if uses_sentinel(url):
-        return redis_at(url, tls, **riding_failovers())
+        return redis_at(url, tls, **reconnecting(FAILOVER_COMMAND_RETRIES))
     return redis_at(url, tls)
 
 

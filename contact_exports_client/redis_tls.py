@@ -16,6 +16,8 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import redis
 from celery import Celery
+from redis.backoff import ExponentialBackoff
+from redis.retry import Retry
 
 from contact_exports_client.sentinel import master_name, sentinel_master, uses_sentinel
 
@@ -138,6 +140,16 @@ def tls_failure(error: BaseException) -> TlsFailure | None:
                 fix = "rediss:// needs the server's TLS port, redis:// its plain one"
             return TlsFailure(False, detail, fix)
     return None
+
+
+def reconnecting(attempts: int) -> dict[str, Any]:
+    """redis-py options under which each command tries ``attempts`` times across a dropped
+    connection (backoff 0.1 s doubling to 2 s): through a restart, or a failover, where each new
+    connection asks the Sentinels for the master again."""
+    return {
+        "retry": Retry(ExponentialBackoff(cap=2.0, base=0.1), attempts),
+        "retry_on_error": [redis.ConnectionError, redis.TimeoutError],
+    }
 
 
 def redis_at(

@@ -19,8 +19,6 @@ from urllib.parse import unquote, urlsplit
 
 import redis
 from celery import Celery
-from redis.backoff import ExponentialBackoff
-from redis.retry import Retry
 from redis.sentinel import Sentinel, SentinelManagedConnection
 
 #: The master's name in the Sentinels' configuration (``sentinel monitor <name> …``).
@@ -134,15 +132,6 @@ def sentinel_master(url: str, name: str, **kwargs: Any) -> redis.Redis:
         **kwargs,
     )
     return client
-
-
-def riding_failovers() -> dict[str, Any]:
-    """redis-py options under which each command retries across a failover: a connection
-    error makes the client ask the Sentinels for the master again."""
-    return {
-        "retry": Retry(ExponentialBackoff(cap=2.0, base=0.1), FAILOVER_COMMAND_RETRIES),
-        "retry_on_error": [redis.ConnectionError, redis.TimeoutError],
-    }
 
 
 def use_sentinel(app: Celery, broker: str, backend: str, name: str | None = None) -> None:

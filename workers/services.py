@@ -14,10 +14,8 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import redis
 import requests
-from redis.backoff import ExponentialBackoff
-from redis.retry import Retry
 
-from contact_exports_client.redis_tls import RedisTls, redis_at
+from contact_exports_client.redis_tls import RedisTls, reconnecting, redis_at
 from workers import metrics
 from workers.constant_contact.accounts import Accounts
 from workers.constant_contact.client import ConstantContactClient
@@ -102,8 +100,7 @@ def redis_client(url: str, tls: RedisTls | None = None, master: str | None = Non
         url,
         tls or RedisTls(),
         master=master,
-        retry=Retry(ExponentialBackoff(cap=2.0, base=0.1), REDIS_RETRIES),
-        retry_on_error=[redis.ConnectionError, redis.TimeoutError],
+        **reconnecting(REDIS_RETRIES),
     )
 
 
