@@ -6,7 +6,7 @@ message naming the variable instead of failing later inside a task.
 
 from __future__ import annotations
 
-from functools import lru_cache
+from functools import cached_property, lru_cache
 from typing import Literal
 from urllib.parse import parse_qsl, urlsplit
 
@@ -213,8 +213,9 @@ class Settings(BaseSettings):
             ) from None
         return self
 
-    @property
+    @cached_property
     def allowed_destinations(self) -> AllowedDestinations:
+        """Parsed once, when the settings are checked at start; every job reads it."""
         return AllowedDestinations.parse(self.s3_allowed_buckets, self.s3_bucket)
 
     @model_validator(mode="after")
