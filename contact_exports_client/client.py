@@ -227,9 +227,7 @@ def wait(
         try:
             value = _poll(fresh, max(0.0, deadline - time.monotonic()), on_progress)
         except CeleryTimeoutError:
-            raise WaitTimeoutError(
-                f"export {result.id} did not finish within {timeout:g}s"
-            ) from None
+            raise _timed_out(result, timeout) from None
         except (redis.ConnectionError, redis.TimeoutError, ConnectionError):
             if time.monotonic() + RECONNECT_PAUSE_SECONDS >= deadline:
                 raise
