@@ -31,6 +31,9 @@ from workers.exceptions import RateLimited, StorageError, TransientError, WaitRe
 JITTER = (0.8, 1.2)
 #: No countdown shorter than this: a retry that comes back sooner only burns a task execution.
 MIN_COUNTDOWN = 0.05
+#: Seconds a step waits before looking again when another delivery of the same job holds it
+#: (creating, or streaming, now).
+BUSY_COUNTDOWN = 1.0
 #: Up to this many seconds are added to a wait for the daily reset, so the cluster does not
 #: stampede at 00:00 UTC.
 QUOTA_JITTER = 1.0

@@ -18,6 +18,7 @@ from workers.export.outcome import Again, Next
 from workers.export.progress import report
 from workers.export.retries import check_deadline, come_back
 from workers.export.tasknames import Stage
+from workers.retry import BUSY_COUNTDOWN
 from workers.services import Services
 from workers.state.jobs import JobStore
 
@@ -25,9 +26,7 @@ log = logging.getLogger(__name__)
 
 #: Seconds of clock difference tolerated between this machine and Constant Contact.
 CLOCK_SKEW_SECONDS = 5.0
-#: Seconds to wait before looking again when another delivery holds the job's create step.
-BUSY_COUNTDOWN = 1.0
-#: The shortest such wait.
+#: The shortest wait while another delivery holds the job's create step (BUSY_COUNTDOWN).
 MIN_BUSY_COUNTDOWN = 0.1
 
 

@@ -32,6 +32,7 @@ from workers.export.progress import report, result_of
 from workers.export.retries import check_deadline, come_back
 from workers.export.seal import ask_for_seal, seal_owed
 from workers.export.tasknames import Stage
+from workers.retry import BUSY_COUNTDOWN
 from workers.s3.objectmeta import EncodingCheck, identity, seal, sealed_export
 from workers.s3.storage import MultipartWriter, StoredObject
 from workers.s3.streamput import ChunkedBody, put_stream, single_put_allowed
@@ -46,9 +47,6 @@ if TYPE_CHECKING:
     from workers.settings import Settings
 
 log = logging.getLogger(__name__)
-
-#: Seconds to wait before looking again when another delivery streams this job now.
-BUSY_COUNTDOWN = 1.0
 
 #: Bytes asked of the socket per read while streaming the CSV.
 DOWNLOAD_CHUNK = 1024 * 1024
