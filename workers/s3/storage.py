@@ -45,6 +45,7 @@ from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 from botocore.exceptions import SSLError as BotocoreSSLError
 
+from contact_exports_client.redis_tls import causes
 from workers.exceptions import StorageError
 
 if TYPE_CHECKING:
@@ -98,10 +99,8 @@ def untrusted_certificate(error: BaseException) -> str | None:
     and, at the bottom, ``ssl.SSLCertVerificationError``; other TLS failures (a handshake with a
     plain-http server, say) are not about trust and get None.
     """
-    endpoint, reason, seen = "", None, set()
-    current: BaseException | None = error
-    while current is not None and id(current) not in seen:
-        seen.add(id(current))
+    endpoint, reason = "", None
+    for current in causes(error):
         if isinstance(current, BotocoreSSLError) and not endpoint:
             url = urlsplit(str(current.kwargs.get("endpoint_url", "")))
             endpoint = f"{url.scheme}://{url.netloc}: " if url.netloc else ""
@@ -109,7 +108,6 @@ def untrusted_certificate(error: BaseException) -> str | None:
                 reason = reason or "certificate verify failed"
         if isinstance(current, ssl.SSLCertVerificationError):
             reason = f"certificate verify failed: {current.verify_message or current}"
-        current = current.__cause__ or current.__context__
     if reason is None:
         return None
     return (
