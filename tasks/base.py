@@ -32,25 +32,29 @@ class GuardedTask(Task):  # type: ignore[type-arg]  # celery's Task is generic o
 
     Strategy = "workers.poison:guarded"
 
+    @property
+    def services(self) -> Services:
+        """What this worker process built for its tasks (``workers.lifecycle``)."""
+        return services_of(self.app).get()
+
 
 class ExportStep(GuardedTask):
     """Base of the export chain's tasks; each takes the job (a dict) as its one argument,
     except ``contact_exports.export``, which takes the caller's kwargs."""
 
     @property
-    def services(self) -> Services:
-        return services_of(self.app).get()
-
-    @property
     def stage(self) -> Stage:
         return STAGES[self.name]
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        job = _job_in(args)
+        # The log context is read from the message as it is: the step decodes the job itself.
+        data = _job_data(args) or kwargs
+        activities = data.get("activities")
+        first = activities[0] if isinstance(activities, list) and activities else None
         bind_job(
-            job_id=job.job_id if job else kwargs.get("job_id"),
-            account=job.account if job else kwargs.get("account"),
-            activity_id=job.activity_id if job else None,
+            job_id=data.get("job_id"),
+            account=data.get("account"),
+            activity_id=first.get("activity_id") if isinstance(first, dict) else None,
             stage=self.stage.value,
         )
         with metrics.STAGE_SECONDS.labels(self.stage.value).time():
@@ -83,13 +87,22 @@ class ExportStep(GuardedTask):
             metrics.EXPORTS_FAILED.labels(type(public).__name__).inc()
 
 
-def _job_in(args: Any) -> Job | None:
-    """The job a chain step's message carries (its one positional argument), if it has one."""
+def _job_data(args: Any) -> dict[str, Any] | None:
+    """The job record a chain step's message carries (its one positional argument), undecoded,
+    if it has one."""
     if isinstance(args, list | tuple) and len(args) == 1 and isinstance(args[0], dict):
-        data = args[0]
+        data: dict[str, Any] = args[0]
         if "job_id" in data and "result_id" in data:
-            try:
-                return Job.from_dict(data)
-            except (TypeError, ValueError, KeyError):
-                return None  # not a job after all: the step itself will refuse it
+            return data
     return None
+
+
+def _job_in(args: Any) -> Job | None:
+    """The job a chain step's message carries, decoded, if it has one."""
+    data = _job_data(args)
+    if data is None:
+        return None
+    try:
+        return Job.from_dict(data)
+    except (TypeError, ValueError, KeyError):
+        return None  # not a job after all: the step itself will refuse it

@@ -5,17 +5,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from celery import Task
-
 from tasks.base import GuardedTask
 from workers.celery import app
 from workers.export.seal import seal_step
 from workers.export.tasknames import SEAL_TASK
-from workers.lifecycle import services_of
 
 
 @app.task(bind=True, base=GuardedTask, name=SEAL_TASK, max_retries=None)
-def seal_export(self: Task[Any, Any], job_id: str, owed: dict[str, Any]) -> None:
-    again = seal_step(services_of(self.app).get(), job_id, owed, failures=self.request.retries)
+def seal_export(self: GuardedTask, job_id: str, owed: dict[str, Any]) -> None:
+    again = seal_step(self.services, job_id, owed, failures=self.request.retries)
     if again is not None:
         raise self.retry(countdown=again.countdown)
