@@ -3,9 +3,10 @@
 It keeps an append-only file, as a production broker should: without one a restart loses every
 queued message, and no worker can finish what the broker forgot.
 
-``RedisServer(dir, tls=make_redis_tls(...), users=[AclUser(...)])`` serves TLS only (no plain
-port) and knows only the users given, with the ``default`` user off; an ``admin`` user with every
-right (``admin_client``) stays for the tests' own reads and for shutting the server down.
+``RedisServer(dir, tls=make_certificates(...), users=[AclUser(...)])`` (``devstack.tls``)
+serves TLS only (no plain port) and knows only the users given, with the ``default`` user off;
+an ``admin`` user with every right (``admin_client``) stays for the tests' own reads and for
+shutting the server down.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from redis.retry import Retry
 
 from devstack.ports import free_port, wait_for_port
 from devstack.process import Managed
-from devstack.redis_tls import RedisTls
+from devstack.tls import ServerCertificate
 
 START_TIMEOUT = 20.0
 ADMIN_USER = "admin"
@@ -57,7 +58,7 @@ class RedisServer(Managed):
         self,
         data_dir: Path,
         *,
-        tls: RedisTls | None = None,
+        tls: ServerCertificate | None = None,
         users: Sequence[AclUser] = (),
         tls_auth_clients: Literal["no", "optional", "yes"] = "no",
         durable: bool = True,
@@ -102,9 +103,9 @@ class RedisServer(Managed):
             listen = [
                 "--port", "0",
                 "--tls-port", str(self.port),
-                "--tls-cert-file", str(self.tls.cert_file),
-                "--tls-key-file", str(self.tls.key_file),
-                "--tls-ca-cert-file", str(self.tls.ca_file),
+                "--tls-cert-file", str(self.tls.cert),
+                "--tls-key-file", str(self.tls.key),
+                "--tls-ca-cert-file", str(self.tls.ca),
                 "--tls-auth-clients", self.tls_auth_clients,
             ]  # fmt: skip
         if self.users:
@@ -139,11 +140,11 @@ class RedisServer(Managed):
         """A client with every right (the ``default`` user's when there are no users)."""
         if self.tls:
             kwargs.setdefault("ssl", True)
-            kwargs.setdefault("ssl_ca_certs", str(self.tls.ca_file))
+            kwargs.setdefault("ssl_ca_certs", str(self.tls.ca))
             kwargs.setdefault("ssl_cert_reqs", "required")
             if self.tls_auth_clients != "no":
-                kwargs.setdefault("ssl_certfile", str(self.tls.client_cert_file))
-                kwargs.setdefault("ssl_keyfile", str(self.tls.client_key_file))
+                kwargs.setdefault("ssl_certfile", str(self.tls.client_cert))
+                kwargs.setdefault("ssl_keyfile", str(self.tls.client_key))
         if self.users:
             kwargs.setdefault("username", self.admin.name)
             kwargs.setdefault("password", self.admin.password)

@@ -2,7 +2,7 @@
 ``rediss://user:password@…`` to a TLS-only Redis whose ``default`` user is off.
 
 The module starts its own Redis (``devstack.redis_server`` with a throwaway CA from
-``devstack.redis_tls``), its own S3 server and sandbox, and real ``celery worker`` processes: the
+``devstack.tls``), its own S3 server and sandbox, and real ``celery worker`` processes: the
 shared Redis and worker of ``conftest`` play no part. The ACL user has exactly the rights
 docs/configuration.md documents (``SERVICE_ACL``): one export end to end proves they suffice.
 """
@@ -30,9 +30,9 @@ from contact_exports_client import make_app, submit_export, wait
 from contact_exports_client.keys import job_key
 from contact_exports_client.redis_tls import RedisTls
 from devstack.redis_server import SERVICE_ACL, AclUser, RedisServer
-from devstack.redis_tls import RedisTls as TlsFiles
-from devstack.redis_tls import make_redis_tls
 from devstack.s3server import RcloneS3
+from devstack.tls import ServerCertificate as TlsFiles
+from devstack.tls import make_certificates
 from devstack.worker import WorkerProcess, stop_all
 from sandbox.testing import SandboxProcess
 from tests.integration.helpers import wait_until
@@ -49,7 +49,7 @@ RESULT_TIMEOUT = 90.0
 
 @pytest.fixture(scope="module")
 def tls_files(tmp_path_factory: pytest.TempPathFactory) -> TlsFiles:
-    return make_redis_tls(tmp_path_factory.mktemp("redis-tls"))
+    return make_certificates(tmp_path_factory.mktemp("redis-tls"), "devstack redis")
 
 
 @pytest.fixture(scope="module")
@@ -105,7 +105,7 @@ def env(
     return {
         **tls_s3,
         **urls,
-        "REDIS_CA_FILE": str(tls_files.ca_file),
+        "REDIS_CA_FILE": str(tls_files.ca),
         "CC_API_BASE_URL": tls_sandbox.api_base,
         "CC_ACCESS_TOKEN": TOKEN,
         "S3_BUCKET": BUCKET,
@@ -139,7 +139,7 @@ def caller(urls: dict[str, str], tls_files: TlsFiles) -> Iterator[Celery]:
     app = make_app(
         urls["CELERY_BROKER_URL"],
         urls["CELERY_RESULT_BACKEND"],
-        tls=RedisTls(ca_file=str(tls_files.ca_file)),
+        tls=RedisTls(ca_file=str(tls_files.ca)),
     )
     yield app
     close_app(app)
@@ -199,7 +199,7 @@ def test_an_export_runs_end_to_end_over_tls_with_an_acl_user(
 def test_the_acl_user_cannot_reach_other_keys(
     tls_redis: RedisServer, urls: dict[str, str], tls_files: TlsFiles
 ) -> None:
-    client = redis.Redis.from_url(urls["JOBS_REDIS_URL"], ssl_ca_certs=str(tls_files.ca_file))
+    client = redis.Redis.from_url(urls["JOBS_REDIS_URL"], ssl_ca_certs=str(tls_files.ca))
     try:
         with pytest.raises(redis.exceptions.NoPermissionError):
             client.get("someone-else:key")

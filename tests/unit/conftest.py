@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import secrets
 from collections.abc import Iterator
-from pathlib import Path
 from urllib.parse import quote
 
 import pytest
@@ -23,7 +22,7 @@ import redis
 
 from contact_exports_client.redis_tls import redis_at
 from devstack.redis_server import SERVICE_ACL, AclUser, RedisServer
-from devstack.redis_tls import make_redis_tls
+from devstack.tls import make_certificates
 from tests.redisdb import redis_url_for
 
 UNIT_REDIS_URL = redis_url_for("TEST_REDIS_UNIT_URL", 15)
@@ -35,7 +34,7 @@ def tls_redis(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]
     root = tmp_path_factory.mktemp("unit-redis-tls")
     server = RedisServer(
         root / "data",
-        tls=make_redis_tls(root / "tls"),
+        tls=make_certificates(root / "tls", "unit redis"),
         users=[AclUser(SERVICE_USER, secrets.token_urlsafe(16), SERVICE_ACL)],
         durable=False,
     )
@@ -49,7 +48,7 @@ def tls_url(server: RedisServer) -> str:
     backend too) needs no other setting."""
     assert server.tls is not None
     user = server.users[0]
-    ca = quote(str(Path(server.tls.ca_file)), safe="/")
+    ca = quote(str(server.tls.ca), safe="/")
     return f"{server.url_for(user.name, user.password)}?ssl_cert_reqs=required&ssl_ca_certs={ca}"
 
 
