@@ -15,6 +15,7 @@ consumes the queue).
 
 from __future__ import annotations
 
+import contextlib
 import os
 import uuid
 from collections.abc import Callable, Iterator
@@ -28,7 +29,7 @@ from botocore.config import Config
 from celery import Celery
 
 from devstack.ports import free_port
-from devstack.s3server import RcloneS3
+from devstack.s3server import RcloneS3, S3Server
 from devstack.seaweedfs import SeaweedS3
 from devstack.worker import WorkerProcess, stop_all
 from sandbox.testing import SandboxProcess
@@ -82,7 +83,16 @@ def open_store(name: str, env: dict[str, str]) -> Store:
         aws_access_key_id=env["AWS_ACCESS_KEY_ID"],
         aws_secret_access_key=env["AWS_SECRET_ACCESS_KEY"],
         region_name=env["AWS_DEFAULT_REGION"],
-        config=Config(s3={"addressing_style": "path"}),
+        verify=env.get("AWS_CA_BUNDLE"),
+        config=Config(
+            s3={"addressing_style": "path"},
+            # rclone over https answers boto3's default PutObject (an unsigned aws-chunked body
+            # with a CRC32 trailer, which boto3 sends only over https) with 400
+            # MissingContentLength. The workers' own uploads are not affected (they pass on
+            # every store, over http and https); this plain client writes only as "someone
+            # else" in tests, so it sends no checksum it was not asked for.
+            request_checksum_calculation="when_required",
+        ),
     )
     try:
         client.create_bucket(Bucket=BUCKET)
@@ -127,14 +137,35 @@ def seaweedfs_store(seaweedfs: SeaweedS3) -> Store:
     return open_store("seaweedfs", seaweedfs.env())
 
 
+@pytest.fixture(scope="session")
+def https_store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callable[[str], Store]]:
+    """The server of a kind (``rclone``, ``seaweedfs``) over https, with a certificate from a
+    CA of its own, started on first use and kept for the session."""
+    started: dict[str, Store] = {}
+    with contextlib.ExitStack() as stack:
+
+        def get(kind: str) -> Store:
+            if kind not in started:
+                root = tmp_path_factory.mktemp(f"{kind}-https")
+                server = SERVERS[kind](root / "data", root / "server.log", tls=True)
+                stack.enter_context(server)
+                started[kind] = open_store(f"{kind}+https", server.env())
+            return started[kind]
+
+        yield get
+
+
+SERVERS: dict[str, type[S3Server]] = {"rclone": RcloneS3, "seaweedfs": SeaweedS3}
 #: The stores a ``both_stores`` module runs on: rclone checks no CRC32 and keeps aws-chunked;
-#: SeaweedFS checks every checksum the worker sends (part CRC32, Content-MD5, trailers).
-STORES = ("rclone", "seaweedfs")
+#: SeaweedFS checks every checksum the worker sends (part CRC32, Content-MD5, trailers); each
+#: over http and over https (where boto3 leaves the payload unsigned, TLS protecting it).
+STORES = ("rclone", "seaweedfs", "rclone+https", "seaweedfs+https")
 
 
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
-        "markers", "both_stores: the module runs once on each S3 server in STORES (s3_store)"
+        "markers",
+        "both_stores: the module runs once on each S3 server, over http and https",
     )
 
 
@@ -147,11 +178,20 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
 
 
 @pytest.fixture(scope="module")
-def s3_store(request: pytest.FixtureRequest) -> Store:
-    """The store a module's steps write to: rclone unless the module is ``both_stores``."""
-    name = getattr(request, "param", "rclone")
-    store: Store = request.getfixturevalue(f"{name}_store")
-    return store
+def s3_store(request: pytest.FixtureRequest) -> Iterator[Store]:
+    """The store a module's steps write to: rclone unless the module is ``both_stores``. Over
+    https the module's process trusts the store's CA as docs/operations.md tells a worker to
+    (AWS_CA_BUNDLE), so the clients the workers make trust it too."""
+    kind, _, scheme = str(getattr(request, "param", "rclone")).partition("+")
+    store: Store = (
+        request.getfixturevalue("https_store")(kind)
+        if scheme == "https"
+        else request.getfixturevalue(f"{kind}_store")
+    )
+    with pytest.MonkeyPatch.context() as patch:
+        if "AWS_CA_BUNDLE" in store.env:
+            patch.setenv("AWS_CA_BUNDLE", store.env["AWS_CA_BUNDLE"])
+        yield store
 
 
 @pytest.fixture(scope="module")

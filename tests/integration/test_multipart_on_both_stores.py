@@ -23,7 +23,7 @@ from tests.integration.helpers import open_uploads
 from tests.rawhttp import raw_server
 from workers.constant_contact.results import ResultsBody
 from workers.exceptions import BodyIncomplete, StorageError
-from workers.s3.storage import MIN_PART_SIZE, MultipartWriter, make_s3_client, payload_signing
+from workers.s3.storage import MIN_PART_SIZE, MultipartWriter, make_s3_client
 from workers.settings import Settings
 from workers.transfer import copy_measured
 
@@ -141,19 +141,3 @@ def test_content_md5_parts_are_checked_by_the_server(s3_store: Store) -> None:
         )
     with contextlib.suppress(s3.exceptions.NoSuchUpload):  # rclone may drop it on BadDigest
         s3.abort_multipart_upload(Bucket=BUCKET, Key=key + ".bad", UploadId=upload)
-
-
-@pytest.mark.parametrize(
-    ("env", "signed"),
-    [
-        ({}, False),  # http, CRC32 checked by the server
-        ({"S3_CHECKSUM": "when_required"}, True),  # http, nothing else protects the body
-        ({"S3_CHECKSUM": "when_required", "S3_CONTENT_MD5": "true"}, False),
-        ({"S3_ENDPOINT_URL": "https://s3.example.test"}, False),  # TLS protects it
-        ({"S3_PAYLOAD_SIGNING": "always"}, True),
-    ],
-)
-def test_payloads_are_signed_only_where_nothing_else_protects_them(
-    s3_store: Store, env: dict[str, str], signed: bool
-) -> None:
-    assert payload_signing(settings_for(s3_store, **env)) is signed

@@ -16,7 +16,10 @@ from types import SimpleNamespace
 from typing import Any
 from unittest import mock
 
-from workers.s3.storage import MIN_PART_SIZE, MultipartWriter
+import pytest
+
+from workers.s3.storage import MIN_PART_SIZE, MultipartWriter, payload_signing
+from workers.settings import Settings
 from workers.transfer import Measurement, copy_measured
 
 PART = MIN_PART_SIZE
@@ -111,3 +114,20 @@ def test_a_part_starts_uploading_before_it_is_measured() -> None:
         writer.complete()
     assert s3.stored() == DATA
     assert summary.sha256 == hashlib.sha256(DATA).hexdigest()
+
+
+@pytest.mark.parametrize(
+    ("env", "signed"),
+    [
+        ({}, False),  # http, CRC32 checked by the server
+        ({"S3_CHECKSUM": "when_required"}, True),  # http, nothing else protects the body
+        ({"S3_CHECKSUM": "when_required", "S3_CONTENT_MD5": "true"}, False),
+        ({"S3_ENDPOINT_URL": "https://s3.example.test"}, False),  # TLS protects it
+        ({"S3_PAYLOAD_SIGNING": "always"}, True),
+    ],
+)
+def test_payloads_are_signed_only_where_nothing_else_protects_them(
+    env: dict[str, str], signed: bool
+) -> None:
+    values = {k.lower(): v for k, v in ({"S3_ENDPOINT_URL": "http://127.0.0.1:9"} | env).items()}
+    assert payload_signing(Settings(cc_access_token="unused", **values)) is signed
