@@ -131,6 +131,14 @@ class S3Server(Managed):
                 self._process.wait()
         self._process = None
 
+    def kill(self) -> None:
+        """SIGKILL: the server vanishes mid-request, as a crashed machine's would; ``start``
+        brings it back on the same data and port."""
+        if self._process is not None:
+            self._process.kill()
+            self._process.wait()
+        self._process = None
+
 
 class RcloneS3(S3Server):
     """Start with a context manager; buckets are folders under ``data_dir``."""

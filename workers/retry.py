@@ -9,9 +9,9 @@ download steps, its polls, the seal and the completion webhook. Three kinds of e
   that re-check Redis without calling the API.
 * Other ``TransientError`` (429 ``throttled``, 5xx, timeouts, broken connections and bodies):
   capped exponential backoff with jitter, a Retry-After asking for longer wins; after
-  ``max_attempts`` failures the step gives up. The seal also retries a ``StorageError`` that is
-  not ``permanent`` this way (the export's own steps do not: boto3 has retried it already, and
-  the contract reports it as StorageError).
+  ``max_attempts`` failures the step gives up. A ``StorageError`` that is not ``permanent`` (S3
+  down or overloaded past boto3's own retries) is retried this way too, by the download and the
+  seal; giving up on it is still a StorageError, as the contract reports it.
 * Anything else, and a ``permanent`` ``StorageError``: no retry at all.
 
 Jitter spreads the retries of many exports that failed together (a 503 burst) so they do not

@@ -7,6 +7,7 @@ import random
 
 import pytest
 
+from tests.unit.factories import a_job, a_settings, unit_services
 from workers.exceptions import (
     ConstantContactError,
     RateLimited,
@@ -15,6 +16,8 @@ from workers.exceptions import (
     TransientError,
     WaitReason,
 )
+from workers.export.retries import come_back
+from workers.export.tasknames import Stage
 from workers.retry import (
     JITTER,
     MIN_COUNTDOWN,
@@ -96,3 +99,16 @@ def test_a_wait_for_the_request_budget_never_gives_up(reason: WaitReason) -> Non
 def test_an_error_no_retry_can_change_gives_up_at_once() -> None:
     assert POLICY.gives_up(ConstantContactError("400 bad request", status=400), 1)
     assert POLICY.gives_up(ValueError("a bug"), 1)
+
+
+def test_a_download_that_runs_out_of_tries_on_s3_fails_as_a_storage_error(redis_url: str) -> None:
+    """S3 down past boto3's retries is retried by the policy (come_back), and giving up on it is
+    the contract's StorageError, not ConstantContactError."""
+    settings = a_settings(jobs_redis_url=redis_url, retry_max_attempts=1)
+    with unit_services(settings, s3=object()) as services:
+        job = a_job()
+        down = StorageError("S3 create_multipart_upload failed: could not connect")
+        again = come_back(services, job, down, Stage.DOWNLOADING, cap=1.0)
+        assert 0 < again.countdown <= 1.0
+        with pytest.raises(StorageError, match="gave up after 2 attempts: S3 create"):
+            come_back(services, job, down, Stage.DOWNLOADING, cap=1.0)

@@ -17,8 +17,9 @@ from typing import Any
 from unittest import mock
 
 import pytest
+from botocore.exceptions import ClientError, EndpointConnectionError
 
-from workers.s3.storage import MIN_PART_SIZE, MultipartWriter, payload_signing
+from workers.s3.storage import MIN_PART_SIZE, MultipartWriter, payload_signing, storage_error
 from workers.settings import Settings
 from workers.transfer import Measurement, copy_measured
 
@@ -131,3 +132,21 @@ def test_payloads_are_signed_only_where_nothing_else_protects_them(
 ) -> None:
     values = {k.lower(): v for k, v in ({"S3_ENDPOINT_URL": "http://127.0.0.1:9"} | env).items()}
     assert payload_signing(Settings(cc_access_token="unused", **values)) is signed
+
+
+@pytest.mark.parametrize(
+    ("error", "permanent"),
+    [
+        (ClientError({"Error": {"Code": "AccessDenied"}}, "PutObject"), True),
+        (ClientError({"Error": {"Code": "NoSuchBucket"}}, "PutObject"), True),
+        (ClientError({"Error": {"Code": "SlowDown"}}, "PutObject"), False),
+        (ClientError({"Error": {"Code": "InternalError"}}, "UploadPart"), False),
+        (EndpointConnectionError(endpoint_url="http://127.0.0.1:9"), False),
+    ],
+)
+def test_only_answers_no_retry_changes_are_permanent(error: Exception, permanent: bool) -> None:
+    """An S3 that is down or overloaded comes back; a refusal of the credentials or the bucket
+    does not (tests/integration/test_s3_outage_with_real_services.py rides out the first)."""
+    failed = storage_error("S3 put_object failed for s3://b/k", error)
+    assert failed.permanent is permanent
+    assert str(failed).startswith("S3 put_object failed for s3://b/k: ")

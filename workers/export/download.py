@@ -92,7 +92,10 @@ def download_step(services: Services, job: Job) -> Finished | Again:
         result = result_of(job, summary, stored)
         owed = seal_owed(job, summary, stored)
         store.save_result(job.job_id, result, seal=owed)
-    except TransientError as error:
+    except (TransientError, StorageError) as error:
+        if isinstance(error, StorageError) and error.permanent:
+            raise
+        # S3 down or overloaded past boto3's own retries: the download starts over later.
         return come_back(services, job, error, Stage.DOWNLOADING, cap=settings.retry_max_seconds)
     finally:
         lease.release()

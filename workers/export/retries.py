@@ -14,6 +14,7 @@ from workers.exceptions import (
     ConstantContactError,
     ExportTimedOut,
     RateLimited,
+    StorageError,
     TransientError,
     WaitReason,
 )
@@ -35,7 +36,7 @@ def check_deadline(services: Services, job: Job) -> None:
 def come_back(
     services: Services,
     job: Job,
-    error: TransientError,
+    error: TransientError | StorageError,
     stage: str,
     *,
     cap: float,
@@ -60,6 +61,8 @@ def come_back(
         return Again(countdown, resend)
     failures = services.jobs.count_failure(job.job_id, stage)
     if bounded and policy.gives_up(error, failures):
+        if isinstance(error, StorageError):
+            raise StorageError(f"gave up after {failures} attempts: {error}") from error
         raise ConstantContactError(f"gave up after {failures} attempts: {error}") from error
     countdown = policy.countdown(error, failures, cap=cap)
     log.warning("transient failure, retrying in %.1fs: %s", countdown, error)

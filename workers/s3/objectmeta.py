@@ -24,8 +24,8 @@ from boto3.s3.transfer import TransferConfig
 from botocore.exceptions import BotoCoreError, ClientError
 
 from workers.csvstats import MAX_HEADER_BYTES, CsvStats
-from workers.exceptions import ObjectChanged, StorageError
-from workers.s3.storage import StoredObject
+from workers.exceptions import ObjectChanged
+from workers.s3.storage import StoredObject, storage_error
 from workers.transfer import TransferSummary
 
 if TYPE_CHECKING:
@@ -40,17 +40,6 @@ MAX_ACTIVITY_IDS = 1024
 
 #: What S3 answers a seal when the object it names is gone (404) or was replaced (412).
 CHANGED_CODES = frozenset({"PreconditionFailed", "412", "NoSuchKey", "404"})
-#: What S3 answers a seal that no later attempt can change: the credentials or the bucket are
-#: wrong. The StorageError is ``permanent``, so the retry policy gives up at once.
-PERMANENT_CODES = frozenset(
-    {
-        "AccessDenied",
-        "NoSuchBucket",
-        "InvalidAccessKeyId",
-        "SignatureDoesNotMatch",
-        "AllAccessDisabled",
-    }
-)
 
 JOB_ID = "job-id"
 ACTIVITY_ID = "activity-id"
@@ -106,12 +95,9 @@ def seal(
         code = str(error.response.get("Error", {}).get("Code", ""))
         if code in CHANGED_CODES:
             raise ObjectChanged(f"{stored.uri} changed before it was sealed: {code}") from error
-        raise StorageError(
-            f"S3 copy (sealing) failed for {stored.uri}: {error}",
-            permanent=code in PERMANENT_CODES,
-        ) from error
+        raise storage_error(f"S3 copy (sealing) failed for {stored.uri}", error) from error
     except BotoCoreError as error:
-        raise StorageError(f"S3 copy (sealing) failed for {stored.uri}: {error}") from error
+        raise storage_error(f"S3 copy (sealing) failed for {stored.uri}", error) from error
 
 
 class EncodingCheck:

@@ -91,6 +91,39 @@ def make_s3_client(settings: Settings, session: boto3.Session | None = None) -> 
     return client
 
 
+#: What S3 answers that no later attempt can change: the credentials or the bucket are wrong.
+#: A StorageError for it is ``permanent``, so the retry policy gives up at once.
+PERMANENT_CODES = frozenset(
+    {
+        "AccessDenied",
+        "NoSuchBucket",
+        "InvalidAccessKeyId",
+        "SignatureDoesNotMatch",
+        "AllAccessDisabled",
+    }
+)
+
+
+def storage_error(message: str, error: BaseException) -> StorageError:
+    """The StorageError for an S3 call that failed with ``error`` (after boto3's own retries).
+
+    It is ``permanent`` when no later attempt can change the answer: a refusal in
+    PERMANENT_CODES, or a server certificate the worker does not trust (the message then says
+    how to trust it). Anything else (a server that is down or overloaded, a dropped connection)
+    the retry policy tries again later.
+    """
+    untrusted = untrusted_certificate(error)
+    code = (
+        str(error.response.get("Error", {}).get("Code", ""))
+        if isinstance(error, ClientError)
+        else ""
+    )
+    return StorageError(
+        f"{message}: {untrusted or error}",
+        permanent=untrusted is not None or code in PERMANENT_CODES,
+    )
+
+
 def untrusted_certificate(error: BaseException) -> str | None:
     """If ``error`` is (or was caused by) a failed check of the S3 server's TLS certificate, what
     to tell the operator; else None.
@@ -361,8 +394,6 @@ class MultipartWriter:
         try:
             result: dict[str, Any] = getattr(self._client, operation)(**kwargs)
         except (ClientError, BotoCoreError) as error:
-            reason = untrusted_certificate(error) or error
-            raise StorageError(
-                f"S3 {operation} failed for s3://{self.bucket}/{self.key}: {reason}"
-            ) from error
+            failed = f"S3 {operation} failed for s3://{self.bucket}/{self.key}"
+            raise storage_error(failed, error) from error
         return result

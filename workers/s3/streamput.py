@@ -33,8 +33,8 @@ from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import BotoCoreError, ClientError, UnseekableStreamError
 
-from workers.exceptions import BodyIncomplete, StorageError, TransientError
-from workers.s3.storage import StoredObject, crc32_b64, untrusted_certificate
+from workers.exceptions import BodyIncomplete, TransientError
+from workers.s3.storage import StoredObject, crc32_b64, storage_error, untrusted_certificate
 from workers.transfer import PROGRESS_EVERY, Measurement, Progress, Readable, TransferSummary
 
 if TYPE_CHECKING:
@@ -198,15 +198,14 @@ def put_stream(
         if body.error is not None:
             raise body.error from error  # the source failed (or the lease was lost), not S3
         cause = body.send_error if isinstance(error, UnseekableStreamError) else None
-        untrusted = untrusted_certificate(cause or error)
-        failed = f"S3 put_object failed for s3://{bucket}/{key}: {untrusted or cause or error}"
-        if untrusted is not None:
-            raise StorageError(failed) from cause or error  # retrying would fail alike
+        failed = f"S3 put_object failed for s3://{bucket}/{key}"
+        if untrusted_certificate(cause or error) is not None:
+            raise storage_error(failed, cause or error) from cause or error  # permanent
         if isinstance(error, UnseekableStreamError):
             # botocore found the failure worth a retry (a 5xx, a throttle, a dropped
             # connection) but cannot rewind a stream: the download starts over, after backoff.
-            raise TransientError(failed) from error
-        raise StorageError(failed) from error
+            raise TransientError(f"{failed}: {cause or error}") from error
+        raise storage_error(failed, error) from error
     summary = body.measurement.summary()
     return summary, StoredObject(bucket, key, summary.size, 1, answer.get("ETag"))
 

@@ -1,0 +1,85 @@
+"""The S3 server stops in the middle of a download and comes back on the same data: the export
+retries by the one retry policy and completes, with one intact object and no upload left open.
+
+The steps run in this process (``tests.integration.chain``) against a real ``rclone serve s3``
+of the module's own, which the test kills (SIGKILL) as the download step starts and starts again
+on its data directory once the step has failed and been retried; the sandbox serves the results
+slowly (about 11 s), so the kill falls inside the transfer. Both ways a download is
+stored are covered: one streaming PUT and a multipart upload.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import pytest
+
+from devstack.s3server import RcloneS3
+from sandbox.testing import SandboxProcess
+from tests.integration.chain import run_export
+from tests.integration.conftest import ServicesFactory, Store, open_store
+from tests.integration.helpers import assert_stored_once, wait_until
+from workers.state.jobs import JobStore
+
+pytestmark = pytest.mark.integration
+
+#: Transient failures the download must meet while S3 is down before it comes back: more than
+#: one, so a retry that also found S3 down is seen to be retried in its turn.
+FAILURES_WHILE_DOWN = 2
+
+
+@pytest.fixture(scope="module")
+def rclone(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RcloneS3]:
+    with RcloneS3(tmp_path_factory.mktemp("outage") / "data") as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def s3_store(rclone: RcloneS3) -> Store:
+    """This module's steps write to the rclone it stops (conftest's fixtures follow it)."""
+    return open_store("rclone", rclone.env())
+
+
+def download_failures(store: JobStore, job_id: str) -> int:
+    record = store.record(job_id)
+    return sum(int(v) for k, v in record.items() if k.endswith("failures:downloading"))
+
+
+@pytest.mark.parametrize("single_put_max_mib", [128, 0], ids=["one PUT", "in parts"])
+def test_an_export_rides_out_an_s3_outage_mid_download(
+    rclone: RcloneS3,
+    make_services: ServicesFactory,
+    sandbox: SandboxProcess,
+    s3: Any,
+    single_put_max_mib: int,
+) -> None:
+    services = make_services(
+        s3_single_put_max_mib=single_put_max_mib,
+        # Enough tries, 1 s apart at most, to outlast the outage the test makes.
+        retry_max_attempts=30,
+        retry_max_seconds=1.0,
+    )
+    job_id = f"outage-{uuid.uuid4().hex[:8]}"
+    sandbox.add_faults({"endpoint": "get_results", "bytes_per_second": 100_000, "times": 1})
+    with ThreadPoolExecutor(1) as pool:
+        running = pool.submit(run_export, services, {"export": {}, "job_id": job_id})
+        wait_until(
+            lambda: "attempts:download" in services.jobs.record(job_id),
+            what="the download to start",
+        )
+        rclone.kill()
+        try:
+            wait_until(
+                lambda: download_failures(services.jobs, job_id) >= FAILURES_WHILE_DOWN,
+                timeout=60,
+                what="the download to fail while S3 is down",
+            )
+        finally:
+            rclone.start()
+        summary = running.result(timeout=120)
+    assert summary["job_id"] == job_id
+    assert download_failures(services.jobs, job_id) >= FAILURES_WHILE_DOWN
+    assert_stored_once(s3, sandbox, summary)
