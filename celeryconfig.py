@@ -14,8 +14,9 @@ _settings = get_settings()
 broker_url = _settings.celery_broker_url
 result_backend = _settings.celery_result_backend
 broker_connection_retry_on_startup = True
-# rediss:// URLs: the server's certificate is verified against REDIS_CA_FILE (kombu alone would
-# connect without verifying it). Plain redis:// URLs get no TLS setting at all.
+# rediss:// URLs (and sentinel:// ones with REDIS_SENTINEL_TLS): the server's certificate is
+# verified against REDIS_CA_FILE (kombu alone would connect without verifying it). Plain
+# redis:// URLs get no TLS setting at all.
 _broker_ssl = _settings.redis_tls.options(broker_url)
 _backend_ssl = _settings.redis_tls.options(result_backend)
 if _broker_ssl:
@@ -46,6 +47,13 @@ result_backend_transport_options: dict[str, object] = {"retry_policy": _OUTAGE_R
 if _settings.broker_master_name:
     broker_transport_options["master_name"] = _settings.broker_master_name
     result_backend_transport_options["master_name"] = _settings.broker_master_name
+# REDIS_SENTINEL_TLS: the options above reach the master; the Sentinels need their own.
+_broker_sentinels = _settings.redis_tls.sentinel_options(broker_url)
+_backend_sentinels = _settings.redis_tls.sentinel_options(result_backend)
+if _broker_sentinels:
+    broker_transport_options["sentinel_kwargs"] = _broker_sentinels
+if _backend_sentinels:
+    result_backend_transport_options["sentinel_kwargs"] = _backend_sentinels
 
 task_serializer = "json"
 result_serializer = "json"

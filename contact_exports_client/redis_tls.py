@@ -27,6 +27,10 @@ from contact_exports_client.sentinel import master_name, sentinel_master, uses_s
 REDIS_CA_FILE = "REDIS_CA_FILE"
 REDIS_CERT_FILE = "REDIS_CERT_FILE"
 REDIS_KEY_FILE = "REDIS_KEY_FILE"
+#: ``true``: behind ``sentinel://`` URLs everything speaks TLS only (the Sentinels, and the
+#: master they name), verified with the same files. Sentinel URLs have no TLS scheme of their own.
+REDIS_SENTINEL_TLS = "REDIS_SENTINEL_TLS"
+TRUE_WORDS = ("1", "true", "yes", "on")
 #: The URL schemes on which these files are used: TLS only, never on plain ``redis://``.
 TLS_SCHEMES = ("rediss",)
 
@@ -43,6 +47,8 @@ class RedisTls:
     ca_file: str | None = None
     cert_file: str | None = None
     key_file: str | None = None
+    #: The Sentinels of ``sentinel://`` URLs, and the servers they name, speak TLS.
+    sentinel: bool = False
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> RedisTls:
@@ -51,12 +57,14 @@ class RedisTls:
             env.get(REDIS_CA_FILE) or None,
             env.get(REDIS_CERT_FILE) or None,
             env.get(REDIS_KEY_FILE) or None,
+            env.get(REDIS_SENTINEL_TLS, "").strip().lower() in TRUE_WORDS,
         )
 
     def options(self, url: str) -> dict[str, Any] | None:
         """redis-py's ``ssl_*`` keyword arguments for ``url`` (also Celery's ``broker_use_ssl``
-        and ``redis_backend_use_ssl``); None for a URL that is not ``rediss://``."""
-        if not uses_tls(url):
+        and ``redis_backend_use_ssl``); None for a URL that is not ``rediss://``, or a
+        ``sentinel://`` one without ``sentinel``. For a Sentinel URL they are the master's."""
+        if not (uses_tls(url) or (self.sentinel and uses_sentinel(url))):
             return None
         options: dict[str, Any] = {"ssl_cert_reqs": ssl.CERT_REQUIRED}
         if self.ca_file:
@@ -66,6 +74,13 @@ class RedisTls:
         if self.key_file:
             options["ssl_keyfile"] = self.key_file
         return options
+
+    def sentinel_options(self, url: str) -> dict[str, Any] | None:
+        """redis-py's keyword arguments for the Sentinels themselves of a ``sentinel://`` URL
+        (kombu's and Celery's ``sentinel_kwargs``), None unless they speak TLS: without them
+        redis-py would ask the Sentinels in plain TCP."""
+        options = self.options(url) if uses_sentinel(url) else None
+        return None if options is None else {"ssl": True, **options}
 
 
 def uses_tls(url: str) -> bool:
@@ -159,19 +174,35 @@ def redis_at(
     is a ``rediss://`` URL; the master the Sentinels name ``master`` (default:
     BROKER_MASTER_NAME) for a ``sentinel://`` URL (``contact_exports_client.sentinel``);
     exactly ``Redis.from_url(url, **kwargs)`` for any other."""
+    tls = tls if tls is not None else RedisTls.from_env()
     if uses_sentinel(url):
-        return sentinel_master(url, master or master_name(), **kwargs)
-    options = (tls if tls is not None else RedisTls.from_env()).options(url)
+        return sentinel_master(
+            url, master or master_name(), tls.options(url), tls.sentinel_options(url), **kwargs
+        )
+    options = tls.options(url)
     return redis.Redis.from_url(url, **(options or {}), **kwargs)
 
 
 def use_redis_tls(app: Celery, broker: str, backend: str, tls: RedisTls) -> None:
     """Configure ``app``'s broker and result backend (at these URLs) for ``tls`` where they are
-    ``rediss://``: kombu would otherwise connect without verifying the server at all."""
+    ``rediss://`` (or Sentinel URLs with ``tls.sentinel``): kombu would otherwise connect
+    without verifying the server at all."""
     broker_ssl = tls.options(broker)
     backend_ssl = tls.options(backend)
     if broker_ssl:
         app.conf.broker_use_ssl = broker_ssl
     if backend_ssl:
         app.conf.redis_backend_use_ssl = backend_ssl
+    broker_sentinels = tls.sentinel_options(broker)
+    backend_sentinels = tls.sentinel_options(backend)
+    if broker_sentinels:
+        app.conf.broker_transport_options = {
+            **(app.conf.broker_transport_options or {}),
+            "sentinel_kwargs": broker_sentinels,
+        }
+    if backend_sentinels:
+        app.conf.result_backend_transport_options = {
+            **(app.conf.result_backend_transport_options or {}),
+            "sentinel_kwargs": backend_sentinels,
+        }
     app.redis_tls = tls  # type: ignore[attr-defined]  # read back by jobs_redis

@@ -6,7 +6,9 @@ URLs are kombu's: ``sentinel://[user:password@]host:port[/db]`` for each Sentine
 ``;`` (``sentinel://s1:26379/0;sentinel://s2:26379/0;sentinel://s3:26379/0``). The user and
 password are the master's (the first part that has them); the database is the first one given.
 The master's name comes from ``BROKER_MASTER_NAME``, the variable Celery's side already reads.
-Sentinels that need a password themselves, and TLS on Sentinel URLs, are not supported.
+With ``REDIS_SENTINEL_TLS=true`` the Sentinels and the servers they name are reached over TLS
+only, verified like ``rediss://`` (``contact_exports_client.redis_tls``). Sentinels that need a
+password themselves are not supported.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from urllib.parse import unquote, urlsplit
 
 import redis
 from celery import Celery
-from redis.sentinel import Sentinel, SentinelManagedConnection
+from redis.sentinel import MasterNotFoundError, Sentinel, SentinelManagedConnection
 
 #: The master's name in the Sentinels' configuration (``sentinel monitor <name> …``).
 BROKER_MASTER_NAME = "BROKER_MASTER_NAME"
@@ -112,23 +114,63 @@ class FollowingConnection(SentinelManagedConnection):
         )
 
 
-def sentinel_master(url: str, name: str, **kwargs: Any) -> redis.Redis:
+class FollowingSSLConnection(FollowingConnection, redis.SSLConnection):
+    """FollowingConnection over TLS (as redis-py's SentinelManagedSSLConnection is to its own)."""
+
+
+class ExplainingSentinel(Sentinel):
+    """A Sentinel client whose MasterNotFoundError carries, as its cause, why the first Sentinel
+    could not be asked (redis-py keeps only the text): an untrusted TLS certificate is then told
+    apart from a Sentinel that is merely down (``redis_tls.tls_failure`` reads the cause)."""
+
+    def discover_master(self, service_name: str) -> tuple[str, int]:
+        try:
+            address: tuple[str, int] = super().discover_master(service_name)
+        except MasterNotFoundError:
+            first = self.sentinels[0]
+            options = first.connection_pool.connection_kwargs
+            where = f"{options.get('host')}:{options.get('port')}"
+            try:
+                first.ping()
+            except redis.RedisError as cause:
+                raise MasterNotFoundError(
+                    f"no Sentinel named a master {service_name!r}; the one at {where}: {cause}"
+                ) from cause
+            raise MasterNotFoundError(
+                f"no Sentinel named a master {service_name!r} that is up (the one at {where} "
+                "answers: a failover under way, or not the name in its configuration)"
+            ) from None
+        return address
+
+
+def sentinel_master(
+    url: str,
+    name: str,
+    master_tls: dict[str, Any] | None = None,
+    sentinel_tls: dict[str, Any] | None = None,
+    **kwargs: Any,
+) -> redis.Redis:
     """A client of the master that the Sentinels at ``url`` name ``name``.
 
     It asks the Sentinels for the master when it opens a connection, so after a failover the
     next connection (redis-py reconnects after a connection error, and on the READONLY answer a
     demoted master gives) reaches the promoted replica. ``kwargs`` are the master's connection
-    options; the Sentinels are asked with the same socket timeouts.
+    options; the Sentinels are asked with the same socket timeouts. ``master_tls`` and
+    ``sentinel_tls`` are the ``ssl*`` options (``RedisTls.options`` and ``sentinel_options``)
+    when the master and the Sentinels speak TLS.
     """
     parsed = SentinelUrl.parse(url)
     sentinel_options = {key: value for key, value in kwargs.items() if key.startswith("socket_")}
-    sentinels = Sentinel(list(parsed.sentinels), sentinel_kwargs=sentinel_options)
+    sentinels = ExplainingSentinel(
+        list(parsed.sentinels), sentinel_kwargs={**sentinel_options, **(sentinel_tls or {})}
+    )
     client: redis.Redis = sentinels.master_for(
         name,
         db=parsed.db,
         username=parsed.username,
         password=parsed.password,
-        connection_class=FollowingConnection,
+        connection_class=FollowingSSLConnection if master_tls else FollowingConnection,
+        **(master_tls or {}),
         **kwargs,
     )
     return client

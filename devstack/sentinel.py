@@ -4,6 +4,10 @@
 Failover is tuned for tests: a master is taken for down after ``down_after_ms`` (1 s) without an
 answer, two Sentinels must agree (the quorum), and one of them promotes the replica. From the kill
 to a promoted replica takes about 2-5 s here.
+
+``SentinelGroup(dir, tls=make_certificates(...))`` (``devstack.tls``) serves TLS only, on every
+port: the master, the replica (which replicates over TLS) and the Sentinels, as a deployment
+with ``REDIS_SENTINEL_TLS=true`` expects.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ import redis
 from devstack.ports import POLL_INTERVAL, free_port, wait_for_port
 from devstack.process import Managed
 from devstack.redis_server import START_TIMEOUT, RedisServer
+from devstack.tls import ServerCertificate
 
 MASTER_NAME = "contact-exports"
 SENTINELS = 3
@@ -29,9 +34,12 @@ SETTLE_TIMEOUT = 30.0
 
 
 class SentinelGroup(Managed):
-    def __init__(self, data_dir: Path, *, down_after_ms: int = 1000) -> None:
+    def __init__(
+        self, data_dir: Path, *, down_after_ms: int = 1000, tls: ServerCertificate | None = None
+    ) -> None:
         self.data_dir = data_dir
         self.down_after_ms = down_after_ms
+        self.tls = tls
         self.servers: list[RedisServer] = []
         self.sentinel_ports: list[int] = []
         self._sentinels: list[subprocess.Popen[bytes]] = []
@@ -46,9 +54,11 @@ class SentinelGroup(Managed):
             raise RuntimeError("redis-server is not installed")
         # A replica's first sync waits repl-diskless-sync-delay (5 s) for others to join.
         quick_sync = ["--repl-diskless-sync-delay", "0"]
-        master = RedisServer(self.data_dir / "master", options=quick_sync).start()
+        if self.tls:
+            quick_sync += ["--tls-replication", "yes"]
+        master = RedisServer(self.data_dir / "master", options=quick_sync, tls=self.tls).start()
         replica = RedisServer(
-            self.data_dir / "replica", replica_of=master.port, options=quick_sync
+            self.data_dir / "replica", replica_of=master.port, options=quick_sync, tls=self.tls
         ).start()
         self.servers = [master, replica]
         for n in range(SENTINELS):
@@ -57,7 +67,8 @@ class SentinelGroup(Managed):
             port = free_port()
             config = home / "sentinel.conf"  # a Sentinel rewrites its file: one of its own
             config.write_text(
-                f"port {port}\nbind 127.0.0.1\ndir {home}\nlogfile {home / 'sentinel.log'}\n"
+                self._listen(port) + f"bind 127.0.0.1\ndir {home}\n"
+                f"logfile {home / 'sentinel.log'}\n"
                 f"sentinel monitor {MASTER_NAME} 127.0.0.1 {master.port} {QUORUM}\n"
                 f"sentinel down-after-milliseconds {MASTER_NAME} {self.down_after_ms}\n"
                 f"sentinel failover-timeout {MASTER_NAME} 10000\n"
@@ -72,8 +83,26 @@ class SentinelGroup(Managed):
         self._wait(self._settled, "the Sentinels to know each other and the replica")
         return self
 
+    def _listen(self, port: int) -> str:
+        """A Sentinel's configuration lines for where it listens, and how it reaches the
+        servers and the other Sentinels (TLS only, with the group's certificate)."""
+        if self.tls is None:
+            return f"port {port}\n"
+        return (
+            f"port 0\ntls-port {port}\ntls-cert-file {self.tls.cert}\n"
+            f"tls-key-file {self.tls.key}\ntls-ca-cert-file {self.tls.ca}\n"
+            "tls-auth-clients no\ntls-replication yes\n"
+        )
+
+    def _client(self, port: int) -> redis.Redis:
+        """An admin's client of a server or Sentinel of the group, over TLS if it speaks it."""
+        tls: dict[str, Any] = {}
+        if self.tls:
+            tls = {"ssl": True, "ssl_ca_certs": str(self.tls.ca), "ssl_cert_reqs": "required"}
+        return redis.Redis(host="127.0.0.1", port=port, socket_timeout=2.0, **tls)
+
     def sentinel(self, n: int = 0) -> redis.Redis:
-        return redis.Redis(port=self.sentinel_ports[n], socket_timeout=2.0)
+        return self._client(self.sentinel_ports[n])
 
     def master_port(self) -> int:
         """The master's port, as the first Sentinel that answers names it."""
@@ -113,7 +142,7 @@ class SentinelGroup(Managed):
     def _settled(self) -> bool:
         """Every Sentinel knows the others and the replica, and the replica has synced (until
         then a failover would promote an empty replica)."""
-        replica = redis.Redis(port=self.servers[1].port, socket_timeout=2.0)
+        replica = self._client(self.servers[1].port)
         if replica.info("replication").get("master_link_status") != "up":
             return False
         for n in range(SENTINELS):
@@ -131,7 +160,7 @@ class SentinelGroup(Managed):
             ports.add(address[1])
         if ports == {old_port} or len(ports) != 1:
             return False
-        role: list[Any] = redis.Redis(port=ports.pop(), socket_timeout=2.0).role()
+        role: list[Any] = self._client(ports.pop()).role()
         return bool(role) and role[0] in (b"master", "master")
 
     def _wait(self, done: Callable[[], bool], what: str) -> None:

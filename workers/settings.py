@@ -55,6 +55,9 @@ class Settings(BaseSettings):
     redis_ca_file: FilePath | None = None
     redis_cert_file: FilePath | None = None
     redis_key_file: FilePath | None = None
+    #: Behind ``sentinel://`` URLs the Sentinels and the servers they name speak TLS only, with
+    #: the files above.
+    redis_sentinel_tls: bool = False
 
     cc_api_base_url: HttpUrl = HttpUrl(DEFAULT_API_BASE_URL)
     cc_access_token: SecretStr | None = None
@@ -183,6 +186,11 @@ class Settings(BaseSettings):
                 )
             if uses_sentinel(url):
                 self._check_sentinel(url, name)
+        if self.redis_sentinel_tls and not any(map(uses_sentinel, self.redis_urls())):
+            raise ValueError(
+                "REDIS_SENTINEL_TLS is set but no Redis URL is sentinel://; for TLS to one "
+                "server use rediss://"
+            )
         return self
 
     def _check_sentinel(self, url: str, name: str) -> None:
@@ -240,8 +248,11 @@ class Settings(BaseSettings):
     @property
     def redis_tls(self) -> RedisTls:
         """The TLS files of every ``rediss://`` connection (broker, backend, job records)."""
-        files = (self.redis_ca_file, self.redis_cert_file, self.redis_key_file)
-        return RedisTls(*(str(f) if f else None for f in files))
+        ca, cert, key = (
+            str(f) if f else None
+            for f in (self.redis_ca_file, self.redis_cert_file, self.redis_key_file)
+        )
+        return RedisTls(ca, cert, key, sentinel=self.redis_sentinel_tls)
 
     def redis_urls(self) -> dict[str, list[str]]:
         """Each distinct Redis URL, with the variables that name it (for messages)."""

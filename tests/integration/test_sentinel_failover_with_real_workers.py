@@ -6,23 +6,31 @@ The master is killed (SIGKILL) while exports are being created, polled and downl
 are submitted while no master answers. The workers (broker, result backend, job records,
 limiter), the client helper and the command line follow the promoted replica; every export
 completes, with one activity and one stored object each.
+
+The same holds on a group that speaks TLS only (``REDIS_SENTINEL_TLS``): the Sentinels, the master
+and the replica, each verified against the test's CA; without that CA the worker stops at start
+saying the certificate is not trusted.
 """
 
 from __future__ import annotations
 
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+import redis
 from typer.testing import CliRunner
 
 from contact_exports_cli.connections import close_app
 from contact_exports_cli.main import app as cli
 from contact_exports_client import make_app, submit_export, wait
-from contact_exports_client.redis_tls import redis_at
+from contact_exports_client.redis_tls import RedisTls, redis_at
 from devstack.sentinel import MASTER_NAME, SentinelGroup
+from devstack.tls import ServerCertificate, make_certificates
+from devstack.worker import WorkerProcess, stop_all
 from sandbox.testing import SandboxProcess
 from tests.integration.conftest import WorkerFactory
 from tests.integration.helpers import (
@@ -39,9 +47,24 @@ BEFORE = 4
 DURING = 2
 
 
+#: Seconds a worker with a fatal Redis problem may take to exit (it imports Celery first).
+EXIT_WITHIN = 20.0
+
+
 @pytest.fixture
 def group(tmp_path: Path) -> Iterator[SentinelGroup]:
     with SentinelGroup(tmp_path / "sentinel") as running:
+        yield running
+
+
+@pytest.fixture
+def certificates(tmp_path: Path) -> ServerCertificate:
+    return make_certificates(tmp_path / "certificates", "devstack sentinel")
+
+
+@pytest.fixture
+def tls_group(tmp_path: Path, certificates: ServerCertificate) -> Iterator[SentinelGroup]:
+    with SentinelGroup(tmp_path / "tls-sentinel", tls=certificates) as running:
         yield running
 
 
@@ -126,3 +149,76 @@ def test_a_connection_reopened_after_a_failover_reaches_the_new_master(
     finally:
         client.connection_pool.release(connection)
         client.close()
+
+
+def test_exports_over_a_tls_sentinel_group_complete_across_a_failover(
+    tls_group: SentinelGroup,
+    certificates: ServerCertificate,
+    start_worker: WorkerFactory,
+    sandbox: SandboxProcess,
+    s3: Any,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Broker, result backend, job records, the client helper and the CLI over TLS to the
+    Sentinels and the master they name, before and after the master is killed."""
+    url = tls_group.url(0)
+    env = {
+        "CELERY_BROKER_URL": url,
+        "CELERY_RESULT_BACKEND": url,
+        "BROKER_MASTER_NAME": MASTER_NAME,
+        "REDIS_SENTINEL_TLS": "true",
+        "REDIS_CA_FILE": str(certificates.ca),
+    }
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    start_worker(concurrency=2, POLL_INITIAL_SECONDS="0.3", POLL_MAX_SECONDS="1.0", **env)
+    caller = make_app(url, url)
+    request = {"fields": ["email_address"]}
+    tag = uuid.uuid4().hex[:6]
+    try:
+        first = wait(submit_export(request, job_id=f"tls-{tag}-0", app=caller), RESULT_TIMEOUT)
+        tls_group.wait_failover(tls_group.kill_master())
+        second = wait(submit_export(request, job_id=f"tls-{tag}-1", app=caller), RESULT_TIMEOUT)
+    finally:
+        close_app(caller)
+    for summary in (first, second):
+        assert_stored_once(s3, sandbox, summary)
+    jobs = JobStore(redis_at(url, RedisTls.from_env(), master=MASTER_NAME))
+    assert jobs.record(second["job_id"])["state"] == "completed"
+    # The group speaks nothing but TLS: the same URL without REDIS_SENTINEL_TLS reaches nothing.
+    plain = redis_at(url, RedisTls(), master=MASTER_NAME, socket_timeout=2.0)
+    with pytest.raises(redis.ConnectionError):
+        plain.ping()
+    status = CliRunner().invoke(cli, ["status", second["job_id"], "--json"])
+    assert status.exit_code == 0, status.output
+    assert '"SUCCESS"' in status.stdout
+
+
+def test_an_untrusted_sentinel_certificate_stops_the_worker_at_start(
+    tls_group: SentinelGroup, worker_env: dict[str, str], tmp_path: Path
+) -> None:
+    url = tls_group.url(0)
+    env = {
+        **worker_env,
+        "CELERY_BROKER_URL": url,
+        "CELERY_RESULT_BACKEND": url,
+        "BROKER_MASTER_NAME": MASTER_NAME,
+        "REDIS_SENTINEL_TLS": "true",
+    }
+    env.pop("REDIS_CA_FILE", None)
+    worker = WorkerProcess(
+        env, tmp_path / "untrusted.log", name=f"untrusted-{uuid.uuid4().hex[:6]}"
+    )
+    started = time.monotonic()
+    worker.spawn()
+    assert worker.process is not None
+    try:
+        code = worker.process.wait(timeout=EXIT_WITHIN)
+    except Exception:
+        stop_all([worker], timeout=5)
+        raise AssertionError(f"the worker kept running; log:\n{worker.log()[-3000:]}") from None
+    log = worker.log()
+    assert code != 0, log
+    assert "the server's TLS certificate" in log and "is not trusted" in log, log
+    assert "set REDIS_CA_FILE" in log
+    print(f"untrusted Sentinel certificate: exit {code} after {time.monotonic() - started:.1f}s")

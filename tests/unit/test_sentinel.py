@@ -5,10 +5,12 @@ tests/integration/test_sentinel_failover_with_real_workers.py."""
 
 from __future__ import annotations
 
+import ssl
+
 import pytest
 from celery import Celery
 
-from contact_exports_client.redis_tls import mask_url, redis_at
+from contact_exports_client.redis_tls import RedisTls, mask_url, redis_at, use_redis_tls
 from contact_exports_client.sentinel import (
     FAILOVER_PUBLISH_RETRY,
     SentinelUrl,
@@ -74,3 +76,28 @@ def test_a_caller_on_sentinel_urls_names_the_master_and_rides_out_a_failover() -
     assert "master_name" not in (app.conf.result_backend_transport_options or {})
     use_sentinel(app, "redis://r:6379/0", THREE, name="m")
     assert app.conf.result_backend_transport_options["master_name"] == "m"
+
+
+def test_with_sentinel_tls_the_sentinels_and_their_master_are_verified() -> None:
+    """REDIS_SENTINEL_TLS gives the master's connections and the Sentinels' (kombu's and
+    Celery's ``sentinel_kwargs``) the same verified TLS; without it a Sentinel URL has none."""
+    tls = RedisTls.from_env({"REDIS_SENTINEL_TLS": "true", "REDIS_CA_FILE": "/ca.pem"})
+    master = {"ssl_cert_reqs": ssl.CERT_REQUIRED, "ssl_ca_certs": "/ca.pem"}
+    assert tls.options(THREE) == master
+    assert tls.sentinel_options(THREE) == {"ssl": True, **master}
+    assert tls.sentinel_options("rediss://r:6380/0") is None
+    assert RedisTls(ca_file="/ca.pem").options(THREE) is None
+    assert RedisTls(ca_file="/ca.pem").sentinel_options(THREE) is None
+
+    app = Celery("t", set_as_current=False)
+    use_redis_tls(app, THREE, THREE, tls)
+    assert app.conf.broker_use_ssl == master and app.conf.redis_backend_use_ssl == master
+    assert app.conf.broker_transport_options["sentinel_kwargs"]["ssl"] is True
+    assert app.conf.result_backend_transport_options["sentinel_kwargs"]["ssl"] is True
+
+
+def test_sentinel_tls_without_a_sentinel_url_is_refused() -> None:
+    with pytest.raises(ValueError, match="REDIS_SENTINEL_TLS is set but no Redis URL"):
+        a_settings(redis_sentinel_tls=True)
+    settings = a_settings(celery_broker_url=THREE, broker_master_name="m", redis_sentinel_tls=True)
+    assert settings.redis_tls.sentinel
