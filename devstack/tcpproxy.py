@@ -4,6 +4,9 @@ A server that is merely stopped loses its state (the sandbox forgets its activit
 outage of "the connection is refused" is played in front of it instead: ``refuse()`` closes the
 listening port and resets every open connection, as a host whose service went down does;
 ``accept()`` listens on the same port again. The server behind never notices.
+
+``delay`` makes the server behind slow: every chunk it sends is held that many seconds first,
+as a far or overloaded server's answers are.
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ import contextlib
 import socket
 import struct
 import threading
+import time
 from typing import Self
 
 from devstack.ports import free_port
@@ -22,8 +26,12 @@ CHUNK = 64 * 1024
 
 
 class TcpProxy(Managed):
-    def __init__(self, target_port: int, target_host: str = "127.0.0.1") -> None:
+    def __init__(
+        self, target_port: int, target_host: str = "127.0.0.1", *, delay: float = 0.0
+    ) -> None:
         self.target = (target_host, target_port)
+        #: Seconds each chunk from the server waits before it is passed on.
+        self.delay = delay
         self.port = free_port()
         #: Connections accepted so far (also while refusing none are).
         self.accepted = 0
@@ -93,7 +101,7 @@ class TcpProxy(Managed):
 
     def _relay(self, client: socket.socket, upstream: socket.socket) -> None:
         """Both directions until each has ended, then close both (unless refuse() did)."""
-        back = threading.Thread(target=_pump, args=(upstream, client), daemon=True)
+        back = threading.Thread(target=_pump, args=(upstream, client, self.delay), daemon=True)
         back.start()
         _pump(client, upstream)
         back.join()
@@ -105,10 +113,12 @@ class TcpProxy(Managed):
             upstream.close()
 
 
-def _pump(source: socket.socket, sink: socket.socket) -> None:
+def _pump(source: socket.socket, sink: socket.socket, delay: float = 0.0) -> None:
     """Copy until ``source`` ends, then end ``sink``'s side the same way."""
     try:
         while chunk := source.recv(CHUNK):
+            if delay:
+                time.sleep(delay)
             sink.sendall(chunk)
     except OSError:
         pass
