@@ -1,17 +1,23 @@
-"""Soak test (not in CI): many exports through 4 workers while things keep breaking.
+"""Chaos soak (not in CI): many exports through 3 workers while things keep breaking.
 
-    .venv/bin/python bench/soak.py --exports 1000
+    .venv/bin/python bench/soak.py --exports 2000
 
-Faults, all at once: 5xx and 429 bursts, bodies dropped mid-stream, answers to a create lost
-after the activity was made, a pool process SIGKILLed every few seconds, and one restart of the
-broker's Redis. Then it counts what a user would care about: completed, failed, duplicate
-activities, duplicate or partial objects, open multipart uploads, and export time percentiles.
+Redis is a Sentinel group (a master, a replica, three Sentinels: ``devstack.sentinel``) and every
+connection goes through the Sentinels. Faults, all during the run: 5xx and 429 bursts, bodies
+dropped mid-stream, answers to a create lost after the activity was made, and the whole API
+answering 503 for a while; a pool process SIGKILLed every few seconds; one whole worker
+SIGKILLed (main process and pool) and replaced, as an orchestrator would; the Redis master
+SIGKILLed (a Sentinel failover); and the S3 server SIGKILLed and started again on its data.
+Then it counts what a user would care about: completed, failed, duplicate activities, duplicate
+or partial objects, open multipart uploads, export time percentiles, and each worker's RSS
+(main process and pool) at start and end.
 """
 
 from __future__ import annotations
 
 import argparse
 import hashlib
+import os
 import random
 import signal
 import statistics
@@ -28,8 +34,10 @@ import redis
 
 from contact_exports_client import make_app, submit_export
 from contact_exports_client.keys import JOB_KEY_PREFIX, job_id_of
-from devstack.redis_server import RedisServer
-from devstack.s3server import RcloneS3
+from contact_exports_client.redis_tls import redis_at
+from devstack.s3server import RcloneS3, S3Server
+from devstack.seaweedfs import SeaweedS3
+from devstack.sentinel import MASTER_NAME, SentinelGroup
 from devstack.worker import WorkerProcess
 from sandbox.testing import SandboxProcess
 from workers.state.jobs import JobStore
@@ -47,12 +55,23 @@ FAULTS: list[dict[str, Any]] = [
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--exports", type=int, default=1000)
-    parser.add_argument("--workers", type=int, default=4)
+    parser.add_argument("--exports", type=int, default=2000)
+    parser.add_argument("--workers", type=int, default=3)
     parser.add_argument("--concurrency", type=int, default=2)
     parser.add_argument("--kill-every", type=float, default=4.0, help="seconds between kills")
     parser.add_argument("--keep", action="store_true", help="keep worker logs and data")
-    parser.add_argument("--restart-after", type=float, default=5.0, help="seconds to Redis restart")
+    parser.add_argument(
+        "--store",
+        choices=["seaweedfs", "rclone"],
+        default="seaweedfs",
+        help="the S3 server (rclone forgets objects' metadata, and so their seals, on a restart)",
+    )
+    parser.add_argument("--failover-after", type=float, default=20.0, help="s to kill the master")
+    parser.add_argument("--worker-kill-after", type=float, default=40.0, help="s to kill a worker")
+    parser.add_argument("--s3-outage-after", type=float, default=60.0, help="s to kill S3")
+    parser.add_argument("--s3-outage", type=float, default=15.0, help="s S3 stays down")
+    parser.add_argument("--api-outage-after", type=float, default=80.0, help="s to API 503s")
+    parser.add_argument("--api-outage", type=float, default=15.0, help="s the API answers 503")
     args = parser.parse_args()
     with ExitStack() as stack:
         if args.keep:
@@ -60,16 +79,20 @@ def main() -> None:
             print(f"logs and data kept in {root}", flush=True)
         else:
             root = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="soak-")))
-        broker = stack.enter_context(RedisServer(root / "redis"))
-        s3 = stack.enter_context(RcloneS3(root / "s3", root / "rclone.log"))
+        group = stack.enter_context(SentinelGroup(root / "redis"))
+        url = group.url(0)
+        os.environ["BROKER_MASTER_NAME"] = MASTER_NAME  # for the client helper, as for the workers
+        store = SeaweedS3 if args.store == "seaweedfs" else RcloneS3
+        s3: S3Server = stack.enter_context(store(root / "s3", root / f"{args.store}.log"))
         s3.create_bucket(BUCKET)
         sandbox = stack.enter_context(
             SandboxProcess(tokens=[TOKEN], contacts=400, processing_seconds=1.0, rate_limit=0)
         )
         env = {
             **s3.env(),
-            "CELERY_BROKER_URL": broker.url,
-            "CELERY_RESULT_BACKEND": broker.url,
+            "CELERY_BROKER_URL": url,
+            "CELERY_RESULT_BACKEND": url,
+            "BROKER_MASTER_NAME": MASTER_NAME,
             "CC_API_BASE_URL": sandbox.api_base,
             "CC_ACCESS_TOKEN": TOKEN,
             "CC_RATE_LIMIT_PER_SECOND": "200",
@@ -85,15 +108,16 @@ def main() -> None:
             "BROKER_RESTORE_INTERVAL": "2",
             "JANITOR_INTERVAL_SECONDS": "5",
         }
-        workers = [
-            stack.enter_context(
-                WorkerProcess(
-                    env, root / f"w{i}.log", name=f"soak{i}", concurrency=args.concurrency
-                )
+
+        def new_worker(i: int) -> WorkerProcess:
+            worker = WorkerProcess(
+                env, root / f"w{i}.log", name=f"soak{i}", concurrency=args.concurrency
             )
-            for i in range(args.workers)
-        ]
-        client = make_app(broker.url)
+            return stack.enter_context(worker)
+
+        workers = [new_worker(i) for i in range(args.workers)]
+        rss_at_start = {w.name: rss(w) for w in workers}
+        client = make_app(url, url)
         stop = threading.Event()
         chaos = threading.Thread(
             target=make_chaos, args=(stop, sandbox, workers, args.kill_every), daemon=True
@@ -102,15 +126,71 @@ def main() -> None:
         # Sent as an application using contact_exports_client would: each job's record first.
         results = [submit_export({}, job_id=f"soak-{i}", app=client) for i in range(args.exports)]
         chaos.start()
-        restarter = threading.Timer(args.restart_after, broker.restart)
-        restarter.start()
+        events = [
+            threading.Timer(args.failover_after, failover, (group,)),
+            threading.Timer(args.worker_kill_after, replace_worker, (workers, new_worker)),
+            threading.Timer(args.s3_outage_after, s3_outage, (s3, args.s3_outage)),
+            threading.Timer(args.api_outage_after, api_outage, (sandbox, args.api_outage)),
+        ]
+        for event in events:
+            event.daemon = True
+            event.start()
         summaries, failures = collect(results)
         stop.set()
-        restarter.cancel()
+        for event in events:
+            event.cancel()
         elapsed = time.monotonic() - started
-        await_seals(broker.url)
-        report(args, summaries, failures, sandbox, s3, elapsed, broker.url)
+        await_seals(url)
+        report(args, summaries, failures, sandbox, s3, elapsed, url)
+        print("| worker | RSS at start MiB | RSS at end MiB |\n|---|---|---|")
+        for worker in workers:
+            start = rss_at_start.get(worker.name)
+            first = f"{start / 2**20:.0f}" if start else "(replacement)"
+            end = rss(worker)
+            last = f"{end / 2**20:.0f}" if end else "(killed)"
+            print(f"| {worker.name} | {first} | {last} |")
         client.close()
+
+
+def rss(worker: WorkerProcess) -> int:
+    """Resident bytes of a worker: its main process and its pool processes."""
+    if worker.process is None or worker.process.poll() is not None:
+        return 0
+    main = psutil.Process(worker.process.pid)
+    return sum(p.memory_info().rss for p in [main, *main.children(recursive=True)])
+
+
+def failover(group: SentinelGroup) -> None:
+    started = time.monotonic()
+    old = group.kill_master()
+    new = group.wait_failover(old)
+    print(f"chaos: Redis master {old} killed, {new} promoted in {time.monotonic() - started:.1f} s")
+
+
+def replace_worker(workers: list[WorkerProcess], new_worker: Any) -> None:
+    """SIGKILL a whole worker, pool and all, then start another as an orchestrator would."""
+    victim = workers[0]
+    assert victim.process is not None
+    main = psutil.Process(victim.process.pid)
+    for process in [*main.children(recursive=True), main]:
+        process.send_signal(signal.SIGKILL)
+    victim.process.wait()
+    workers.append(new_worker(len(workers)))
+    print(f"chaos: worker {victim.name} SIGKILLed, {workers[-1].name} started")
+
+
+def s3_outage(s3: S3Server, seconds: float) -> None:
+    s3.kill()
+    time.sleep(seconds)
+    s3.start()
+    print(f"chaos: S3 killed, back after {seconds:.0f} s")
+
+
+def api_outage(sandbox: SandboxProcess, seconds: float) -> None:
+    sandbox.add_faults({"endpoint": "*", "status": 503, "times": None})
+    time.sleep(seconds)
+    sandbox.clear_faults()
+    print(f"chaos: the API answered 503 to everything for {seconds:.0f} s")
 
 
 def make_chaos(
@@ -121,7 +201,7 @@ def make_chaos(
     while not stop.wait(every):
         sandbox.add_faults(rng.choice(FAULTS))
         worker = rng.choice(workers)
-        if worker.process is None:
+        if worker.process is None or worker.process.poll() is not None:
             continue
         children = psutil.Process(worker.process.pid).children()
         if children:
@@ -157,7 +237,7 @@ def seconds(summary: dict[str, Any]) -> float:
 
 def await_seals(broker_url: str, timeout: float = 600.0) -> None:
     """Seals run after results (tasks.sealing): wait until no job owes one, or report how many."""
-    store = JobStore(redis.Redis.from_url(broker_url))
+    store = JobStore(redis_at(broker_url))
     deadline = time.monotonic() + timeout
     while (owed := len(store.owed_seals(older_than=0))) and time.monotonic() < deadline:
         time.sleep(0.5)
@@ -170,7 +250,7 @@ def report(
     summaries: list[dict[str, Any]],
     failures: list[str],
     sandbox: SandboxProcess,
-    s3: RcloneS3,
+    s3: S3Server,
     elapsed: float,
     broker_url: str,
 ) -> None:
@@ -181,13 +261,13 @@ def report(
     keys: list[str] = []
     for page in client.get_paginator("list_objects_v2").paginate(Bucket=BUCKET):
         keys += [o["Key"] for o in page.get("Contents", [])]
-    bad_objects = 0
+    partial = unsealed = 0
     for summary in summaries:
         stored = client.get_object(Bucket=BUCKET, Key=summary["key"])
         sealed = {k.lower(): v for k, v in stored["Metadata"].items()}.get("sha256")
         digest = hashlib.sha256(stored["Body"].read()).hexdigest()
-        # Partial: bytes that are not the export, or an object never sealed with its sha256.
-        bad_objects += not digest == sealed == summary["sha256"]
+        partial += digest != summary["sha256"]  # bytes that are not the export
+        unsealed += sealed != summary["sha256"]  # never sealed with its sha256
     try:
         uploads = client.list_multipart_uploads(Bucket=BUCKET).get("Uploads", [])
     except client.exceptions.NoSuchUpload:
@@ -196,19 +276,20 @@ def report(
     p99 = times[min(len(times) - 1, int(len(times) * 0.99))]
     print(
         f"\nsoak: {args.exports} exports, {args.workers} workers x {args.concurrency}, "
-        f"{elapsed:.0f} s"
+        f"{args.store} on {s3.data_dir}, Redis Sentinel group, {elapsed:.0f} s"
     )
     print(
-        f"| completed | failed | duplicate activities | extra or partial objects | open uploads "
-        f"| p50 s | p99 s |\n|---|---|---|---|---|---|---|\n"
+        f"| completed | failed | duplicate activities | extra objects | partial objects "
+        f"| unsealed objects | open uploads | p50 s | p99 s |\n"
+        f"|---|---|---|---|---|---|---|---|---|\n"
         f"| {len(summaries)} | {len(failures)} | {len(created) - len(summaries) - len(failures)} "
-        f"| {len(keys) - len(summaries) + bad_objects} | {len(uploads)} "
+        f"| {len(keys) - len(summaries)} | {partial} | {unsealed} | {len(uploads)} "
         f"| {statistics.median(times):.1f} | {p99:.1f} |"
     )
     for failure in failures[:10]:
         print("  failed:", failure)
     owned: set[str] = set()
-    store = redis.Redis.from_url(broker_url)
+    store = redis_at(broker_url)
     for key in store.scan_iter(f"{JOB_KEY_PREFIX}*"):
         if job_id_of(key.decode()) is not None:
             record = store.hgetall(key)

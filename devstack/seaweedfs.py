@@ -153,6 +153,13 @@ class SeaweedS3(S3Server):
 
     def stop(self) -> None:
         super().stop()
+        self._remove_sockets()
+
+    def kill(self) -> None:
+        super().kill()
+        self._remove_sockets()
+
+    def _remove_sockets(self) -> None:
         for port in self.ports.values():  # weed leaves Unix sockets in /tmp
             for socket_file in Path("/tmp").glob(f"seaweedfs-*-{port}.sock"):  # noqa: S108
                 socket_file.unlink(missing_ok=True)
