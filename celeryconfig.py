@@ -59,6 +59,10 @@ task_serializer = "json"
 result_serializer = "json"
 accept_content = ["json"]
 result_accept_content = ["json"]
+# MESSAGE_SIGNING_*: task messages are signed and only signed ones accepted (the worker registers
+# the serializer at start: workers.lifecycle); results stay JSON.
+if _settings.message_signing is not None:
+    globals().update(_settings.message_signing.conf())
 
 task_default_queue = QUEUE
 task_queues = (Queue(QUEUE),)

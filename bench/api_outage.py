@@ -4,12 +4,13 @@
     .venv/bin/python bench/api_outage.py --mode refuse --outage 120
 
 One worker (4 slots) on its own Redis, rclone and sandbox; the sandbox is reached through
-``devstack.tcpproxy.TcpProxy``. Half the exports are polling when the API goes away (every answer
-503, or every connection refused and the open ones reset), the other half are submitted during
-the outage and meet it while creating. Printed: completed, failed, duplicate activities, the
-most failures any export's stage counted (the policy allows RETRY_MAX_ATTEMPTS = 8), the API
-requests made during the outage per export, and how long after the API came back the last
-export finished (a step that met the outage may be in a backoff of up to RETRY_MAX_SECONDS).
+``devstack.tcpproxy.TcpProxy``. Half the exports are polling (their activities take 20 s) when
+the API goes away (every answer 503, or every connection refused and the open ones reset), the
+other half are submitted during the outage and meet it while creating. Printed: completed,
+failed, duplicate activities, the most failures any export's stage counted (the policy allows
+RETRY_MAX_ATTEMPTS = 8), the API requests made during the outage per export, and how long
+after the API came back the last export finished (a step that met the outage may be in a
+backoff of up to RETRY_MAX_SECONDS).
 """
 
 from __future__ import annotations
@@ -48,7 +49,7 @@ def main() -> None:
         s3 = stack.enter_context(RcloneS3(root / "s3", root / "rclone.log"))
         s3.create_bucket(BUCKET)
         sandbox = stack.enter_context(
-            SandboxProcess(tokens=[TOKEN], contacts=400, processing_seconds=5.0, rate_limit=0)
+            SandboxProcess(tokens=[TOKEN], contacts=400, processing_seconds=20.0, rate_limit=0)
         )
         host, _, rest = sandbox.api_base.split("//", 1)[1].partition("/")
         proxy = stack.enter_context(TcpProxy(int(host.rsplit(":", 1)[1])))
@@ -65,7 +66,8 @@ def main() -> None:
         jobs = JobStore(redis.Redis.from_url(broker.url))
         half = args.exports // 2
         results = [submit_export({}, job_id=f"outage-{n}", app=client) for n in range(half)]
-        while not all(jobs.record(f"outage-{n}").get("state") == "polling" for n in range(half)):
+        waiting = {"", "queued", "creating"}  # until every one has its activity
+        while any(jobs.record(f"outage-{n}").get("state", "") in waiting for n in range(half)):
             time.sleep(0.1)
         began = time.time()
         if args.mode == "503":

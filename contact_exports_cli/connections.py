@@ -26,6 +26,7 @@ from contact_exports_client.redis_tls import (
     use_redis_tls,
 )
 from contact_exports_client.sentinel import use_sentinel
+from contact_exports_client.signing import MessageSigning, sign_messages
 
 #: Seconds to wait for Redis to accept a connection: it is local or close, and an operator
 #: at a prompt should hear within seconds that it is down.
@@ -125,8 +126,11 @@ def celery_app(endpoints: Endpoints) -> Celery:
     use_redis_tls(app, endpoints.broker_url, endpoints.backend_url, endpoints.tls)
     try:
         use_sentinel(app, endpoints.broker_url, endpoints.backend_url)
+        signing = MessageSigning.from_env()
     except ValueError as error:
         raise InvalidUsageError(str(error)) from None
+    if signing is not None:  # where the workers accept only signed messages
+        sign_messages(app, signing)
     return app
 
 

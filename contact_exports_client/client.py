@@ -13,7 +13,7 @@ import os
 import time
 import uuid
 from collections.abc import Callable, Mapping
-from functools import lru_cache
+from functools import lru_cache, partial
 from types import MappingProxyType
 from typing import Any, NamedTuple, cast
 
@@ -25,6 +25,7 @@ from celery.result import AsyncResult
 from contact_exports_client.ledger import record_submission
 from contact_exports_client.redis_tls import RedisTls, reconnecting, redis_at, use_redis_tls
 from contact_exports_client.sentinel import FAILOVER_COMMAND_RETRIES, use_sentinel, uses_sentinel
+from contact_exports_client.signing import MessageSigning, of_app, seal, sign_messages
 from contact_exports_client.types import Destination, ExportKwargs, ExportResult, Progress
 
 #: The task that starts an export (docs/contract.md §1).
@@ -84,21 +85,30 @@ def make_app(
     backend_url: str | None = None,
     *,
     tls: RedisTls | None = None,
+    signing: MessageSigning | None = None,
 ) -> Celery:
     """A Celery client that speaks only JSON, like the workers.
 
     Unset URLs come from CELERY_BROKER_URL and CELERY_RESULT_BACKEND; the backend falls back to
     the broker, since both live in one Redis in every deployment this service documents.
     ``rediss://`` URLs are verified against ``tls`` (default: REDIS_CA_FILE, REDIS_CERT_FILE and
-    REDIS_KEY_FILE).
+    REDIS_KEY_FILE). Where the workers accept only signed messages, ``signing`` (default:
+    MESSAGE_SIGNING_KEY and MESSAGE_SIGNING_CERT) signs what this app sends.
     """
     broker = broker_url or os.environ.get("CELERY_BROKER_URL") or DEFAULT_REDIS_URL
     backend = backend_url or os.environ.get("CELERY_RESULT_BACKEND") or broker
-    return _shared_app(broker, backend, tls if tls is not None else RedisTls.from_env())
+    return _shared_app(
+        broker,
+        backend,
+        tls if tls is not None else RedisTls.from_env(),
+        signing if signing is not None else MessageSigning.from_env(),
+    )
 
 
 @lru_cache(maxsize=8)
-def _shared_app(broker: str, backend: str, tls: RedisTls) -> Celery:
+def _shared_app(
+    broker: str, backend: str, tls: RedisTls, signing: MessageSigning | None = None
+) -> Celery:
     # One app per URL pair: each holds connection pools that a result needs for as long as the
     # caller keeps it, so a fresh app per call would leak them.
     app = Celery("contact_exports_client", broker=broker, backend=backend, set_as_current=False)
@@ -113,6 +123,8 @@ def _shared_app(broker: str, backend: str, tls: RedisTls) -> Celery:
     app.backend_cls = backend
     use_redis_tls(app, broker, backend, tls)
     use_sentinel(app, broker, backend)
+    if signing is not None:
+        sign_messages(app, signing)
     return app
 
 
@@ -173,7 +185,9 @@ def record_before_sending(
     task_id = task_id or job_id or str(uuid.uuid4())
     jobs = jobs_redis(app)
     if jobs is not None:
-        record_submission(jobs, job_id or task_id, task_id, kwargs)
+        signing = of_app(app)
+        sealer = partial(seal, signing) if signing else None
+        record_submission(jobs, job_id or task_id, task_id, kwargs, sealer)
     return task_id
 
 

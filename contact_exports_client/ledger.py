@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import redis
@@ -25,21 +25,32 @@ from contact_exports_client.keys import RECORD_TTL_SECONDS, job_key
 
 #: A job's state from when it is sent until a worker moves it on.
 QUEUED = "queued"
+#: The record's field holding the seal over its ``kwargs`` (``signing.seal``), where messages
+#: are signed.
+SEAL_FIELD = "kwargs_seal"
 
 # Only a job never seen before gets a record: a repeat must not reset a record the workers keep.
 _RECORD_NEW = """
 if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
 redis.call('HSET', KEYS[1], 'state', ARGV[1], 'result_id', ARGV[2], 'kwargs', ARGV[3],
            'submitted_at', ARGV[4], 'updated_at', ARGV[4])
+if ARGV[6] ~= '' then redis.call('HSET', KEYS[1], ARGV[7], ARGV[6]) end
 redis.call('EXPIRE', KEYS[1], ARGV[5])
 return 1
 """
 
 
 def record_submission(
-    client: redis.Redis, job_id: str, result_id: str, kwargs: Mapping[str, Any]
+    client: redis.Redis,
+    job_id: str,
+    result_id: str,
+    kwargs: Mapping[str, Any],
+    seal: Callable[[str], str] | None = None,
 ) -> bool:
-    """Record a job about to be sent; True if it is new, False if a record was there already."""
+    """Record a job about to be sent; True if it is new, False if a record was there already.
+
+    ``seal`` signs the stored request where messages are signed (``signing.seal``), so the
+    janitor may send it again."""
     body = json.dumps({**kwargs, "job_id": job_id})
     created = client.eval(
         _RECORD_NEW,
@@ -50,5 +61,7 @@ def record_submission(
         body,
         time.time(),
         RECORD_TTL_SECONDS,
+        seal(body) if seal else "",
+        SEAL_FIELD,
     )
     return bool(created)

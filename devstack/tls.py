@@ -4,6 +4,9 @@ tests: ``ca.pem`` is what a client must trust (``AWS_CA_BUNDLE``, ``REDIS_CA_FIL
 ``server.pem`` and ``server-key.pem`` what the server presents, ``client.pem`` and
 ``client-key.pem`` what a client presents to a server that asks for one. Made fresh each time
 with ``cryptography``; nothing here is secret.
+
+``make_signing_identity`` makes an RSA key and its self-signed certificate, as Celery's message
+signing wants them (``contact_exports_client.signing``).
 """
 
 from __future__ import annotations
@@ -15,7 +18,7 @@ from pathlib import Path
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 #: Long enough for any test run, short enough that a leaked file is soon worthless.
@@ -90,7 +93,7 @@ def _leaf(
     )
 
 
-def _write_key(key: ec.EllipticCurvePrivateKey, path: Path) -> None:
+def _write_key(key: ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey, path: Path) -> None:
     path.write_bytes(
         key.private_bytes(
             serialization.Encoding.PEM,
@@ -125,3 +128,30 @@ def make_certificates(directory: Path, name: str = "devstack") -> ServerCertific
         )
         _write_key(key, key_path)
     return paths
+
+
+@dataclass(frozen=True)
+class SigningIdentity:
+    """Where ``make_signing_identity`` wrote a signer's key and certificate."""
+
+    key: Path
+    cert: Path
+
+
+def make_signing_identity(directory: Path, name: str) -> SigningIdentity:
+    """An RSA key (Celery signs with RSA only) and its self-signed certificate, as
+    ``directory/name-key.pem`` and ``directory/name.pem``."""
+    directory.mkdir(parents=True, exist_ok=True)
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    subject = _name(name)
+    cert = (
+        _valid(x509.CertificateBuilder())
+        .subject_name(subject)
+        .issuer_name(subject)
+        .public_key(key.public_key())
+        .sign(key, hashes.SHA256())
+    )
+    identity = SigningIdentity(directory / f"{name}-key.pem", directory / f"{name}.pem")
+    identity.cert.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    _write_key(key, identity.key)
+    return identity

@@ -13,6 +13,7 @@ from typing import Any
 
 from celery import Celery, signals
 
+from contact_exports_client.signing import sign_messages
 from workers import brokerfix, logconfig, malloc, metrics
 from workers.export import janitor
 from workers.services import Services, build_services, jobs_redis
@@ -55,6 +56,14 @@ class Handlers:
     def __init__(self, app: Celery, services: ProcessServices) -> None:
         self.app = app
         self.services = services
+
+    def after_configure(self, **_: Any) -> None:
+        """As soon as the app has read its configuration (celeryconfig), in every process that
+        uses it: with MESSAGE_SIGNING_*, register the signing serializer, which the worker
+        needs before it even starts (Celery checks ``accept_content`` first)."""
+        signing = get_settings().message_signing
+        if signing is not None:
+            sign_messages(self.app, signing)
 
     def setup_logging(self, loglevel: Any = None, **_: Any) -> None:
         """Connected, so Celery leaves logging to us: JSON lines on stderr."""
@@ -105,6 +114,7 @@ def connect(app: Celery) -> Handlers:
     holder = ProcessServices(app)
     app.process_services = holder  # type: ignore[attr-defined]  # read back by services_of
     handlers = Handlers(app, holder)
+    app.on_after_configure.connect(handlers.after_configure, weak=False)
     signals.setup_logging.connect(handlers.setup_logging, weak=False)
     signals.worker_init.connect(handlers.worker_init, weak=False)
     signals.worker_process_init.connect(handlers.process_init, weak=False)

@@ -16,6 +16,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from contact_exports_client.redis_tls import RedisTls, mask_url
 from contact_exports_client.sentinel import SentinelUrl, uses_sentinel
+from contact_exports_client.signing import MessageSigning
 from workers.constant_contact.ratelimit import DEFAULT_PER_DAY, DEFAULT_PER_SECOND
 from workers.exceptions import ConfigurationError
 from workers.s3.destinations import AllowedDestinations
@@ -58,6 +59,11 @@ class Settings(BaseSettings):
     #: Behind ``sentinel://`` URLs the Sentinels and the servers they name speak TLS only, with
     #: the files above.
     redis_sentinel_tls: bool = False
+    #: Signed task messages (contact_exports_client.signing): this worker's RSA key and
+    #: certificate, and the certificates whose signatures it accepts. Unset: plain JSON.
+    message_signing_key: FilePath | None = None
+    message_signing_cert: FilePath | None = None
+    message_signing_trusted: str | None = None
 
     cc_api_base_url: HttpUrl = HttpUrl(DEFAULT_API_BASE_URL)
     cc_access_token: SecretStr | None = None
@@ -203,6 +209,30 @@ class Settings(BaseSettings):
             SentinelUrl.parse(url)
         except ValueError as error:
             raise ValueError(f"{name}: {mask_url(url)}: {error}") from None
+
+    @property
+    def message_signing(self) -> MessageSigning | None:
+        if self.message_signing_key is None or self.message_signing_cert is None:
+            return None
+        return MessageSigning(
+            str(self.message_signing_key),
+            str(self.message_signing_cert),
+            self.message_signing_trusted or "",
+        )
+
+    @model_validator(mode="after")
+    def _signing(self) -> Settings:
+        """All three signing variables or none, and a worker that trusts its own signature."""
+        names = ("message_signing_key", "message_signing_cert", "message_signing_trusted")
+        given = [name for name in names if getattr(self, name)]
+        if given and len(given) < len(names):
+            missing = ", ".join(n.upper() for n in names if n not in given)
+            raise ValueError(f"signed messages need {missing} too (or none of the three)")
+        signing = self.message_signing
+        problem = signing.problem() if signing else None
+        if problem:
+            raise ValueError(problem)
+        return self
 
     @model_validator(mode="after")
     def _credentials_at_rest(self) -> Settings:

@@ -19,6 +19,8 @@ import redis
 
 from contact_exports_client.client import EXPORT_TASK, QUEUE
 from contact_exports_client.keys import JANITOR_LOCK_KEY
+from contact_exports_client.ledger import SEAL_FIELD
+from contact_exports_client.signing import Seals
 from workers.export.seal import ask_for_seal
 from workers.services import Sender
 from workers.settings import Settings
@@ -34,8 +36,14 @@ def stale_after(settings: Settings) -> float:
     return settings.broker_visibility_timeout + 2 * longest + settings.lease_ttl_seconds
 
 
-def sweep(store: JobStore, sender: Sender, older_than: float) -> list[str]:
-    """Send every orphaned job, and every seal whose message was lost, again; returns their ids."""
+def sweep(
+    store: JobStore, sender: Sender, older_than: float, seals: Seals | None = None
+) -> list[str]:
+    """Send every orphaned job, and every seal whose message was lost, again; returns their ids.
+
+    With ``seals`` (messages are signed), a job is sent again only if a trusted key sealed its
+    stored request: anyone who can write to Redis could write a record, and sending it would
+    sign it with the worker's key."""
     sent = []
     for job_id, owed in store.owed_seals(older_than):
         store.seal_requested(job_id)
@@ -48,6 +56,14 @@ def sweep(store: JobStore, sender: Sender, older_than: float) -> list[str]:
             kwargs: dict[str, Any] = json.loads(record["kwargs"])
         except ValueError as error:
             log.error("job %s: its stored request is not JSON (%s); not sent again", job_id, error)
+            continue
+        if seals is not None and not seals.valid(record["kwargs"], record.get(SEAL_FIELD)):
+            log.error(
+                "job %s: its stored request carries no seal of a trusted key; not sent again "
+                "(messages are signed: docs/configuration.md)",
+                job_id,
+            )
+            store.touch(job_id)  # asked about again after another older_than, not every sweep
             continue
         store.touch(job_id)
         sender.send_task(EXPORT_TASK, kwargs=kwargs, queue=QUEUE, task_id=record.get("result_id"))
@@ -63,13 +79,15 @@ def start(sender: Sender, client: redis.Redis, settings: Settings) -> threading.
         return None
     store = JobStore(client)
     older_than = stale_after(settings)
+    signing = settings.message_signing
+    seals = Seals(signing.trusted) if signing else None
 
     def run() -> None:
         while True:
             threading.Event().wait(interval)
             try:
                 if client.set(JANITOR_LOCK_KEY, "1", nx=True, ex=max(1, int(interval))):
-                    sweep(store, sender, older_than)
+                    sweep(store, sender, older_than, seals)
             except redis.RedisError as error:
                 log.warning("janitor skipped a sweep: %s", error)
             except Exception:  # the thread must outlive anything one sweep meets

@@ -7,8 +7,10 @@ result id it was first given, and a finished job answers with its result at once
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Any
 
+from contact_exports_client.signing import seal
 from workers import metrics
 from workers.exceptions import InvalidExportRequest
 from workers.export.job import Job
@@ -53,7 +55,9 @@ def start_export(services: Services, kwargs: dict[str, Any], *, result_id: str) 
         unknown_fields=request.export.unknown_fields,
         notify_url=request.notify_url,
     )
-    if store.open(job, {**kwargs, "job_id": job_id}):
+    signing = settings.message_signing  # the message was verified: seal what is stored
+    sealer = partial(seal, signing) if signing else None
+    if store.open(job, {**kwargs, "job_id": job_id}, sealer):
         metrics.EXPORTS_STARTED.inc()
     report(services.results, job, Stage.CREATING)
     return Next(job)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from enum import StrEnum
 from typing import Any
 
@@ -28,7 +28,7 @@ from contact_exports_client.keys import (
     job_uploads_key,
     posting_lease_key,
 )
-from contact_exports_client.ledger import QUEUED
+from contact_exports_client.ledger import QUEUED, SEAL_FIELD
 from workers.export.job import ActivityRef, Job
 from workers.state.leases import DEFAULT_TTL_SECONDS, Lease
 
@@ -75,11 +75,20 @@ class JobStore:
 
     # -- the record ------------------------------------------------------------------------
 
-    def open(self, job: Job, kwargs: dict[str, Any]) -> bool:
+    def open(
+        self, job: Job, kwargs: dict[str, Any], seal: Callable[[str], str] | None = None
+    ) -> bool:
         """Create the record on first sight of a job; a repeat leaves it as it is, and the job
-        keeps the deadline and result id it was first given. True if the job is new."""
+        keeps the deadline and result id it was first given. True if the job is new.
+
+        ``seal`` signs the stored request where messages are signed (the janitor sends again
+        only a sealed one); without it a seal the caller's record had is dropped."""
         key = self._key(job.job_id)
         if self._redis.hsetnx(key, "created_at", time.time()):
+            text = json.dumps(kwargs)
+            self._redis.hdel(key, SEAL_FIELD)
+            if seal is not None:
+                self._redis.hset(key, SEAL_FIELD, seal(text))
             self._write(
                 job.job_id,
                 state=JobState.QUEUED.value,
@@ -88,7 +97,7 @@ class JobStore:
                 key=job.key,
                 deadline=job.deadline,
                 result_id=job.result_id,
-                kwargs=json.dumps(kwargs),
+                kwargs=text,
             )
             return True
         deadline = self._get(job.job_id, "deadline")
