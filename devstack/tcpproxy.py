@@ -7,6 +7,11 @@ listening port and resets every open connection, as a host whose service went do
 
 ``delay`` makes the server behind slow: every chunk it sends is held that many seconds first,
 as a far or overloaded server's answers are.
+
+``answer`` plays an HTTP server's refusals: it sees the head of every request and returns a
+whole response to send instead (the request's body is read and dropped), or None to pass the
+request on. So that it sees every request, each connection carries one: a passed request goes
+on with ``Connection: close``, and the client opens a new connection for the next.
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ import socket
 import struct
 import threading
 import time
+from collections.abc import Callable
 from typing import Self
 
 from devstack.ports import free_port
@@ -27,11 +33,19 @@ CHUNK = 64 * 1024
 
 class TcpProxy(Managed):
     def __init__(
-        self, target_port: int, target_host: str = "127.0.0.1", *, delay: float = 0.0
+        self,
+        target_port: int,
+        target_host: str = "127.0.0.1",
+        *,
+        delay: float = 0.0,
+        answer: Callable[[bytes], bytes | None] | None = None,
     ) -> None:
         self.target = (target_host, target_port)
         #: Seconds each chunk from the server waits before it is passed on.
         self.delay = delay
+        self.answer = answer
+        #: The heads of the requests ``answer`` answered itself.
+        self.answered: list[bytes] = []
         self.port = free_port()
         #: Connections accepted so far (also while refusing none are).
         self.accepted = 0
@@ -84,8 +98,14 @@ class TcpProxy(Managed):
                 client, _ = listener.accept()
             except OSError:
                 return  # refused: the listener was closed
+            head: bytes | None = b""
+            if self.answer is not None:
+                head = self._request_head(client)
+            if head is None:  # answered here
+                continue
             try:
                 upstream = socket.create_connection(self.target, timeout=10)
+                upstream.sendall(head)
             except OSError:
                 client.close()
                 continue
@@ -98,6 +118,34 @@ class TcpProxy(Managed):
                 self.accepted += 1
                 self._open.update((client, upstream))
             threading.Thread(target=self._relay, args=(client, upstream), daemon=True).start()
+
+    def _request_head(self, client: socket.socket) -> bytes | None:
+        """The head of the connection's request, taken off the socket and made the
+        connection's last (``Connection: close``), to pass on; None when ``answer`` answered
+        it (and the connection is closed)."""
+        client.settimeout(10)
+        try:
+            head = b""
+            while b"\r\n\r\n" not in head and len(head) < CHUNK:
+                peeked = client.recv(CHUNK, socket.MSG_PEEK)  # what has come so far
+                if not peeked:
+                    break
+                if len(peeked) == len(head):
+                    time.sleep(0.005)  # the rest of the head is on its way
+                head = peeked
+            head = head.split(b"\r\n\r\n", 1)[0] + b"\r\n\r\n"
+            response = self.answer(head) if self.answer else None
+            if response is None:
+                _drain(client, len(head))
+                client.settimeout(None)
+                return _closing(head)
+            _drain(client, len(head) + _content_length(head))
+            client.sendall(response)
+        except OSError:
+            pass
+        self.answered.append(head)
+        client.close()
+        return None
 
     def _relay(self, client: socket.socket, upstream: socket.socket) -> None:
         """Both directions until each has ended, then close both (unless refuse() did)."""
@@ -124,3 +172,30 @@ def _pump(source: socket.socket, sink: socket.socket, delay: float = 0.0) -> Non
         pass
     with contextlib.suppress(OSError):
         sink.shutdown(socket.SHUT_WR)
+
+
+def _content_length(head: bytes) -> int:
+    for line in head.split(b"\r\n")[1:]:
+        name, _, value = line.partition(b":")
+        if name.strip().lower() == b"content-length":
+            return int(value.strip() or 0)
+    return 0
+
+
+def _drain(sock: socket.socket, count: int) -> None:
+    """Read and drop ``count`` bytes (a request's head and body)."""
+    while count > 0:
+        chunk = sock.recv(min(CHUNK, count))
+        if not chunk:
+            return
+        count -= len(chunk)
+
+
+def _closing(head: bytes) -> bytes:
+    """``head`` with ``Connection: close`` in place of any Connection header."""
+    lines = [
+        line
+        for line in head.rstrip(b"\r\n").split(b"\r\n")
+        if not line.lower().startswith(b"connection:")
+    ]
+    return b"\r\n".join([*lines, b"Connection: close"]) + b"\r\n\r\n"

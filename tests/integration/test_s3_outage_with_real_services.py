@@ -6,6 +6,10 @@ of the module's own, which the test kills (SIGKILL) as the download step starts 
 on its data directory once the step has failed and been retried; the sandbox serves the results
 slowly (about 11 s), so the kill falls inside the transfer. Both ways a download is
 stored are covered: one streaming PUT and a multipart upload.
+
+An S3 that answers ``503 SlowDown`` (as AWS does to a prefix written too fast) is played by a
+``devstack.tcpproxy.TcpProxy`` in front of the same rclone: boto3 backs off and tries again
+(standard mode, up to 5 tries a call), and past that the download comes back by the retry policy.
 """
 
 from __future__ import annotations
@@ -15,13 +19,18 @@ from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+import boto3
 import pytest
+from celery import Celery
 
 from devstack.s3server import RcloneS3
+from devstack.tcpproxy import TcpProxy
 from sandbox.testing import SandboxProcess
-from tests.integration.chain import run_export
-from tests.integration.conftest import ServicesFactory, Store, open_store
+from tests.integration.chain import Outbox, run_export
+from tests.integration.conftest import ServicesFactory, SettingsFactory, Store, open_store
 from tests.integration.helpers import assert_stored_once, wait_until
+from workers.s3.storage import make_s3_client
+from workers.services import build_services
 from workers.state.jobs import JobStore
 
 pytestmark = pytest.mark.integration
@@ -82,4 +91,72 @@ def test_an_export_rides_out_an_s3_outage_mid_download(
         summary = running.result(timeout=120)
     assert summary["job_id"] == job_id
     assert download_failures(services.jobs, job_id) >= FAILURES_WHILE_DOWN
+    assert_stored_once(s3, sandbox, summary)
+
+
+SLOW_DOWN_BODY = (
+    b'<?xml version="1.0" encoding="UTF-8"?><Error><Code>SlowDown</Code>'
+    b"<Message>Please reduce your request rate.</Message></Error>"
+)
+SLOW_DOWN = (
+    b"HTTP/1.1 503 Slow Down\r\nContent-Type: application/xml\r\n"
+    + f"Content-Length: {len(SLOW_DOWN_BODY)}\r\n".encode()
+    + b"Connection: close\r\n\r\n"
+    + SLOW_DOWN_BODY
+)
+
+
+@pytest.mark.parametrize(
+    ("single_put_max_mib", "slow_downs", "failures"),
+    [
+        # A streamed PUT cannot be sent twice by boto3: each SlowDown fails one try of the
+        # download, which the policy backs off.
+        (128, 2, 2),
+        # A part is sent again by boto3 itself, backing off (standard mode: up to 5 tries,
+        # random x 1, 2, 4, 8 s apart), and the download never sees them.
+        (0, 2, 0),
+    ],
+    ids=["one PUT", "in parts"],
+)
+def test_slow_down_answers_are_backed_off_then_retried_by_the_policy(
+    rclone: RcloneS3,
+    make_settings: SettingsFactory,
+    results_app: Celery,
+    sandbox: SandboxProcess,
+    s3: Any,
+    single_put_max_mib: int,
+    slow_downs: int,
+    failures: int,
+) -> None:
+    uploads: list[bytes] = []
+
+    def slow_down(head: bytes) -> bytes | None:
+        """SlowDown to the first uploads: a part, or the one PUT."""
+        if not head.startswith(b"PUT "):
+            return None
+        uploads.append(head)
+        return SLOW_DOWN if len(uploads) <= slow_downs else None
+
+    with TcpProxy(rclone.port, answer=slow_down) as proxy:
+        settings = make_settings(
+            s3_endpoint_url=proxy.url(),
+            s3_single_put_max_mib=single_put_max_mib,
+            retry_max_attempts=3,
+            retry_max_seconds=1.0,
+        )
+        session = boto3.Session(
+            aws_access_key_id=rclone.env()["AWS_ACCESS_KEY_ID"],
+            aws_secret_access_key=rclone.env()["AWS_SECRET_ACCESS_KEY"],
+        )
+        services = build_services(
+            settings,
+            sender=Outbox(),
+            results=results_app.backend,
+            s3=make_s3_client(settings, session),
+        )
+        job_id = f"slowdown-{uuid.uuid4().hex[:8]}"
+        summary = run_export(services, {"export": {}, "job_id": job_id})
+        services.redis.close()
+    assert len(proxy.answered) == slow_downs
+    assert download_failures(services.jobs, job_id) == failures
     assert_stored_once(s3, sandbox, summary)
