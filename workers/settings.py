@@ -19,6 +19,7 @@ from contact_exports_client.sentinel import SentinelUrl, uses_sentinel
 from contact_exports_client.signing import MessageSigning
 from workers.constant_contact.ratelimit import DEFAULT_PER_DAY, DEFAULT_PER_SECOND
 from workers.exceptions import ConfigurationError
+from workers.export.keytemplate import placeholders
 from workers.s3.destinations import AllowedDestinations
 
 #: Constant Contact's production API root.
@@ -163,7 +164,11 @@ class Settings(BaseSettings):
                 "CC_ACCESS_TOKEN is required (or CC_REFRESH_TOKEN with CC_CLIENT_ID and "
                 "CC_CLIENT_SECRET) for the default account"
             )
-        if "{job_id}" not in self.export_key_template:
+        try:
+            used = placeholders(self.export_key_template)
+        except ValueError as error:
+            raise ValueError(f"EXPORT_KEY_TEMPLATE: {error}") from None
+        if "job_id" not in used:
             raise ValueError("EXPORT_KEY_TEMPLATE must contain {job_id}, or exports overwrite")
         return self
 

@@ -57,6 +57,31 @@ def test_all_contacts_land_in_s3_byte_for_byte(
     assert summary["started_at"] <= summary["finished_at"]
 
 
+def test_a_key_template_partitions_by_the_jobs_utc_start(
+    worker: WorkerProcess, client: Celery, object_bytes: Callable[[str, str], bytes]
+) -> None:
+    job_id = f"dated-{uuid.uuid4().hex[:8]}"
+    result = enqueue(
+        client, export={}, job_id=job_id, destination={"key": "contacts/dt={date}/{job_id}.{ext}"}
+    )
+    summary = result.get(timeout=RESULT_TIMEOUT)
+    day = summary["started_at"][:10]  # the job's UTC start, as the result gives it
+    assert summary["key"] == f"contacts/dt={day}/{job_id}.csv"
+    assert len(object_bytes(summary["bucket"], summary["key"])) == summary["bytes"]
+
+
+def test_an_unknown_placeholder_is_refused_before_any_api_call(
+    worker: WorkerProcess, client: Celery, sandbox: SandboxProcess
+) -> None:
+    before = len(sandbox.requests())
+    result = enqueue(client, export={}, destination={"key": "contacts/{region}/{job_id}.csv"})
+    with pytest.raises(Exception) as caught:
+        result.get(timeout=RESULT_TIMEOUT)
+    assert type(caught.value).__name__ == "InvalidExportRequest"
+    assert "unknown placeholder {region}" in str(caught.value)
+    assert len(sandbox.requests()) == before
+
+
 def sandbox_file_id(sandbox: SandboxProcess, activity_id: str) -> str:
     """The results file id the sandbox gave this activity (it differs from the activity id)."""
     for entry in sandbox.requests(endpoint="get_results"):

@@ -38,6 +38,7 @@ from pydantic import (
 from pydantic.config import JsonDict
 
 from workers.exceptions import InvalidExportRequest
+from workers.export.keytemplate import placeholders
 
 log = logging.getLogger(__name__)
 
@@ -339,7 +340,16 @@ class Destination(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True)
 
     bucket: str | None = Field(default=None, pattern=_BUCKET_REGEX)
-    key: str | None = Field(default=None, min_length=1, max_length=1024, pattern=_KEY_REGEX)
+    key: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=1024,
+        pattern=_KEY_REGEX,
+        description=(
+            "The object key, a template: {account}, {job_id}, {date}, {yyyy}, {mm}, {dd}, {hh} "
+            "(the job's UTC start) and {ext}; a literal brace is written twice"
+        ),
+    )
 
     @field_validator("bucket", mode="before")
     @classmethod
@@ -355,6 +365,8 @@ class Destination(BaseModel):
     def _key(cls, value: Any) -> Any:
         if isinstance(value, str) and (value.startswith("/") or "\x00" in value):
             raise ValueError("key must not start with '/' or contain NUL")
+        if isinstance(value, str):
+            placeholders(value)  # a template: {date}, {job_id}, ... (workers.export.keytemplate)
         return value
 
 

@@ -7,6 +7,7 @@ result id it was first given, and a finished job answers with its result at once
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from functools import partial
 from typing import Any
 
@@ -14,8 +15,9 @@ from contact_exports_client.signing import seal
 from workers import metrics
 from workers.exceptions import InvalidExportRequest
 from workers.export.job import Job
+from workers.export.keytemplate import render_key
 from workers.export.outcome import Finished, Next
-from workers.export.progress import report, utc_now
+from workers.export.progress import iso_utc, report
 from workers.export.request import parse_job_request
 from workers.export.tasknames import Stage
 from workers.logconfig import bind_job
@@ -35,8 +37,12 @@ def start_export(services: Services, kwargs: dict[str, Any], *, result_id: str) 
         raise InvalidExportRequest("destination.bucket: no bucket given and S3_BUCKET is not set")
     job_id = request.job_id or result_id
     bind_job(job_id=job_id, account=request.account)
-    key = request.destination.key or settings.export_key_template.format(
-        account=request.account, job_id=job_id
+    started = datetime.fromtimestamp(services.clock(), UTC)
+    key = render_key(
+        request.destination.key or settings.export_key_template,
+        account=request.account,
+        job_id=job_id,
+        started=started,
     )
     settings.allowed_destinations.check(bucket, key)
     store = services.jobs
@@ -51,7 +57,7 @@ def start_export(services: Services, kwargs: dict[str, Any], *, result_id: str) 
         bucket=bucket,
         key=key,
         deadline=services.clock() + settings.export_deadline_seconds,
-        started_at=utc_now(),
+        started_at=iso_utc(started),
         unknown_fields=request.export.unknown_fields,
         notify_url=request.notify_url,
     )

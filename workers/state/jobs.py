@@ -105,6 +105,9 @@ class JobStore:
             self._write(job.job_id, deadline=job.deadline, result_id=job.result_id)
         else:
             job.deadline = float(deadline)
+        # The key was rendered from its template when the job was first opened ({date} and the
+        # like): a repeat writes where the first delivery would have.
+        job.key = self._get(job.job_id, "key") or job.key
         self._write(job.job_id)  # seen alive
         return False
 
