@@ -9,7 +9,7 @@ class ExitCode(IntEnum):
     #: The command did what it was asked.
     OK = 0
     #: The export ran and failed: ActivityFailed, ExportTimedOut, ConstantContactError,
-    #: StorageError (docs/contract.md §3).
+    #: StorageError, ExportCancelled (docs/contract.md §3).
     EXPORT_FAILED = 1
     #: Bad usage, an invalid export request (refused locally, or InvalidExportRequest from the
     #: worker) or invalid configuration.
@@ -30,7 +30,8 @@ EXIT_CODES_HELP = "\n\n".join(
     [
         "[b]Exit codes[/b]",
         "0  ok",
-        "1  the export failed (ActivityFailed, ExportTimedOut, ConstantContactError, StorageError)",
+        "1  the export failed (ActivityFailed, ExportTimedOut, ConstantContactError, StorageError,"
+        " ExportCancelled)",
         "2  usage error, invalid export request (InvalidExportRequest) or invalid configuration",
         "3  a service is unreachable (Redis, S3, the Constant Contact API)",
         "4  not found (job, failed job, account)",

@@ -15,6 +15,7 @@ from typing import Annotated, Any, ParamSpec
 import redis
 import typer
 from celery import Celery
+from celery.exceptions import TimeoutError as CeleryTimeoutError
 from celery.result import AsyncResult
 from rich.live import Live
 
@@ -35,7 +36,14 @@ from contact_exports_cli.handling import handled
 from contact_exports_cli.jobs import in_flight, look_up, outcome
 from contact_exports_cli.request import Filters, Target, build_kwargs, split_commas, validate
 from contact_exports_cli.settings import worker_settings
-from contact_exports_client import EXPORT_TASK, QUEUE, ExportResult, WaitTimeoutError, wait
+from contact_exports_client import (
+    EXPORT_TASK,
+    QUEUE,
+    ExportResult,
+    WaitTimeoutError,
+    cancel_export,
+    wait,
+)
 from workers.export.deadletters import list_failed, rerun
 from workers.state.jobs import JobState, JobStore
 
@@ -182,6 +190,46 @@ def services() -> Iterator[tuple[redis.Redis, Celery]]:
             client.close()
     finally:
         close_app(celery)
+
+
+#: Seconds ``cancel`` waits for a worker to answer.
+CANCEL_ANSWER_SECONDS = 30.0
+
+
+@command()
+def cancel(job_id: JobId, as_json: AsJson = False) -> None:
+    """Cancel a job on its way: nothing is stored, and its result fails as ExportCancelled.
+
+    A job that ended, one cancelled already, or an unknown id is left as it is (exit code 0,
+    and 4 for an unknown id); the answer says which. Needs a worker to carry it out.
+    """
+    celery = reachable_app(Endpoints.from_env())
+    try:
+        answer = cancel_export(job_id, app=celery)
+        try:
+            found: dict[str, Any] = answer.get(timeout=CANCEL_ANSWER_SECONDS)
+        except CeleryTimeoutError:
+            raise NotFinishedError(
+                f"no worker answered the cancel of {job_id} within {CANCEL_ANSWER_SECONDS:.0f}s",
+                hint="it stays queued and is carried out when a worker takes it",
+            ) from None
+    finally:
+        close_app(celery)
+    if as_json:
+        render.print_json(found)
+    else:
+        render.stdout().print(CANCEL_MESSAGES[found["outcome"]].format(job=job_id))
+    if found["outcome"] == "unknown":
+        raise typer.Exit(ExitCode.NOT_FOUND)
+
+
+CANCEL_MESSAGES = {
+    "cancelled": "job {job} cancelled: nothing will be stored",
+    "cancelled already": "job {job} was cancelled already; nothing changed",
+    "completed": "job {job} had completed; nothing changed",
+    "failed": "job {job} had failed; nothing changed",
+    "unknown": "no job {job}; nothing changed",
+}
 
 
 @command()

@@ -11,6 +11,7 @@ name instead (docs/contract.md §1, ``examples/enqueue_export.py``).
 """
 
 from contact_exports_client.client import (
+    CANCEL_TASK,
     DEFAULT_REDIS_URL,
     EXPORT_TASK,
     PROGRESS,
@@ -18,6 +19,7 @@ from contact_exports_client.client import (
     ProgressCallback,
     Snapshot,
     WaitTimeoutError,
+    cancel_export,
     export_kwargs,
     make_app,
     snapshot,
@@ -33,6 +35,7 @@ from contact_exports_client.types import (
 )
 
 __all__ = [
+    "CANCEL_TASK",
     "DEFAULT_REDIS_URL",
     "EXPORT_TASK",
     "PROGRESS",
@@ -45,6 +48,7 @@ __all__ = [
     "ProgressCallback",
     "Snapshot",
     "WaitTimeoutError",
+    "cancel_export",
     "export_kwargs",
     "make_app",
     "snapshot",

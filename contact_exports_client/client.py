@@ -30,6 +30,8 @@ from contact_exports_client.types import Destination, ExportKwargs, ExportResult
 
 #: The task that starts an export (docs/contract.md §1).
 EXPORT_TASK = "contact_exports.export"
+#: The task that cancels one (docs/contract.md §1.2).
+CANCEL_TASK = "contact_exports.cancel"
 #: The only queue the workers consume.
 QUEUE = "contact_exports"
 #: Broker and backend when neither argument nor environment names one (docs/contract.md §5).
@@ -169,6 +171,18 @@ def submit_export(
     kwargs = export_kwargs(export, account=account, job_id=job_id, destination=destination)
     task_id = record_before_sending(client, kwargs)
     return client.send_task(EXPORT_TASK, kwargs=dict(kwargs), queue=QUEUE, task_id=task_id)
+
+
+def cancel_export(
+    job_id: str, *, app: Celery | None = None, broker_url: str | None = None
+) -> AsyncResult[Any]:
+    """Ask the workers to cancel the job ``job_id``; the result's ``get()`` says what they found
+    (``{"job_id", "outcome"}``: ``cancelled``, ``cancelled already``, ``completed``, ``failed``,
+    ``unknown``). A cancelled export's own result fails as ``ExportCancelled``."""
+    if app is not None and broker_url is not None:
+        raise TypeError("give app or broker_url, not both")
+    client = app or make_app(broker_url)
+    return client.send_task(CANCEL_TASK, kwargs={"job_id": job_id}, queue=QUEUE)
 
 
 def record_before_sending(

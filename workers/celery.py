@@ -21,7 +21,7 @@ from celery import Celery
 from workers import lifecycle
 
 #: The modules that define the tasks; imported by the worker, never by this package.
-TASK_MODULES = ["tasks.exports", "tasks.notify", "tasks.sealing"]
+TASK_MODULES = ["tasks.exports", "tasks.notify", "tasks.sealing", "tasks.cancel"]
 
 app = Celery("contact_exports", include=TASK_MODULES)
 app.config_from_object("celeryconfig")

@@ -1,6 +1,6 @@
 """Every error the service raises, in one place.
 
-The five leaf names marked (contract) are part of the public interface (docs/contract.md §3):
+The six leaf names marked (contract) are part of the public interface (docs/contract.md §3):
 applications that never import this project see them as ``type(exc).__name__`` after Celery
 rebuilds the exception from its JSON form. Celery rebuilds an exception by calling its class with
 the stored ``args``, so every class here keeps a single message string in ``args`` and any extra
@@ -14,6 +14,7 @@ context in attributes with defaults.
     │   └── HeaderTooLong       a results "CSV" whose header never ends
     ├── StorageError            (contract) the object could not be written
     │   └── ObjectChanged       the object to seal is gone or was replaced since it was stored
+    ├── ExportCancelled         (contract) cancelled (contact_exports.cancel); nothing stored
     └── TransientError          worth retrying: 429, 5xx, timeouts, dropped connections
         ├── TransientApiError   the API answered with a retryable status
         ├── BodyIncomplete      the results body ended early or broke mid-stream
@@ -22,7 +23,7 @@ context in attributes with defaults.
     LeaseHeld                   another delivery runs this step now (control flow, never stored)
     ConfigurationError          a SystemExit: the settings are invalid, the process stops
 
-A failure reaches a caller only under one of the five contract names: ``public_error`` turns
+A failure reaches a caller only under one of the six contract names: ``public_error`` turns
 anything else (a subclass, a transient error whose retries ran out, a bug) into the contract
 type that fits the step it happened in, keeping its message.
 """
@@ -81,6 +82,10 @@ class StorageError(ExportError):
     def __init__(self, message: str, *, permanent: bool = False) -> None:
         super().__init__(message)
         self.permanent = permanent
+
+
+class ExportCancelled(ExportError):  # noqa: N818 — contract name
+    """The export was cancelled (``contact_exports.cancel``) before it was stored."""
 
 
 class HeaderTooLong(ConstantContactError):  # noqa: N818 — reads as the condition it reports
@@ -171,11 +176,12 @@ CONTRACT_ERRORS: tuple[type[ExportError], ...] = (
     ExportTimedOut,
     ConstantContactError,
     StorageError,
+    ExportCancelled,
 )
 
 
 def public_error(error: BaseException, *, storing: bool) -> ExportError:
-    """``error`` as the caller may see it: one of the five contract types, with its message.
+    """``error`` as the caller may see it: one of the six contract types, with its message.
 
     A contract type passes as it is; a subclass becomes its contract parent (Celery stores the
     exact class name, and ``ObjectChanged`` means nothing to a caller). Anything else — a

@@ -16,7 +16,7 @@ from workers.exceptions import LeaseHeld, RateLimited, TransientError
 from workers.export.job import Job
 from workers.export.outcome import Again, Next
 from workers.export.progress import report
-from workers.export.retries import check_deadline, come_back
+from workers.export.retries import check_live, come_back
 from workers.export.tasknames import Stage
 from workers.retry import BUSY_COUNTDOWN
 from workers.services import Services
@@ -36,7 +36,7 @@ def create_step(services: Services, job: Job) -> Next | Again:
     store = services.jobs
     shards = range(len(job.requests))
     if any(store.activity(job.job_id, shard) is None for shard in shards):
-        check_deadline(services, job)
+        check_live(services, job)
         store.count_attempt(job.job_id, "create")
         lease = store.lease(job.job_id, "create", ttl=settings.lease_ttl_seconds)
         log.info("job %s: creating the export activity", job.job_id)

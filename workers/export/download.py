@@ -24,17 +24,17 @@ from workers import metrics
 from workers.constant_contact.client import ConstantContactClient, epoch_seconds
 from workers.constant_contact.results import ResultsBody
 from workers.csvmerge import without_header
-from workers.exceptions import LeaseHeld, StorageError, TransientError
+from workers.exceptions import ExportCancelled, LeaseHeld, StorageError, TransientError
 from workers.export.job import Job
 from workers.export.notify import enqueue_notification
 from workers.export.outcome import Again, Finished
 from workers.export.progress import report, result_of
-from workers.export.retries import check_deadline, come_back
+from workers.export.retries import check_cancelled, check_live, come_back
 from workers.export.seal import ask_for_seal, seal_owed
 from workers.export.tasknames import Stage
 from workers.retry import BUSY_COUNTDOWN
 from workers.s3.objectmeta import EncodingCheck, identity, seal, sealed_export
-from workers.s3.storage import MultipartWriter, StoredObject
+from workers.s3.storage import MultipartWriter, StoredObject, storage_error
 from workers.s3.streamput import ChunkedBody, put_stream, single_put_allowed
 from workers.services import Services
 from workers.state.jobs import JobStore
@@ -63,7 +63,7 @@ def download_step(services: Services, job: Job) -> Finished | Again:
     done = store.result(job.job_id)
     if done is not None:
         return Finished(done)
-    check_deadline(services, job)
+    check_live(services, job)
     settings = services.settings
     lease = store.lease(job.job_id, "download", ttl=settings.lease_ttl_seconds)
     try:
@@ -75,6 +75,7 @@ def download_step(services: Services, job: Job) -> Finished | Again:
         done = store.result(job.job_id)
         if done is not None:
             return Finished(done)
+        check_cancelled(services, job.job_id)
         store.count_attempt(job.job_id, "download")
         swept = sweep_uploads(store, services.s3, job)
         log.info("job %s: downloading (swept %d stale uploads)", job.job_id, swept)
@@ -86,12 +87,16 @@ def download_step(services: Services, job: Job) -> Finished | Again:
             store=store,
             settings=settings,
             lease=lease,
-            on_progress=lambda size: report(services.results, job, Stage.DOWNLOADING, 100, size),
+            on_progress=lambda size: _progress(services, job, lease, size),
             encoding=services.encoding,
         )
         result = result_of(job, summary, stored)
         owed = seal_owed(job, summary, stored)
-        store.save_result(job.job_id, result, seal=owed)
+        if not store.save_result(job.job_id, result, seal=owed):
+            # Cancelled after the object landed and before the job could complete: the cancel
+            # won, so the object goes (nothing is stored for a cancelled job).
+            _delete(services.s3, stored)
+            raise ExportCancelled(f"job {job.job_id} was cancelled")
     except (TransientError, StorageError) as error:
         if isinstance(error, StorageError) and error.permanent:
             raise
@@ -251,6 +256,22 @@ def _seal_now(
     seconds = time.monotonic() - started
     log.info("%s: sealed before the result in %.2f s", stored.uri, seconds)
     return replace(stored, sealed=True)
+
+
+def _progress(services: Services, job: Job, lease: Lease, size: int) -> None:
+    """Every PROGRESS_EVERY bytes: a lease lost (to a cancel, or to another delivery) stops the
+    transfer here rather than at its end; else the caller hears how far it got."""
+    _check_lease(lease)
+    report(services.results, job, Stage.DOWNLOADING, 100, size)
+
+
+def _delete(s3: S3Client, stored: StoredObject) -> None:
+    try:
+        s3.delete_object(Bucket=stored.bucket, Key=stored.key)
+    except (ClientError, BotoCoreError) as error:
+        message = f"{stored.uri}: a cancelled job's object could not be deleted"
+        raise storage_error(message, error) from error
+    log.info("%s: deleted, its job was cancelled", stored.uri)
 
 
 def _check_lease(lease: Lease) -> None:

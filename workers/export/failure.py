@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 
 from workers import metrics
-from workers.exceptions import ExportError
+from workers.exceptions import ExportCancelled, ExportError
 from workers.export.download import sweep_uploads
 from workers.export.job import Job
 from workers.export.notify import enqueue_notification
@@ -15,12 +15,20 @@ log = logging.getLogger(__name__)
 
 
 def record_failure(services: Services, job: Job, step: str, error: ExportError) -> None:
-    """``error`` is what the caller sees (one of the contract's types)."""
-    metrics.EXPORTS_FAILED.labels(type(error).__name__).inc()
-    services.jobs.fail(job.job_id, step, error)
+    """``error`` is what the caller sees (one of the contract's types).
+
+    A cancelled job is no dead letter: its record says cancelled already, and the cancel told
+    its webhook (``workers.export.cancel``); only its uploads are swept here.
+    """
+    cancelled = isinstance(error, ExportCancelled)
+    if not cancelled:
+        metrics.EXPORTS_FAILED.labels(type(error).__name__).inc()
+        services.jobs.fail(job.job_id, step, error)
     swept = sweep_uploads(services.jobs, services.s3, job)
     if swept:
         log.info("job %s: aborted %d open uploads", job.job_id, swept)
+    if cancelled:
+        return
     enqueue_notification(
         services.sender,
         job.notify_url,

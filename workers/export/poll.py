@@ -15,7 +15,7 @@ from workers.exceptions import ActivityFailed, ConstantContactError, TransientEr
 from workers.export.job import ActivityRef, Job
 from workers.export.outcome import Again, Next
 from workers.export.progress import report
-from workers.export.retries import check_deadline, come_back
+from workers.export.retries import check_live, come_back
 from workers.export.tasknames import Stage
 from workers.polling import ClockOffset, next_poll_at, record_look
 from workers.services import Services
@@ -30,7 +30,7 @@ WAKE_EARLY_SECONDS = 0.05
 def poll_step(services: Services, job: Job) -> Next | Again:
     """Check the activities once: Next when all completed, else Again at the next poll time."""
     settings = services.settings
-    check_deadline(services, job)
+    check_live(services, job)
     services.jobs.touch(job.job_id)
     now = services.clock()
     early = job.poll_at - now if job.poll_at is not None else 0.0

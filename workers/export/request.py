@@ -420,6 +420,36 @@ class ExportResult(BaseModel):
     activities: int = Field(ge=1, description="Constant Contact activities the export took")
 
 
+class CancelRequest(BaseModel):
+    """The kwargs of the ``contact_exports.cancel`` task (docs/contract.md §1.2)."""
+
+    model_config = ConfigDict(extra="forbid", strict=True, title="CancelTaskKwargs")
+
+    job_id: Annotated[str, StringConstraints(pattern=_JOB_ID)]
+
+
+class CancelResult(BaseModel):
+    """What ``result.get()`` returns for a ``contact_exports.cancel`` task."""
+
+    model_config = ConfigDict(extra="allow", strict=True, title="CancelResult")
+
+    job_id: str
+    outcome: Literal["cancelled", "cancelled already", "completed", "failed", "unknown"] = Field(
+        description=(
+            "cancelled: it was on its way and is stopped now; the others: nothing changed "
+            "(it ended before, or there is no such job)"
+        )
+    )
+
+
+def parse_cancel_request(kwargs: dict[str, Any]) -> CancelRequest:
+    try:
+        return CancelRequest.model_validate(kwargs)
+    except ValidationError as error:
+        message = describe(error).replace("export request", "cancel request")
+        raise InvalidExportRequest(message) from None
+
+
 def parse_job_request(kwargs: dict[str, Any]) -> ExportJobRequest:
     """Validate the task kwargs, turning every violation into one InvalidExportRequest."""
     try:
@@ -452,6 +482,14 @@ def json_schemas() -> dict[str, dict[str, Any]]:
         "export-result.schema.json": (
             ExportResult,
             "What result.get() returns for a contact_exports.export task (docs/contract.md §2).",
+        ),
+        "cancel-task-kwargs.schema.json": (
+            CancelRequest,
+            "The kwargs of the contact_exports.cancel Celery task (docs/contract.md §1.2).",
+        ),
+        "cancel-result.schema.json": (
+            CancelResult,
+            "What result.get() returns for a contact_exports.cancel task (docs/contract.md §1.2).",
         ),
     }
     schemas = {}

@@ -12,6 +12,7 @@ import logging
 from workers import metrics
 from workers.exceptions import (
     ConstantContactError,
+    ExportCancelled,
     ExportTimedOut,
     RateLimited,
     StorageError,
@@ -26,11 +27,18 @@ from workers.services import Services
 log = logging.getLogger(__name__)
 
 
-def check_deadline(services: Services, job: Job) -> None:
+def check_live(services: Services, job: Job) -> None:
+    """Before a step's work: the job was not cancelled, and its deadline has not passed."""
+    check_cancelled(services, job.job_id)
     if services.clock() > job.deadline:
         raise ExportTimedOut(
             f"job {job.job_id}: activity {job.activity_id} did not complete before the deadline"
         )
+
+
+def check_cancelled(services: Services, job_id: str) -> None:
+    if services.jobs.cancelled(job_id):
+        raise ExportCancelled(f"job {job_id} was cancelled")
 
 
 def come_back(
@@ -47,6 +55,7 @@ def come_back(
 
     ``resend`` is the job the next run gets, when this run learnt something worth keeping.
     """
+    check_cancelled(services, job.job_id)  # a cancelled job does not come back
     policy = services.retry
     if isinstance(error, RateLimited):
         countdown = policy.countdown(error, 0, cap=cap)

@@ -19,6 +19,7 @@ from workers.export.keytemplate import render_key
 from workers.export.outcome import Finished, Next
 from workers.export.progress import iso_utc, report
 from workers.export.request import parse_job_request
+from workers.export.retries import check_cancelled
 from workers.export.tasknames import Stage
 from workers.logconfig import bind_job
 from workers.services import Services
@@ -49,6 +50,7 @@ def start_export(services: Services, kwargs: dict[str, Any], *, result_id: str) 
     done = store.result(job_id)
     if done is not None:
         return Finished(done)
+    check_cancelled(services, job_id)  # cancelled while its message waited
     job = Job(
         job_id=job_id,
         result_id=result_id,

@@ -45,6 +45,32 @@ class JobState(StrEnum):
     DOWNLOADING = "downloading"
     COMPLETED = "completed"
     FAILED = "failed"
+    CANCELLED = "cancelled"
+
+
+#: The record's field set when the job is cancelled: steps check it, whatever ``state`` says.
+CANCELLED_AT = "cancelled_at"
+#: States a job does not leave (a late duplicate step must not reopen it).
+ENDED = frozenset({JobState.COMPLETED.value, JobState.FAILED.value, JobState.CANCELLED.value})
+
+# Cancel a job still on its way, atomically with completing it (``_COMPLETE``): one of the two
+# wins. Its leases go, so a download in progress finds its lease lost at the next heartbeat.
+_CANCEL = """
+local state = redis.call('HGET', KEYS[1], 'state')
+if not state then return 'unknown' end
+if redis.call('HEXISTS', KEYS[1], ARGV[2]) == 1 then return 'cancelled already' end
+if state == 'completed' or state == 'failed' then return state end
+redis.call('HSET', KEYS[1], 'state', 'cancelled', ARGV[2], ARGV[1], 'updated_at', ARGV[1])
+redis.call('DEL', KEYS[2], KEYS[3])
+return 'cancelled'
+"""
+# Complete a job unless it was cancelled; ARGV holds the fields, name then value.
+_COMPLETE = """
+if redis.call('HEXISTS', KEYS[1], ARGV[1]) == 1 then return 0 end
+for i = 2, #ARGV - 1, 2 do redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1]) end
+redis.call('EXPIRE', KEYS[1], ARGV[#ARGV])
+return 1
+"""
 
 
 class JobStore:
@@ -122,7 +148,7 @@ class JobStore:
         found = []
         for job_id in self._job_ids():
             record = self.record(job_id)
-            if record.get("state") in (JobState.COMPLETED.value, JobState.FAILED.value):
+            if record.get("state") in ENDED or CANCELLED_AT in record:
                 continue
             if float(record.get("updated_at", now)) > now - older_than or "kwargs" not in record:
                 continue
@@ -149,7 +175,7 @@ class JobStore:
     def set_state(self, job_id: str, state: JobState) -> None:
         """Move the job on, unless it already ended: a late duplicate must not reopen it."""
         current = self._get(job_id, "state")
-        if current not in (JobState.COMPLETED.value, JobState.FAILED.value):
+        if current not in ENDED:
             self._write(job_id, state=state.value)
 
     def count_attempt(self, job_id: str, step: str) -> int:
@@ -256,17 +282,41 @@ class JobStore:
 
     def save_result(
         self, job_id: str, result: dict[str, Any], *, seal: dict[str, Any] | None = None
-    ) -> None:
-        """The job is done; ``seal``, if given, is the seal still owed to its object, kept until
-        ``sealed`` so the janitor can ask for it again if its message is lost."""
+    ) -> bool:
+        """The job is done, unless it was cancelled first (then False, and nothing changes);
+        ``seal``, if given, is the seal still owed to its object, kept until ``sealed`` so the
+        janitor can ask for it again if its message is lost."""
+        now = time.time()
         fields: dict[str, str | float] = {
             "result": json.dumps(result),
             "state": JobState.COMPLETED.value,
-            "finished_at": time.time(),
+            "finished_at": now,
+            "updated_at": now,
         }
         if seal is not None:
             fields["seal"] = json.dumps(seal)
-        self._write(job_id, **fields)
+        pairs = [item for name, value in fields.items() for item in (name, value)]
+        done = self._redis.eval(
+            _COMPLETE, 1, self._key(job_id), CANCELLED_AT, *pairs, RECORD_TTL_SECONDS
+        )
+        return bool(done)
+
+    def cancel(self, job_id: str) -> str:
+        """Cancel the job if it is on its way; what it was: ``cancelled`` (now), ``cancelled
+        already``, ``completed``, ``failed`` or ``unknown`` (no record)."""
+        outcome = self._redis.eval(
+            _CANCEL,
+            3,
+            self._key(job_id),
+            job_lease_key(job_id, "create"),
+            job_lease_key(job_id, "download"),
+            time.time(),
+            CANCELLED_AT,
+        )
+        return _text(outcome)
+
+    def cancelled(self, job_id: str) -> bool:
+        return bool(self._redis.hexists(self._key(job_id), CANCELLED_AT))
 
     def sealed(self, job_id: str) -> None:
         """The job's object carries its figures: no seal is owed any more."""
