@@ -59,10 +59,8 @@ task_serializer = "json"
 result_serializer = "json"
 accept_content = ["json"]
 result_accept_content = ["json"]
-# MESSAGE_SIGNING_*: task messages are signed and only signed ones accepted (the worker registers
-# the serializer at start: workers.lifecycle); results stay JSON.
-if _settings.message_signing is not None:
-    globals().update(_settings.message_signing.conf())
+# With MESSAGE_SIGNING_* the task serializer becomes Celery's signing "auth" as soon as this
+# configuration is read (workers.lifecycle, contact_exports_client.signing); results stay JSON.
 
 task_default_queue = QUEUE
 task_queues = (Queue(QUEUE),)

@@ -40,6 +40,7 @@ from devstack.seaweedfs import SeaweedS3
 from devstack.sentinel import MASTER_NAME, SentinelGroup
 from devstack.worker import WorkerProcess
 from sandbox.testing import SandboxProcess
+from workers.export.manifest import MANIFEST_SUFFIX, manifest_key
 from workers.state.jobs import JobStore
 
 BUCKET = "soak-exports"
@@ -261,6 +262,10 @@ def report(
     keys: list[str] = []
     for page in client.get_paginator("list_objects_v2").paginate(Bucket=BUCKET):
         keys += [o["Key"] for o in page.get("Contents", [])]
+    manifests = {key for key in keys if key.endswith(MANIFEST_SUFFIX)}
+    keys = [key for key in keys if key not in manifests]
+    # Every completed export has its manifest; a manifest without its export is extra too.
+    missing_manifests = sum(manifest_key(s["key"]) not in manifests for s in summaries)
     partial = unsealed = 0
     for summary in summaries:
         stored = client.get_object(Bucket=BUCKET, Key=summary["key"])
@@ -280,10 +285,11 @@ def report(
     )
     print(
         f"| completed | failed | duplicate activities | extra objects | partial objects "
-        f"| unsealed objects | open uploads | p50 s | p99 s |\n"
-        f"|---|---|---|---|---|---|---|---|---|\n"
+        f"| unsealed objects | missing manifests | open uploads | p50 s | p99 s |\n"
+        f"|---|---|---|---|---|---|---|---|---|---|\n"
         f"| {len(summaries)} | {len(failures)} | {len(created) - len(summaries) - len(failures)} "
-        f"| {len(keys) - len(summaries)} | {partial} | {unsealed} | {len(uploads)} "
+        f"| {len(keys) - len(summaries) + len(manifests) - len(summaries) + missing_manifests} "
+        f"| {partial} | {unsealed} | {missing_manifests} | {len(uploads)} "
         f"| {statistics.median(times):.1f} | {p99:.1f} |"
     )
     for failure in failures[:10]:

@@ -9,24 +9,26 @@ as task id (this command line and ``contact_exports_client`` do) or without a jo
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 import redis
 from celery import Celery
 from celery.result import AsyncResult
 
-from contact_exports_cli.exceptions import ExportFailedError, NotFinishedError, NotFoundError
+from contact_exports_cli.exceptions import (
+    ExportFailedError,
+    InvalidUsageError,
+    NotFinishedError,
+    NotFoundError,
+)
 from contact_exports_client import PROGRESS, snapshot
-from contact_exports_client.keys import JOB_KEY_PREFIX, job_id_of
-from workers.state.jobs import JobState, JobStore
+from workers.state.jobs import CANCELLED_AT, JobState, JobStore
 
 #: Record states of a job still on its way.
 IN_FLIGHT = frozenset({JobState.QUEUED, JobState.CREATING, JobState.POLLING, JobState.DOWNLOADING})
-#: Job records are hashes; the keys beside them (uploads, leases) are other types.
-RECORD_TYPE = "hash"
-#: Keys asked for per SCAN round trip while looking for job records.
-SCAN_COUNT = 500
 
 
 @dataclass(frozen=True)
@@ -118,16 +120,11 @@ def progress_of(celery: CeleryState) -> dict[str, Any]:
 
 def in_flight(client: redis.Redis, app: Celery, limit: int) -> list[dict[str, Any]]:
     """Jobs whose record says they are on their way, oldest first, with their live progress."""
-    keys = list(client.scan_iter(match=f"{JOB_KEY_PREFIX}*", count=SCAN_COUNT, _type=RECORD_TYPE))
-    pipe = client.pipeline(transaction=False)
-    for key in keys:
-        pipe.hgetall(key)
-    jobs = []
-    for key, raw in zip(keys, pipe.execute(), strict=True):
-        record = {_text(k): _text(v) for k, v in raw.items()}
-        job_id = job_id_of(_text(key))
-        if job_id is not None and record.get("state") in IN_FLIGHT:
-            jobs.append((float(record.get("created_at") or 0), job_id, record))
+    jobs = [
+        (float(record.get("created_at") or 0), job_id, record)
+        for job_id, record in JobStore(client).records()
+        if record.get("state") in IN_FLIGHT and CANCELLED_AT not in record
+    ]
     jobs.sort()
     rows = []
     for _, job_id, record in jobs[:limit]:
@@ -148,5 +145,70 @@ def in_flight(client: redis.Redis, app: Celery, limit: int) -> list[dict[str, An
     return rows
 
 
-def _text(value: bytes | str) -> str:
-    return value.decode() if isinstance(value, bytes) else value
+@dataclass(frozen=True)
+class JobFilter:
+    """Which jobs ``list_jobs`` shows: any of ``states``, of ``account``, begun since ``since``
+    (a Unix time); None means any."""
+
+    states: frozenset[str] | None = None
+    account: str | None = None
+    since: float | None = None
+
+    def keeps(self, row: dict[str, Any]) -> bool:
+        return (
+            (self.states is None or row["state"] in self.states)
+            and (self.account is None or row["account"] == self.account)
+            and (self.since is None or row["created_at"] >= self.since)
+        )
+
+
+#: ``--since`` durations: a number and its unit.
+DURATION = re.compile(r"^(\d+(?:\.\d+)?)([smhd])$")
+UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def since_time(text: str, now: float) -> float:
+    """``--since``: a duration back from ``now`` (``30m``, ``2h``, ``7d``) or an ISO 8601 time
+    (UTC unless it says otherwise), as a Unix time."""
+    duration = DURATION.match(text.strip())
+    if duration:
+        return now - float(duration.group(1)) * UNIT_SECONDS[duration.group(2)]
+    try:
+        moment = datetime.fromisoformat(text.strip())
+    except ValueError:
+        raise InvalidUsageError(
+            f"--since {text!r}: give a duration (30m, 2h, 7d) or an ISO 8601 time "
+            "(2026-12-04T09:00:00Z)"
+        ) from None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return moment.timestamp()
+
+
+def list_jobs(client: redis.Redis, wanted: JobFilter, limit: int) -> list[dict[str, Any]]:
+    """Jobs as their records tell them, newest first: state, account, format, key, rows, when."""
+    rows = [job_row(job_id, record) for job_id, record in JobStore(client).records()]
+    rows = [row for row in rows if wanted.keeps(row)]
+    rows.sort(key=lambda row: row["created_at"], reverse=True)
+    return rows[:limit]
+
+
+def job_row(job_id: str, record: dict[str, str]) -> dict[str, Any]:
+    try:
+        result = json.loads(record.get("result") or "{}")
+        kwargs = json.loads(record.get("kwargs") or "{}")
+    except ValueError:
+        result, kwargs = {}, {}
+    created = record.get("created_at") or record.get("submitted_at") or 0
+    return {
+        "job_id": job_id,
+        # A step racing a cancel may have written its own state after it; the mark stands.
+        "state": "cancelled" if CANCELLED_AT in record else record.get("state", ""),
+        "account": record.get("account") or kwargs.get("account") or "default",
+        "format": kwargs.get("format") or "csv",
+        "bucket": record.get("bucket", ""),
+        "key": record.get("key", ""),
+        "rows": result.get("rows"),
+        "created_at": float(created),
+        "updated_at": float(record.get("updated_at") or created),
+    }

@@ -33,7 +33,14 @@ from contact_exports_cli.exceptions import (
 )
 from contact_exports_cli.exitcodes import EXIT_CODES_HELP, ExitCode
 from contact_exports_cli.handling import handled
-from contact_exports_cli.jobs import in_flight, look_up, outcome
+from contact_exports_cli.jobs import (
+    JobFilter,
+    in_flight,
+    list_jobs,
+    look_up,
+    outcome,
+    since_time,
+)
 from contact_exports_cli.request import Filters, Target, build_kwargs, split_commas, validate
 from contact_exports_cli.settings import worker_settings
 from contact_exports_client import (
@@ -190,6 +197,37 @@ def services() -> Iterator[tuple[redis.Redis, Celery]]:
             client.close()
     finally:
         close_app(celery)
+
+
+@command()
+def jobs(
+    state: Annotated[
+        list[JobState] | None, typer.Option("--state", help="Only jobs in this state (repeat).")
+    ] = None,
+    account: Annotated[str | None, typer.Option(help="Only this account's jobs.")] = None,
+    since: Annotated[
+        str | None,
+        typer.Option(help="Only jobs begun since: 30m, 2h, 7d, or an ISO 8601 time."),
+    ] = None,
+    limit: Annotated[int, typer.Option(min=1, help="Show at most this many.")] = 50,
+    as_json: AsJson = False,
+) -> None:
+    """Recent jobs, newest first: state, account, format, key, rows and age."""
+    wanted = JobFilter(
+        states=frozenset(s.value for s in state) if state else None,
+        account=account,
+        since=since_time(since, time.time()) if since else None,
+    )
+    endpoints = Endpoints.from_env()
+    client = connect_redis(endpoints.jobs_url, "job records")
+    try:
+        found = list_jobs(client, wanted, limit)
+    finally:
+        client.close()
+    if as_json:
+        render.print_json(found)
+    else:
+        render.stdout().print(views.jobs(found))
 
 
 #: Seconds ``cancel`` waits for a worker to answer.

@@ -82,6 +82,26 @@ def in_flight(rows: list[dict[str, Any]]) -> RenderableType:
     )
 
 
+def jobs(rows: list[dict[str, Any]]) -> RenderableType:
+    now = time.time()
+    return render.table(
+        f"jobs: {len(rows)}",
+        ["job", "state", "account", "format", "key", "rows", "age"],
+        [
+            [
+                row["job_id"],
+                row["state"],
+                row["account"],
+                row["format"],
+                row["key"],
+                "" if row["rows"] is None else str(row["rows"]),
+                render.age(row["created_at"], now),
+            ]
+            for row in rows
+        ],
+    )
+
+
 def dead_letters(letters: list[dict[str, str]]) -> RenderableType:
     return render.table(
         f"failed jobs: {len(letters)}",

@@ -28,6 +28,9 @@ QUEUED = "queued"
 #: The record's field holding the seal over its ``kwargs`` (``signing.seal``), where messages
 #: are signed.
 SEAL_FIELD = "kwargs_seal"
+#: The field holding the seal over the record's owed object ``seal`` (the janitor asks for it
+#: again only if a trusted key sealed it).
+OWED_SEAL_FIELD = "seal_seal"
 
 # Only a job never seen before gets a record: a repeat must not reset a record the workers keep.
 _RECORD_NEW = """

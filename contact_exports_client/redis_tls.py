@@ -30,7 +30,8 @@ REDIS_KEY_FILE = "REDIS_KEY_FILE"
 #: ``true``: behind ``sentinel://`` URLs everything speaks TLS only (the Sentinels, and the
 #: master they name), verified with the same files. Sentinel URLs have no TLS scheme of their own.
 REDIS_SENTINEL_TLS = "REDIS_SENTINEL_TLS"
-TRUE_WORDS = ("1", "true", "yes", "on")
+#: The words pydantic (the workers' settings) reads as true, so both sides agree.
+TRUE_WORDS = ("1", "on", "t", "true", "y", "yes")
 #: The URL schemes on which these files are used: TLS only, never on plain ``redis://``.
 TLS_SCHEMES = ("rediss",)
 

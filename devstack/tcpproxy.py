@@ -98,26 +98,30 @@ class TcpProxy(Managed):
                 client, _ = listener.accept()
             except OSError:
                 return  # refused: the listener was closed
-            head: bytes | None = b""
-            if self.answer is not None:
-                head = self._request_head(client)
-            if head is None:  # answered here
-                continue
-            try:
-                upstream = socket.create_connection(self.target, timeout=10)
-                upstream.sendall(head)
-            except OSError:
+            # A thread per connection: one slow client never holds up the next accept.
+            threading.Thread(target=self._connect, args=(listener, client), daemon=True).start()
+
+    def _connect(self, listener: socket.socket, client: socket.socket) -> None:
+        head: bytes | None = b""
+        if self.answer is not None:
+            head = self._request_head(client)
+        if head is None:  # answered here
+            return
+        try:
+            upstream = socket.create_connection(self.target, timeout=10)
+            upstream.sendall(head)
+        except OSError:
+            client.close()
+            return
+        upstream.settimeout(None)
+        with self._lock:
+            if self._listener is not listener:  # refused meanwhile
                 client.close()
-                continue
-            upstream.settimeout(None)
-            with self._lock:
-                if self._listener is not listener:  # refused meanwhile
-                    client.close()
-                    upstream.close()
-                    return
-                self.accepted += 1
-                self._open.update((client, upstream))
-            threading.Thread(target=self._relay, args=(client, upstream), daemon=True).start()
+                upstream.close()
+                return
+            self.accepted += 1
+            self._open.update((client, upstream))
+        self._relay(client, upstream)
 
     def _request_head(self, client: socket.socket) -> bytes | None:
         """The head of the connection's request, taken off the socket and made the
@@ -139,11 +143,14 @@ class TcpProxy(Managed):
                 _drain(client, len(head))
                 client.settimeout(None)
                 return _closing(head)
-            _drain(client, len(head) + _content_length(head))
+            # A client that sent "Expect: 100-continue" waits for a go-ahead before its body:
+            # the final answer comes instead, and the body never does.
+            waits = b"100-continue" in head.lower()
+            _drain(client, len(head) + (0 if waits else _content_length(head)))
             client.sendall(response)
+            self.answered.append(head)
         except OSError:
             pass
-        self.answered.append(head)
         client.close()
         return None
 

@@ -13,7 +13,7 @@ from celery import Task
 from celery.exceptions import Ignore, Reject, Retry
 
 from workers import metrics
-from workers.exceptions import public_error
+from workers.exceptions import ExportCancelled, public_error
 from workers.export.failure import record_failure
 from workers.export.job import Job
 from workers.export.outcome import Again, Finished, Next, Outcome
@@ -83,7 +83,8 @@ class ExportStep(GuardedTask):
         public = public_error(exc, storing=False)
         if job is not None:
             record_failure(self.services, job, self.name, public)
-        else:  # the export task itself (a refused request): no job yet, but a failure all the same
+        elif not isinstance(public, ExportCancelled):  # counted by the cancel
+            # The export task itself (a refused request): no job yet, but a failure all the same.
             metrics.EXPORTS_FAILED.labels(type(public).__name__).inc()
 
 

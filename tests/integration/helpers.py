@@ -3,18 +3,24 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import signal
 import subprocess
 import time
 from typing import Any
 
+import jsonschema  # type: ignore[import-untyped]  # no stubs among the dev dependencies
 import psutil
 from celery import Celery
 from celery.result import AsyncResult
 
 from devstack.worker import WorkerProcess
 from sandbox.testing import SandboxProcess
+from workers.export.manifest import manifest_key
+from workers.export.request import SCHEMA_DIR
+
+MANIFEST_SCHEMA = json.loads((SCHEMA_DIR / "export-manifest.schema.json").read_text())
 
 #: Seconds an export in these tests may take before the test fails.
 RESULT_TIMEOUT = 90.0
@@ -94,10 +100,11 @@ def metadata_of(s3: Any, summary: dict[str, Any]) -> dict[str, str]:
 
 def assert_stored_once(s3: Any, sandbox: SandboxProcess, summary: dict[str, Any]) -> None:
     """Exactly one object at the job's key, byte-for-byte the sandbox's file, sealed with its
-    job, activity and sha256; no upload left open."""
+    job, activity and sha256, and its manifest beside it; no upload left open."""
     listed = s3.list_objects_v2(Bucket=summary["bucket"], Prefix=summary["key"])
     keys = [o["Key"] for o in listed.get("Contents", [])]
-    assert keys == [summary["key"]]
+    assert keys == [summary["key"], manifest_key(summary["key"])]
+    assert_manifest_describes(s3, summary)
     wait_until(lambda: "sha256" in metadata_of(s3, summary), what="the seal task to run")
     stored = s3.get_object(Bucket=summary["bucket"], Key=summary["key"])
     assert hashlib.sha256(stored["Body"].read()).hexdigest() == summary["sha256"]
@@ -114,6 +121,20 @@ def assert_stored_once(s3: Any, sandbox: SandboxProcess, summary: dict[str, Any]
     assert len(file_ids) == 1
     assert sandbox.export_info(file_ids.pop())["sha256"] == summary["sha256"]
     assert open_uploads(s3, summary["bucket"]) == []
+
+
+def assert_manifest_describes(s3: Any, summary: dict[str, Any]) -> None:
+    """The manifest beside the object is valid by its schema and says what the result says."""
+    assert summary["manifest"] == f"s3://{summary['bucket']}/{manifest_key(summary['key'])}"
+    stored = s3.get_object(Bucket=summary["bucket"], Key=manifest_key(summary["key"]))
+    assert stored["ContentType"] == "application/json"
+    manifest = json.loads(stored["Body"].read())
+    jsonschema.validate(manifest, MANIFEST_SCHEMA)  # the published schema
+    same = ("job_id", "account", "bucket", "key", "bytes", "rows", "sha256", "started_at")
+    assert {k: manifest[k] for k in same} == {k: summary[k] for k in same}
+    assert [c["header"] for c in manifest["columns"]] == summary["columns"]
+    assert manifest["activities"][0] == summary["activity_id"]
+    assert manifest["format"] == "csv"
 
 
 def sent_headers(s3: Any, operation: str) -> list[dict[str, str]]:

@@ -86,8 +86,9 @@ def through_an_outage(
     the outage began and ended (the sandbox's clock is this machine's)."""
     tag = uuid.uuid4().hex[:6]
     before = created_activities(sandbox)
-    # One export is reading its results when the outage begins (its first byte comes late).
-    sandbox.add_faults({"endpoint": "get_results", "delay_first_byte": 3.0, "times": 1})
+    # One export is reading its results when the outage begins: its first byte comes later than
+    # the next two exports take to reach polling, even on a slow machine.
+    sandbox.add_faults({"endpoint": "get_results", "delay_first_byte": 8.0, "times": 1})
     results = [submit(client, tag, 0)]
     jobs = [f"outage-{tag}-{n}" for n in range(5)]
     wait_until(lambda: store.record(jobs[0]).get("state") == "downloading", what="a download")

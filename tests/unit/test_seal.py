@@ -76,7 +76,8 @@ def run(store: JobStore, s3: FakeS3, redis_url: str) -> list[Again]:
     again with one more failure counted for as long as the step asks to come back."""
     store.save_result("j1", {"rows": 2}, seal=owed())
     agains: list[Again] = []
-    settings = a_settings(retry_max_attempts=MAX_ATTEMPTS, jobs_redis_url=redis_url)
+    # The seal writes only where exports may go: here, bucket "b".
+    settings = a_settings(retry_max_attempts=MAX_ATTEMPTS, jobs_redis_url=redis_url, s3_bucket="b")
     with unit_services(settings, s3=s3) as services:
         while (again := seal_step(services, "j1", owed(), failures=len(agains))) is not None:
             agains.append(again)

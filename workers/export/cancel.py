@@ -17,6 +17,8 @@ import json
 import logging
 from typing import Any
 
+from kombu.exceptions import KombuError
+
 from workers import metrics
 from workers.exceptions import ExportCancelled
 from workers.export.notify import enqueue_notification
@@ -37,16 +39,19 @@ def cancel_job(services: Services, kwargs: dict[str, Any]) -> dict[str, Any]:
         error = ExportCancelled(f"job {job_id} was cancelled")
         services.results.store_result(record.get("result_id") or job_id, error, "FAILURE")
         metrics.EXPORTS_FAILED.labels(type(error).__name__).inc()
-        enqueue_notification(
-            services.sender,
-            _notify_url(record),
-            {
-                "status": "FAILURE",
-                "job_id": job_id,
-                "error_type": type(error).__name__,
-                "error_message": str(error),
-            },
-        )
+        try:
+            enqueue_notification(
+                services.sender,
+                _notify_url(record),
+                {
+                    "status": "FAILURE",
+                    "job_id": job_id,
+                    "error_type": type(error).__name__,
+                    "error_message": str(error),
+                },
+            )
+        except KombuError as failed:  # the cancel stands; only its webhook is lost
+            log.error("job %s: cancel webhook not sent: %s", job_id, failed)
         log.info("job %s: cancelled", job_id)
     else:
         log.info("job %s: not cancelled, it is %s", job_id, outcome)

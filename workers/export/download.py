@@ -15,17 +15,20 @@ import logging
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import replace
+from functools import partial
 from typing import TYPE_CHECKING
 
 from botocore.exceptions import BotoCoreError, ClientError
 from kombu.exceptions import KombuError
 
+from contact_exports_client.signing import seal as seal_text
 from workers import metrics
 from workers.constant_contact.client import ConstantContactClient, epoch_seconds
 from workers.constant_contact.results import ResultsBody
 from workers.csvmerge import without_header
 from workers.exceptions import ExportCancelled, LeaseHeld, StorageError, TransientError
 from workers.export.job import Job
+from workers.export.manifest import manifest_key, write_manifest
 from workers.export.notify import enqueue_notification
 from workers.export.outcome import Again, Finished
 from workers.export.progress import report, result_of
@@ -91,11 +94,16 @@ def download_step(services: Services, job: Job) -> Finished | Again:
             encoding=services.encoding,
         )
         result = result_of(job, summary, stored)
+        # The completion marker, once the object is whole; then the result.
+        result["manifest"] = f"s3://{stored.bucket}/{write_manifest(services.s3, job, result)}"
         owed = seal_owed(job, summary, stored)
-        if not store.save_result(job.job_id, result, seal=owed):
+        signing = settings.message_signing  # the janitor may ask for an owed seal again
+        sign = partial(seal_text, signing) if signing else None
+        if not store.save_result(job.job_id, result, seal=owed, sign=sign):
             # Cancelled after the object landed and before the job could complete: the cancel
-            # won, so the object goes (nothing is stored for a cancelled job).
-            _delete(services.s3, stored)
+            # won, so the object and its manifest go (nothing is stored for a cancelled job).
+            _delete(services.s3, stored.bucket, manifest_key(stored.key))
+            _delete(services.s3, stored.bucket, stored.key)
             raise ExportCancelled(f"job {job.job_id} was cancelled")
     except (TransientError, StorageError) as error:
         if isinstance(error, StorageError) and error.permanent:
@@ -262,16 +270,17 @@ def _progress(services: Services, job: Job, lease: Lease, size: int) -> None:
     """Every PROGRESS_EVERY bytes: a lease lost (to a cancel, or to another delivery) stops the
     transfer here rather than at its end; else the caller hears how far it got."""
     _check_lease(lease)
+    check_cancelled(services, job.job_id)  # before a report that would hide the cancel's FAILURE
     report(services.results, job, Stage.DOWNLOADING, 100, size)
 
 
-def _delete(s3: S3Client, stored: StoredObject) -> None:
+def _delete(s3: S3Client, bucket: str, key: str) -> None:
     try:
-        s3.delete_object(Bucket=stored.bucket, Key=stored.key)
+        s3.delete_object(Bucket=bucket, Key=key)
     except (ClientError, BotoCoreError) as error:
-        message = f"{stored.uri}: a cancelled job's object could not be deleted"
+        message = f"s3://{bucket}/{key}: a cancelled job's object could not be deleted"
         raise storage_error(message, error) from error
-    log.info("%s: deleted, its job was cancelled", stored.uri)
+    log.info("s3://%s/%s: deleted, its job was cancelled", bucket, key)
 
 
 def _check_lease(lease: Lease) -> None:

@@ -19,7 +19,7 @@ import redis
 
 from contact_exports_client.client import EXPORT_TASK, QUEUE
 from contact_exports_client.keys import JANITOR_LOCK_KEY
-from contact_exports_client.ledger import SEAL_FIELD
+from contact_exports_client.ledger import OWED_SEAL_FIELD, SEAL_FIELD
 from contact_exports_client.signing import Seals
 from workers.export.seal import ask_for_seal
 from workers.services import Sender
@@ -46,6 +46,8 @@ def sweep(
     sign it with the worker's key."""
     sent = []
     for job_id, owed in store.owed_seals(older_than):
+        if seals is not None and not _sealed(store, seals, job_id, "seal", OWED_SEAL_FIELD):
+            continue
         store.seal_requested(job_id)
         ask_for_seal(sender, job_id, owed)
         log.warning("job %s: its seal is still owed after %.0fs; asked again", job_id, older_than)
@@ -57,19 +59,29 @@ def sweep(
         except ValueError as error:
             log.error("job %s: its stored request is not JSON (%s); not sent again", job_id, error)
             continue
-        if seals is not None and not seals.valid(record["kwargs"], record.get(SEAL_FIELD)):
-            log.error(
-                "job %s: its stored request carries no seal of a trusted key; not sent again "
-                "(messages are signed: docs/configuration.md)",
-                job_id,
-            )
-            store.touch(job_id)  # asked about again after another older_than, not every sweep
+        if seals is not None and not _sealed(store, seals, job_id, "kwargs", SEAL_FIELD):
             continue
         store.touch(job_id)
         sender.send_task(EXPORT_TASK, kwargs=kwargs, queue=QUEUE, task_id=record.get("result_id"))
         log.warning("job %s: no sign of life for %.0fs; sent again", job_id, older_than)
         sent.append(job_id)
     return sent
+
+
+def _sealed(store: JobStore, seals: Seals, job_id: str, field: str, seal_field: str) -> bool:
+    """Whether a trusted key sealed the record's ``field``; logged once if not, and the record
+    is left out of later sweeps (``refused``), its expiry untouched."""
+    record = store.record(job_id)
+    if seals.valid(record.get(field, ""), record.get(seal_field)):
+        return True
+    log.error(
+        "job %s: its stored %s carries no seal of a trusted key; not sent again "
+        "(messages are signed: docs/configuration.md)",
+        job_id,
+        "request" if field == "kwargs" else "seal",
+    )
+    store.refuse(job_id)
+    return False
 
 
 def start(sender: Sender, client: redis.Redis, settings: Settings) -> threading.Thread | None:

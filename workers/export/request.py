@@ -418,6 +418,40 @@ class ExportResult(BaseModel):
     finished_at: Timestamp
     unknown_fields: list[str] = Field(description="requested fields Constant Contact dropped")
     activities: int = Field(ge=1, description="Constant Contact activities the export took")
+    manifest: Annotated[str, StringConstraints(pattern=r"^s3://")] | None = Field(
+        default=None, description="s3:// URI of the manifest written beside the object"
+    )
+
+
+class ManifestColumn(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    name: str = Field(description="the column's name in the stored object")
+    header: str = Field(description="Constant Contact's header for it")
+    type: Literal["string"] = Field(description="the type of its values (CSV: always text)")
+
+
+class Manifest(BaseModel):
+    """``<key>.manifest.json``, written beside the object once it is complete."""
+
+    model_config = ConfigDict(extra="allow", strict=True, title="ExportManifest")
+
+    job_id: str
+    account: str
+    request: dict[str, Any] = Field(
+        description="the Constant Contact request bodies the export sent (one per activity)"
+    )
+    activities: list[str] = Field(description="Constant Contact's activity ids")
+    format: Literal["csv"]
+    bucket: str
+    key: str
+    bytes: NonNegative = Field(description="size of the object")
+    rows: NonNegative = Field(description="data rows, header excluded")
+    columns: list[ManifestColumn]
+    sha256: Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{64}$")]
+    started_at: Timestamp
+    finished_at: Timestamp
+    service_version: str = Field(description="the contact-export-worker that wrote it")
 
 
 class CancelRequest(BaseModel):
@@ -482,6 +516,11 @@ def json_schemas() -> dict[str, dict[str, Any]]:
         "export-result.schema.json": (
             ExportResult,
             "What result.get() returns for a contact_exports.export task (docs/contract.md §2).",
+        ),
+        "export-manifest.schema.json": (
+            Manifest,
+            "<key>.manifest.json, written beside each stored export once it is complete "
+            "(docs/contract.md §2).",
         ),
         "cancel-task-kwargs.schema.json": (
             CancelRequest,

@@ -23,7 +23,7 @@ from typing import Any
 from kombu.exceptions import KombuError
 
 from contact_exports_client.client import QUEUE
-from workers.exceptions import ObjectChanged, StorageError
+from workers.exceptions import InvalidExportRequest, ObjectChanged, StorageError
 from workers.export.job import Job
 from workers.export.outcome import Again
 from workers.export.tasknames import SEAL_TASK
@@ -75,6 +75,13 @@ def seal_step(services: Services, job_id: str, owed: dict[str, Any], failures: i
     """
     store = services.jobs
     started = time.monotonic()
+    try:
+        # Only where exports may go: a seal message names its object itself.
+        services.settings.allowed_destinations.check(str(owed["bucket"]), str(owed["key"]))
+    except InvalidExportRequest as refused:
+        log.error("job %s: seal refused: %s", job_id, refused)
+        store.give_up_seal(job_id, refused)
+        return None
     try:
         seal_as_owed(services.s3, owed)
     except ObjectChanged as changed:

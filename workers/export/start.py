@@ -16,6 +16,7 @@ from workers import metrics
 from workers.exceptions import InvalidExportRequest
 from workers.export.job import Job
 from workers.export.keytemplate import render_key
+from workers.export.manifest import manifest_key
 from workers.export.outcome import Finished, Next
 from workers.export.progress import iso_utc, report
 from workers.export.request import parse_job_request
@@ -46,6 +47,7 @@ def start_export(services: Services, kwargs: dict[str, Any], *, result_id: str) 
         started=started,
     )
     settings.allowed_destinations.check(bucket, key)
+    settings.allowed_destinations.check(bucket, manifest_key(key))  # S3's 1,024 bytes, with it
     store = services.jobs
     done = store.result(job_id)
     if done is not None:
@@ -67,5 +69,8 @@ def start_export(services: Services, kwargs: dict[str, Any], *, result_id: str) 
     sealer = partial(seal, signing) if signing else None
     if store.open(job, {**kwargs, "job_id": job_id}, sealer):
         metrics.EXPORTS_STARTED.inc()
+    elif job.key != key:  # the key its record keeps: it must still be one we may write
+        settings.allowed_destinations.check(bucket, job.key)
+        settings.allowed_destinations.check(bucket, manifest_key(job.key))
     report(services.results, job, Stage.CREATING)
     return Next(job)

@@ -28,7 +28,7 @@ from contact_exports_client.keys import (
     job_uploads_key,
     posting_lease_key,
 )
-from contact_exports_client.ledger import QUEUED, SEAL_FIELD
+from contact_exports_client.ledger import OWED_SEAL_FIELD, QUEUED, SEAL_FIELD
 from workers.export.job import ActivityRef, Job
 from workers.state.leases import DEFAULT_TTL_SECONDS, Lease
 
@@ -50,6 +50,8 @@ class JobState(StrEnum):
 
 #: The record's field set when the job is cancelled: steps check it, whatever ``state`` says.
 CANCELLED_AT = "cancelled_at"
+#: The record's field set when the janitor refused to send its work again (an untrusted seal).
+REFUSED_AT = "janitor_refused_at"
 #: States a job does not leave (a late duplicate step must not reopen it).
 ENDED = frozenset({JobState.COMPLETED.value, JobState.FAILED.value, JobState.CANCELLED.value})
 
@@ -63,6 +65,15 @@ if state == 'completed' or state == 'failed' then return state end
 redis.call('HSET', KEYS[1], 'state', 'cancelled', ARGV[2], ARGV[1], 'updated_at', ARGV[1])
 redis.call('DEL', KEYS[2], KEYS[3])
 return 'cancelled'
+"""
+# Move a job to ARGV[2] unless it was cancelled or ended (ARGV[5..]: the ended states).
+_MOVE_ON = """
+if redis.call('HEXISTS', KEYS[1], ARGV[1]) == 1 then return 0 end
+local state = redis.call('HGET', KEYS[1], 'state')
+for i = 5, #ARGV do if state == ARGV[i] then return 0 end end
+redis.call('HSET', KEYS[1], 'state', ARGV[2], 'updated_at', ARGV[3])
+redis.call('EXPIRE', KEYS[1], ARGV[4])
+return 1
 """
 # Complete a job unless it was cancelled; ARGV holds the fields, name then value.
 _COMPLETE = """
@@ -112,10 +123,12 @@ class JobStore:
         key = self._key(job.job_id)
         if self._redis.hsetnx(key, "created_at", time.time()):
             text = json.dumps(kwargs)
-            self._redis.hdel(key, SEAL_FIELD)
+            pipe = self._redis.pipeline()  # one MULTI: the request and its seal go together
+            pipe.hdel(key, SEAL_FIELD)
             if seal is not None:
-                self._redis.hset(key, SEAL_FIELD, seal(text))
-            self._write(
+                pipe.hset(key, SEAL_FIELD, seal(text))
+            self._stage(
+                pipe,
                 job.job_id,
                 state=JobState.QUEUED.value,
                 account=job.account,
@@ -123,8 +136,10 @@ class JobStore:
                 key=job.key,
                 deadline=job.deadline,
                 result_id=job.result_id,
+                started_at=job.started_at,
                 kwargs=text,
             )
+            pipe.execute()
             return True
         deadline = self._get(job.job_id, "deadline")
         if deadline is None:  # reopened after a failure: a fresh deadline
@@ -132,8 +147,10 @@ class JobStore:
         else:
             job.deadline = float(deadline)
         # The key was rendered from its template when the job was first opened ({date} and the
-        # like): a repeat writes where the first delivery would have.
-        job.key = self._get(job.job_id, "key") or job.key
+        # like): a repeat writes where the first delivery would have, and says it began then.
+        first_key, first_start = self._redis.hmget(key, ["key", "started_at"])
+        job.key = _text(first_key) if first_key is not None else job.key
+        job.started_at = _text(first_start) if first_start is not None else job.started_at
         self._write(job.job_id)  # seen alive
         return False
 
@@ -148,7 +165,7 @@ class JobStore:
         found = []
         for job_id in self._job_ids():
             record = self.record(job_id)
-            if record.get("state") in ENDED or CANCELLED_AT in record:
+            if record.get("state") in ENDED or CANCELLED_AT in record or REFUSED_AT in record:
                 continue
             if float(record.get("updated_at", now)) > now - older_than or "kwargs" not in record:
                 continue
@@ -168,15 +185,35 @@ class JobStore:
             if job_id is not None:
                 yield job_id
 
+    def records(self) -> list[tuple[str, dict[str, str]]]:
+        """Every job's record, with its id (one SCAN, then one pipelined read)."""
+        job_ids = list(self._job_ids())
+        pipe = self._redis.pipeline(transaction=False)
+        for job_id in job_ids:
+            pipe.hgetall(self._key(job_id))
+        return [
+            (job_id, {_text(k): _text(v) for k, v in raw.items()})
+            for job_id, raw in zip(job_ids, pipe.execute(), strict=True)
+            if raw  # expired between the SCAN and the read
+        ]
+
     def record(self, job_id: str) -> dict[str, str]:
         raw = self._redis.hgetall(self._key(job_id))
         return {_text(k): _text(v) for k, v in raw.items()}
 
     def set_state(self, job_id: str, state: JobState) -> None:
-        """Move the job on, unless it already ended: a late duplicate must not reopen it."""
-        current = self._get(job_id, "state")
-        if current not in ENDED:
-            self._write(job_id, state=state.value)
+        """Move the job on, unless it already ended (or was cancelled): a late duplicate must
+        not reopen it. Checked and written in one step, against a cancel in between."""
+        self._redis.eval(
+            _MOVE_ON,
+            1,
+            self._key(job_id),
+            CANCELLED_AT,
+            state.value,
+            time.time(),
+            RECORD_TTL_SECONDS,
+            *ENDED,
+        )
 
     def count_attempt(self, job_id: str, step: str) -> int:
         """Counts each run of each step: repeated deliveries show up here."""
@@ -281,11 +318,17 @@ class JobStore:
         return json.loads(raw) if raw else None
 
     def save_result(
-        self, job_id: str, result: dict[str, Any], *, seal: dict[str, Any] | None = None
+        self,
+        job_id: str,
+        result: dict[str, Any],
+        *,
+        seal: dict[str, Any] | None = None,
+        sign: Callable[[str], str] | None = None,
     ) -> bool:
         """The job is done, unless it was cancelled first (then False, and nothing changes);
         ``seal``, if given, is the seal still owed to its object, kept until ``sealed`` so the
-        janitor can ask for it again if its message is lost."""
+        janitor can ask for it again if its message is lost (where messages are signed,
+        ``sign`` seals it, for the janitor to check)."""
         now = time.time()
         fields: dict[str, str | float] = {
             "result": json.dumps(result),
@@ -295,6 +338,8 @@ class JobStore:
         }
         if seal is not None:
             fields["seal"] = json.dumps(seal)
+            if sign is not None:
+                fields[OWED_SEAL_FIELD] = sign(str(fields["seal"]))
         pairs = [item for name, value in fields.items() for item in (name, value)]
         done = self._redis.eval(
             _COMPLETE, 1, self._key(job_id), CANCELLED_AT, *pairs, RECORD_TTL_SECONDS
@@ -314,6 +359,11 @@ class JobStore:
             CANCELLED_AT,
         )
         return _text(outcome)
+
+    def refuse(self, job_id: str) -> None:
+        """The janitor will not send this record's work again (it carries no trusted seal): it
+        is left out of later sweeps, and expires as it would have."""
+        self._redis.hset(self._key(job_id), REFUSED_AT, time.time())
 
     def cancelled(self, job_id: str) -> bool:
         return bool(self._redis.hexists(self._key(job_id), CANCELLED_AT))
@@ -335,11 +385,11 @@ class JobStore:
         now = time.time()
         found = []
         for job_id in self._job_ids():
-            seal, *stamps = self._redis.hmget(
-                self._key(job_id), ["seal", "finished_at", "seal_requested_at"]
+            seal, refused, *stamps = self._redis.hmget(
+                self._key(job_id), ["seal", REFUSED_AT, "finished_at", "seal_requested_at"]
             )
             asked = max((float(_text(stamp)) for stamp in stamps if stamp is not None), default=0)
-            if seal is None or asked > now - older_than:
+            if seal is None or refused is not None or asked > now - older_than:
                 continue
             found.append((job_id, json.loads(_text(seal))))
         return found

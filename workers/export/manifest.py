@@ -1,0 +1,85 @@
+"""The manifest: ``<key>.manifest.json`` beside each stored export, written after it.
+
+Data pipelines wait for a completion marker before they load a file (Airflow's sensors, a lake's
+ingestion); the manifest is that marker. It is written only once the object is complete, and
+it describes the object (bytes, rows, columns, sha256), so a reader that sees the manifest can
+trust the object without asking the workers. A job that fails stores neither, and a cancelled
+job's object and manifest are deleted (``download_step``). Its JSON Schema is
+``schemas/export-manifest.schema.json`` (``workers.export.request.Manifest``).
+"""
+
+from __future__ import annotations
+
+import json
+from functools import lru_cache
+from importlib.metadata import PackageNotFoundError, version
+from typing import TYPE_CHECKING, Any, Final
+
+from botocore.exceptions import BotoCoreError, ClientError
+
+from workers.export.job import Job
+from workers.export.request import Manifest, ManifestColumn
+from workers.s3.storage import crc32_checksum, storage_error
+
+if TYPE_CHECKING:
+    from mypy_boto3_s3 import S3Client
+
+#: Appended to the export's key.
+MANIFEST_SUFFIX = ".manifest.json"
+#: The distribution this service is installed as.
+DISTRIBUTION = "contact-export-worker"
+#: The format of Constant Contact's CSV as stored: its own header, every value text.
+CSV_FORMAT: Final = "csv"
+
+
+def manifest_key(key: str) -> str:
+    return key + MANIFEST_SUFFIX
+
+
+@lru_cache(maxsize=1)
+def service_version() -> str:
+    try:
+        return version(DISTRIBUTION)
+    except PackageNotFoundError:  # run from a checkout that was never installed
+        return "unknown"
+
+
+def build_manifest(job: Job, result: dict[str, Any]) -> dict[str, Any]:
+    """The manifest of ``job``'s stored export, from its result."""
+    manifest = Manifest(
+        job_id=job.job_id,
+        account=job.account,
+        request={"requests": job.requests},
+        activities=job.activity_ids,
+        format=CSV_FORMAT,
+        bucket=result["bucket"],
+        key=result["key"],
+        bytes=result["bytes"],
+        rows=result["rows"],
+        columns=[
+            ManifestColumn(name=header, header=header, type="string")
+            for header in result["columns"]
+        ],
+        sha256=result["sha256"],
+        started_at=result["started_at"],
+        finished_at=result["finished_at"],
+        service_version=service_version(),
+    )
+    return manifest.model_dump()
+
+
+def write_manifest(s3: S3Client, job: Job, result: dict[str, Any]) -> str:
+    """PUT the manifest beside the object; its key. A StorageError if S3 refuses it."""
+    key = manifest_key(result["key"])
+    body = json.dumps(build_manifest(job, result), indent=2).encode()
+    try:
+        s3.put_object(
+            Bucket=result["bucket"],
+            Key=key,
+            Body=body,
+            ContentType="application/json",
+            **crc32_checksum(s3, body),  # given, so botocore sends no chunked trailer
+        )
+    except (ClientError, BotoCoreError) as error:
+        raise storage_error(f"s3://{result['bucket']}/{key}: the manifest", error) from error
+    return key
