@@ -28,6 +28,7 @@ from contact_exports_cli.connections import (
 )
 from contact_exports_cli.exceptions import (
     ExportFailedError,
+    InvalidUsageError,
     NotFinishedError,
     NotFoundError,
 )
@@ -51,6 +52,7 @@ from contact_exports_client import (
     cancel_export,
     wait,
 )
+from contact_exports_client.signing import MessageSigning, Seals
 from workers.export.deadletters import list_failed, rerun
 from workers.state.jobs import JobState, JobStore
 
@@ -383,12 +385,19 @@ def retry(
                 f"no failed job {job_id!r}" + (f": it is {state}" if state else ""),
                 hint="contact-exports failed lists the jobs that can be retried",
             )
+        signing = MessageSigning.from_env()  # then the request must carry a trusted seal
+        seals = Seals(signing.trusted) if signing else None
         # The failure stored under the job's id is the last run's; the rerun reports there.
         AsyncResult(job_id, app=celery).forget()
         try:
-            sent = rerun(store, celery, job_id)
+            sent = rerun(store, celery, job_id, seals)
         except KeyError:
             raise NotFoundError(f"no failed job {job_id!r}") from None
+        except PermissionError as refused:
+            raise InvalidUsageError(
+                str(refused),
+                hint="set MESSAGE_SIGNING_TRUSTED to the certificates the workers trust",
+            ) from None
         if not wait_for_it:
             render.note(f"job {job_id} queued again; follow it: contact-exports status {job_id}")
             render.stdout().print(job_id)

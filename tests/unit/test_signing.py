@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import shutil
 import time
+from functools import partial
 from pathlib import Path
 
 import pytest
@@ -19,9 +20,10 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from contact_exports_client.ledger import SEAL_FIELD, record_submission
 from contact_exports_client.signing import MessageSigning, Seals, seal
 from devstack.tls import SigningIdentity, make_signing_identity
-from tests.unit.factories import a_settings
+from tests.unit.factories import a_job, a_settings
 from tests.unit.test_janitor import Sender
 from workers.export import janitor
+from workers.export.deadletters import rerun
 from workers.state.jobs import JobStore
 
 
@@ -159,3 +161,20 @@ def test_the_janitor_sends_again_only_what_a_trusted_key_sealed(
     record_submission(r, "fresh", "fresh", kwargs)
     later += 61
     assert sorted(janitor.sweep(store, Sender(), older_than=60)) == ["fresh", "sealed"]
+
+
+def test_a_failed_job_is_run_again_only_from_a_sealed_request(
+    r: redis.Redis, worker: SigningIdentity, trusted: Path
+) -> None:
+    """``contact-exports retry`` under signing: it would sign whatever Redis holds."""
+    store = JobStore(r)
+    sealer = partial(seal, signing(worker, trusted))
+    for job_id, sign in (("sealed-run", sealer), ("forged-run", None)):
+        store.open(a_job(job_id), {"export": {}, "job_id": job_id}, sign)
+        store.fail(job_id, "download", RuntimeError("x"))
+    sender = Sender()
+    with pytest.raises(PermissionError, match="no seal of a trusted key"):
+        rerun(store, sender, "forged-run", Seals(str(trusted)))
+    assert store.record("forged-run")["state"] == "failed" and sender.sent == []
+    rerun(store, sender, "sealed-run", Seals(str(trusted)))
+    assert [options["kwargs"]["job_id"] for _, options in sender.sent] == ["sealed-run"]

@@ -5,6 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 from contact_exports_client.client import EXPORT_TASK, QUEUE
+from contact_exports_client.ledger import SEAL_FIELD
+from contact_exports_client.signing import Seals
 from workers.services import Sender
 from workers.state.jobs import JobStore
 
@@ -17,8 +19,18 @@ def list_failed(store: JobStore, limit: int = 100) -> list[dict[str, str]]:
     ]
 
 
-def rerun(store: JobStore, sender: Sender, job_id: str) -> Any:
+def rerun(store: JobStore, sender: Sender, job_id: str, seals: Seals | None = None) -> Any:
     """Enqueue the failed job again with its original request; it gets a new activity.
-    Returns what the sender returns (a Celery app: the AsyncResult of the new run)."""
+    Returns what the sender returns (a Celery app: the AsyncResult of the new run).
+
+    With ``seals`` (messages are signed), the stored request must carry the seal of a trusted
+    key, or PermissionError: the sender would sign whatever Redis holds.
+    """
+    if seals is not None:
+        record = store.record(job_id)
+        if not seals.valid(record.get("kwargs", ""), record.get(SEAL_FIELD)):
+            raise PermissionError(
+                f"job {job_id}: its stored request carries no seal of a trusted key"
+            )
     kwargs = store.reopen(job_id)
     return sender.send_task(EXPORT_TASK, kwargs=kwargs, queue=QUEUE)
