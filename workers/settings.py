@@ -21,6 +21,7 @@ from workers.constant_contact.ratelimit import DEFAULT_PER_DAY, DEFAULT_PER_SECO
 from workers.exceptions import ConfigurationError
 from workers.export.keytemplate import placeholders
 from workers.s3.destinations import AllowedDestinations
+from workers.s3.objectoptions import ObjectOptions, parse_tags
 
 #: Constant Contact's production API root.
 DEFAULT_API_BASE_URL = "https://api.cc.email/v3"
@@ -89,6 +90,12 @@ class Settings(BaseSettings):
     #: Buckets (each with an optional key prefix) jobs may name; unset: S3_BUCKET alone
     #: (workers.s3.destinations).
     s3_allowed_buckets: str | None = None
+    #: Defaults of every export's object (workers.s3.objectoptions): server-side encryption
+    #: (AES256 or aws:kms, with S3_KMS_KEY_ID), storage class, and tags as key=value,key=value.
+    s3_sse: str | None = None
+    s3_kms_key_id: str | None = None
+    s3_storage_class: str | None = None
+    s3_tags: str = ""
     aws_default_region: str = "us-east-1"
     #: boto3's request checksums: ``when_supported`` (CRC32 on every part, checked by the server)
     #: or ``when_required`` for S3-compatible stores that reject checksum headers.
@@ -260,6 +267,23 @@ class Settings(BaseSettings):
     def allowed_destinations(self) -> AllowedDestinations:
         """Parsed once, when the settings are checked at start; every job reads it."""
         return AllowedDestinations.parse(self.s3_allowed_buckets, self.s3_bucket)
+
+    @property
+    def object_options(self) -> ObjectOptions:
+        """The defaults of every export's object options (a job's own win)."""
+        return ObjectOptions.of(
+            self.s3_sse, self.s3_kms_key_id, self.s3_storage_class, parse_tags(self.s3_tags)
+        )
+
+    @model_validator(mode="after")
+    def _object_defaults(self) -> Settings:
+        try:
+            problem = self.object_options.problem()
+        except ValueError as error:  # S3_TAGS not key=value
+            raise ValueError(str(error)) from None
+        if problem:
+            raise ValueError(f"S3_{problem.split(':', 1)[0].upper()}: {problem}")
+        return self
 
     @model_validator(mode="after")
     def _destinations(self) -> Settings:

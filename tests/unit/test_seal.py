@@ -66,6 +66,7 @@ def test_what_a_seal_owes_names_the_object_and_its_figures() -> None:
         "size": 10,
         "sha256": "a" * 64,
         "rows": 2,
+        "options": {},
     }
     adopted = StoredObject("b", "k.csv", 10, 0, sealed=True)
     assert seal_owed(job(), SUMMARY, adopted) is None

@@ -37,6 +37,7 @@ from workers.export.seal import ask_for_seal, seal_owed
 from workers.export.tasknames import Stage
 from workers.retry import BUSY_COUNTDOWN
 from workers.s3.objectmeta import EncodingCheck, identity, seal, sealed_export
+from workers.s3.objectoptions import ObjectOptions
 from workers.s3.storage import MultipartWriter, StoredObject, storage_error
 from workers.s3.streamput import ChunkedBody, put_stream, single_put_allowed
 from workers.services import Services
@@ -194,6 +195,7 @@ def stream_to_s3(
     process knows of its store (``Services.encoding``); without it the store is asked anew."""
     encoding = encoding or EncodingCheck()
     metadata = identity(job.job_id, job.activity_ids)
+    options = ObjectOptions.from_json(job.object_options)
     adopted = sealed_export(s3, job.bucket, job.key, metadata)
     if adopted is not None:
         # An earlier attempt stored and sealed this export, then died before recording it.
@@ -223,7 +225,9 @@ def stream_to_s3(
                 on_progress=on_progress,
                 before_end=lambda: _check_lease(lease),  # before the object can appear
             )
-            summary, stored = put_stream(s3, job.bucket, job.key, body, metadata=metadata)
+            summary, stored = put_stream(
+                s3, job.bucket, job.key, body, metadata=metadata, extra=options.write_args()
+            )
         else:
             summary, stored = _upload_in_parts(
                 job,
@@ -238,7 +242,7 @@ def stream_to_s3(
             )
     stream_seconds = time.monotonic() - started
     if in_one and encoding.keeps_chunked(s3, stored):
-        stored = _seal_now(s3, stored, metadata, summary)
+        stored = _seal_now(s3, stored, metadata, summary, options)
     # Otherwise the seal comes after, as a task of its own (workers.export.seal), timed there.
     log.info(
         "job %s: streamed %d bytes in %.2f s",
@@ -251,13 +255,17 @@ def stream_to_s3(
 
 
 def _seal_now(
-    s3: S3Client, stored: StoredObject, metadata: dict[str, str], summary: TransferSummary
+    s3: S3Client,
+    stored: StoredObject,
+    metadata: dict[str, str],
+    summary: TransferSummary,
+    options: ObjectOptions,
 ) -> StoredObject:
     """Seal before the result is published, on a store that kept ``aws-chunked`` as the
     object's Content-Encoding: the seal's copy drops it, and no reader of the result sees it."""
     started = time.monotonic()
     try:
-        seal(s3, stored, metadata, summary)
+        seal(s3, stored, metadata, summary, extra=options.copy_args())
     except StorageError as error:
         log.warning("%s: not sealed before the result (%s); the seal task will", stored.uri, error)
         return stored
@@ -308,6 +316,7 @@ def _upload_in_parts(
         part_size=settings.part_size,
         parts_in_flight=settings.s3_parts_in_flight,
         metadata=metadata,
+        extra=ObjectOptions.from_json(job.object_options).write_args(),
     )
     with writer:
         assert writer.upload_id is not None

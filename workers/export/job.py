@@ -76,6 +76,8 @@ class Job:
     clock_offset: float | None = None
     #: Where the outcome is POSTed when the job ends (see workers.webhooks).
     notify_url: str | None = None
+    #: How the object is stored: encryption, storage class, tags (workers.s3.objectoptions).
+    object_options: dict[str, Any] = field(default_factory=dict)
 
     @property
     def activity_id(self) -> str | None:

@@ -19,6 +19,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from workers.export.job import Job
 from workers.export.request import Manifest, ManifestColumn
+from workers.s3.objectoptions import ObjectOptions
 from workers.s3.storage import crc32_checksum, storage_error
 
 if TYPE_CHECKING:
@@ -79,6 +80,7 @@ def write_manifest(s3: S3Client, job: Job, result: dict[str, Any]) -> str:
             Body=body,
             ContentType="application/json",
             **crc32_checksum(s3, body),  # given, so botocore sends no chunked trailer
+            **ObjectOptions.from_json(job.object_options).write_args(),  # as the object
         )
     except (ClientError, BotoCoreError) as error:
         raise storage_error(f"s3://{result['bucket']}/{key}: the manifest", error) from error

@@ -39,6 +39,7 @@ from pydantic.config import JsonDict
 
 from workers.exceptions import InvalidExportRequest
 from workers.export.keytemplate import placeholders
+from workers.s3.objectoptions import ObjectOptions
 
 log = logging.getLogger(__name__)
 
@@ -350,6 +351,30 @@ class Destination(BaseModel):
             "(the job's UTC start) and {ext}; a literal brace is written twice"
         ),
     )
+
+    sse: Literal["AES256", "aws:kms"] | None = Field(
+        default=None, description="server-side encryption (default: S3_SSE)"
+    )
+    kms_key_id: str | None = Field(
+        default=None, min_length=1, max_length=2048, description="the KMS key, with sse aws:kms"
+    )
+    storage_class: str | None = Field(
+        default=None, description="the storage class (default: S3_STORAGE_CLASS)"
+    )
+    tags: dict[str, str] | None = Field(
+        default=None, description="object tags, added to S3_TAGS; at most 10 in all"
+    )
+
+    @model_validator(mode="after")
+    def _object_options(self) -> Destination:
+        problem = self.object_options.problem()
+        if problem:
+            raise ValueError(problem)
+        return self
+
+    @property
+    def object_options(self) -> ObjectOptions:
+        return ObjectOptions.of(self.sse, self.kms_key_id, self.storage_class, self.tags)
 
     @field_validator("bucket", mode="before")
     @classmethod

@@ -28,6 +28,7 @@ from workers.export.job import Job
 from workers.export.outcome import Again
 from workers.export.tasknames import SEAL_TASK
 from workers.s3.objectmeta import identity, seal
+from workers.s3.objectoptions import ObjectOptions
 from workers.s3.storage import StoredObject
 from workers.services import Sender, Services
 from workers.transfer import TransferSummary
@@ -47,6 +48,7 @@ def seal_owed(job: Job, summary: TransferSummary, stored: StoredObject) -> dict[
         "size": summary.size,
         "sha256": summary.sha256,
         "rows": summary.rows,
+        "options": job.object_options,
     }
 
 
@@ -54,7 +56,8 @@ def seal_as_owed(s3: Any, owed: dict[str, Any]) -> None:
     """Seal the object as ``owed`` describes it; ObjectChanged if it is no longer that object."""
     stored = StoredObject(owed["bucket"], owed["key"], owed["size"], 0, owed.get("etag"))
     summary = TransferSummary(owed["size"], owed["sha256"], owed["rows"], [])
-    seal(s3, stored, owed["identity"], summary)
+    options = ObjectOptions.from_json(owed.get("options"))  # older seals carry none
+    seal(s3, stored, owed["identity"], summary, extra=options.copy_args())
 
 
 def ask_for_seal(sender: Sender, job_id: str, owed: dict[str, Any]) -> None:

@@ -48,6 +48,10 @@ def start_export(services: Services, kwargs: dict[str, Any], *, result_id: str) 
     )
     settings.allowed_destinations.check(bucket, key)
     settings.allowed_destinations.check(bucket, manifest_key(key))  # S3's 1,024 bytes, with it
+    options = request.destination.object_options.over(settings.object_options)
+    problem = options.problem()  # each was valid; together they may be too many tags
+    if problem:
+        raise InvalidExportRequest(f"destination.{problem}")
     store = services.jobs
     done = store.result(job_id)
     if done is not None:
@@ -64,6 +68,7 @@ def start_export(services: Services, kwargs: dict[str, Any], *, result_id: str) 
         started_at=iso_utc(started),
         unknown_fields=request.export.unknown_fields,
         notify_url=request.notify_url,
+        object_options=options.to_json(),
     )
     signing = settings.message_signing  # the message was verified: seal what is stored
     sealer = partial(seal, signing) if signing else None

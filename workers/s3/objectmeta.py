@@ -60,8 +60,11 @@ def seal(
     summary: TransferSummary,
     *,
     content_type: str = "text/csv",
+    extra: dict[str, Any] | None = None,
 ) -> None:
-    """Add the measured sha256, bytes and rows to the object's metadata.
+    """Add the measured sha256, bytes and rows to the object's metadata; ``extra`` are the
+    copy's arguments that keep the object's encryption, storage class and tags
+    (``ObjectOptions.copy_args``).
 
     A failure here is a StorageError, which the seal task retries by the one retry policy
     (``permanent`` for an answer no retry changes); until sealed, a repeated
@@ -84,6 +87,7 @@ def seal(
                 "Metadata": metadata,
                 "ContentType": content_type,
                 **if_match,
+                **(extra or {}),
             },
             Config=TransferConfig(
                 multipart_threshold=SINGLE_COPY_LIMIT,

@@ -208,6 +208,7 @@ class MultipartWriter:
         parts_in_flight: int,
         metadata: dict[str, str] | None = None,
         content_type: str = "text/csv",
+        extra: dict[str, Any] | None = None,
     ) -> None:
         if part_size < MIN_PART_SIZE:
             raise ValueError(f"part_size must be at least {MIN_PART_SIZE} bytes")
@@ -219,6 +220,8 @@ class MultipartWriter:
         self.part_size = part_size
         self._metadata = metadata or {}
         self._content_type = content_type
+        #: More CreateMultipartUpload arguments (encryption, storage class, tags).
+        self._extra = extra or {}
         #: One buffer fills while the others upload; allocated on demand, never more.
         self.max_buffers = parts_in_flight + 1
         self.buffers_allocated = 0
@@ -240,6 +243,7 @@ class MultipartWriter:
             Key=self.key,
             ContentType=self._content_type,
             Metadata=self._metadata,
+            **self._extra,
         )["UploadId"]
         return self
 

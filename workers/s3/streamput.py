@@ -176,8 +176,10 @@ def put_stream(
     *,
     metadata: dict[str, str],
     content_type: str = "text/csv",
+    extra: dict[str, Any] | None = None,
 ) -> tuple[TransferSummary, StoredObject]:
-    """PUT ``body`` at ``key``; the object exists only if this returns."""
+    """PUT ``body`` at ``key``; the object exists only if this returns. ``extra`` are more
+    PutObject arguments (encryption, storage class, tags: ``ObjectOptions.write_args``)."""
     events = client.meta.events
     events.register("before-call.s3.PutObject", _announce_framing, unique_id=_ANNOUNCE)
     events.register("before-sign.s3.PutObject", _sign_as_trailer, unique_id=_SIGN)
@@ -192,6 +194,7 @@ def put_stream(
                 ContentEncoding="aws-chunked",
                 ContentType=content_type,
                 Metadata=metadata,
+                **(extra or {}),
             )
         )
     except (ClientError, BotoCoreError) as error:
