@@ -113,7 +113,16 @@ def submit(
     ] = None,
     account: Annotated[str | None, typer.Option(help="Whose credentials (default).")] = None,
     bucket: Annotated[str | None, typer.Option(help="Bucket (default: S3_BUCKET).")] = None,
-    key: Annotated[str | None, typer.Option(help="Object key (default: the key template).")] = None,
+    key: Annotated[
+        str | None,
+        typer.Option(help="Object key, a template: {date}, {job_id}, ... (default: the workers')."),
+    ] = None,
+    sse: Annotated[str | None, typer.Option(help="AES256 or aws:kms.")] = None,
+    kms_key_id: Annotated[str | None, typer.Option(help="The KMS key, with --sse aws:kms.")] = None,
+    storage_class: Annotated[str | None, typer.Option(help="S3 storage class.")] = None,
+    tag: Annotated[
+        list[str] | None, typer.Option(help="An object tag, key=value (repeat; at most 10).")
+    ] = None,
     file: Annotated[
         Path | None,
         typer.Option(
@@ -141,7 +150,8 @@ def submit(
         fields=split_commas(field),
         all_active=all_active,
     )
-    kwargs = build_kwargs(filters, Target(job_id, account, bucket, key), file)
+    target = Target(job_id, account, bucket, key, sse, kms_key_id, storage_class, tuple(tag or ()))
+    kwargs = build_kwargs(filters, target, file)
     validate(kwargs)
     celery = reachable_app(Endpoints.from_env())
     try:

@@ -65,6 +65,25 @@ class Target:
     account: str | None = None
     bucket: str | None = None
     key: str | None = None
+    #: The object's options (docs/configuration.md#object-options).
+    sse: str | None = None
+    kms_key_id: str | None = None
+    storage_class: str | None = None
+    tags: tuple[str, ...] = ()
+
+    def destination(self) -> dict[str, Any]:
+        """What the flags set of ``destination``; InvalidUsageError for a tag not key=value."""
+        given: dict[str, Any] = {
+            name: getattr(self, name)
+            for name in ("bucket", "key", "sse", "kms_key_id", "storage_class")
+            if getattr(self, name) is not None
+        }
+        if self.tags:
+            pairs = [tag.partition("=") for tag in self.tags]
+            if any(not sep for _, sep, _ in pairs):
+                raise InvalidUsageError("--tag takes key=value")
+            given["tags"] = {key: value for key, _, value in pairs}
+        return given
 
 
 def split_commas(values: list[str] | None) -> list[str]:
@@ -99,14 +118,10 @@ def build_kwargs(filters: Filters, target: Target, file: Path | None) -> dict[st
         kwargs["job_id"] = target.job_id
     if target.account is not None:
         kwargs["account"] = target.account
-    if target.bucket is not None or target.key is not None:
+    flags = target.destination()
+    if flags:
         given = kwargs.get("destination")
-        destination: dict[str, Any] = dict(given) if isinstance(given, dict) else {}
-        if target.bucket is not None:
-            destination["bucket"] = target.bucket
-        if target.key is not None:
-            destination["key"] = target.key
-        kwargs["destination"] = destination
+        kwargs["destination"] = {**(dict(given) if isinstance(given, dict) else {}), **flags}
     return kwargs
 
 

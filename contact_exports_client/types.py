@@ -14,7 +14,14 @@ ExportBody = dict[str, Any]
 
 class Destination(TypedDict, total=False):
     bucket: str
+    #: A template: {account}, {job_id}, {date}, {yyyy}, {mm}, {dd}, {hh}, {ext}.
     key: str
+    #: "AES256" or "aws:kms" (with kms_key_id).
+    sse: str
+    kms_key_id: str
+    storage_class: str
+    #: At most 10, added to the workers' S3_TAGS.
+    tags: dict[str, str]
 
 
 class ExportKwargs(TypedDict, total=False):

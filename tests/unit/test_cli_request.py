@@ -119,3 +119,26 @@ def test_an_invalid_request_is_refused_with_the_workers_own_message() -> None:
 
 def test_a_valid_request_passes() -> None:
     validate({"export": {"list_ids": [LIST], "status": "active"}, "job_id": "ok-1"})
+
+
+def test_object_option_flags_join_the_destination_and_are_checked_like_the_workers() -> None:
+    target = Target(
+        key="contacts/dt={date}/{job_id}.{ext}",
+        sse="aws:kms",
+        kms_key_id="k1",
+        storage_class="STANDARD_IA",
+        tags=("team=crm", "pii=yes"),
+    )
+    kwargs = build_kwargs(Filters(), target, None)
+    assert kwargs["destination"] == {
+        "key": "contacts/dt={date}/{job_id}.{ext}",
+        "sse": "aws:kms",
+        "kms_key_id": "k1",
+        "storage_class": "STANDARD_IA",
+        "tags": {"team": "crm", "pii": "yes"},
+    }
+    validate(kwargs)
+    with pytest.raises(InvalidUsageError, match="--tag takes key=value"):
+        build_kwargs(Filters(), Target(tags=("team",)), None)
+    with pytest.raises(InvalidUsageError, match="kms_key_id: needs sse"):
+        validate(build_kwargs(Filters(), Target(kms_key_id="k1"), None))
