@@ -123,6 +123,10 @@ def submit(
     tag: Annotated[
         list[str] | None, typer.Option(help="An object tag, key=value (repeat; at most 10).")
     ] = None,
+    format: Annotated[
+        str | None,
+        typer.Option("--format", help="csv (default), csv.gz, csv.zst, jsonl.gz or parquet."),
+    ] = None,
     file: Annotated[
         Path | None,
         typer.Option(
@@ -150,7 +154,9 @@ def submit(
         fields=split_commas(field),
         all_active=all_active,
     )
-    target = Target(job_id, account, bucket, key, sse, kms_key_id, storage_class, tuple(tag or ()))
+    target = Target(
+        job_id, account, bucket, key, sse, kms_key_id, storage_class, tuple(tag or ()), format
+    )
     kwargs = build_kwargs(filters, target, file)
     validate(kwargs)
     celery = reachable_app(Endpoints.from_env())

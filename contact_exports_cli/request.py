@@ -70,6 +70,8 @@ class Target:
     kms_key_id: str | None = None
     storage_class: str | None = None
     tags: tuple[str, ...] = ()
+    #: The stored format; unset: the workers' default (csv).
+    format: str | None = None
 
     def destination(self) -> dict[str, Any]:
         """What the flags set of ``destination``; InvalidUsageError for a tag not key=value."""
@@ -118,6 +120,8 @@ def build_kwargs(filters: Filters, target: Target, file: Path | None) -> dict[st
         kwargs["job_id"] = target.job_id
     if target.account is not None:
         kwargs["account"] = target.account
+    if target.format is not None:
+        kwargs["format"] = target.format
     flags = target.destination()
     if flags:
         given = kwargs.get("destination")

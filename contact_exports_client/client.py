@@ -136,9 +136,12 @@ def export_kwargs(
     account: str | None = None,
     job_id: str | None = None,
     destination: Destination | None = None,
+    format: str | None = None,
 ) -> ExportKwargs:
     """The task's kwargs; what is left out takes the worker's default (docs/contract.md §1)."""
     kwargs: ExportKwargs = {"export": dict(export)}
+    if format is not None:
+        kwargs["format"] = format
     if account is not None:
         kwargs["account"] = account
     if job_id is not None:
@@ -154,6 +157,7 @@ def submit_export(
     account: str | None = None,
     job_id: str | None = None,
     destination: Destination | None = None,
+    format: str | None = None,
     app: Celery | None = None,
     broker_url: str | None = None,
 ) -> AsyncResult[Any]:
@@ -168,7 +172,9 @@ def submit_export(
     if app is not None and broker_url is not None:
         raise TypeError("give app or broker_url, not both")
     client = app or make_app(broker_url)
-    kwargs = export_kwargs(export, account=account, job_id=job_id, destination=destination)
+    kwargs = export_kwargs(
+        export, account=account, job_id=job_id, destination=destination, format=format
+    )
     task_id = record_before_sending(client, kwargs)
     return client.send_task(EXPORT_TASK, kwargs=dict(kwargs), queue=QUEUE, task_id=task_id)
 

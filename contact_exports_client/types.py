@@ -30,6 +30,8 @@ class ExportKwargs(TypedDict, total=False):
     export: ExportBody
     account: str
     job_id: str
+    #: "csv" (default), "csv.gz", "csv.zst", "jsonl.gz" or "parquet" (docs/contract.md §1).
+    format: str
     destination: Destination
 
 

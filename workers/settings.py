@@ -32,7 +32,7 @@ DEFAULT_REDIS_URL = "redis://localhost:6379/0"
 #: The only ``ssl_cert_reqs`` a URL may carry: certificate verification is never turned off.
 REQUIRED = frozenset({"required", "cert_required"})
 #: Where an export lands when the job names no key; ``{account}`` and ``{job_id}`` are filled in.
-DEFAULT_KEY_TEMPLATE = "contact-exports/{account}/{job_id}.csv"
+DEFAULT_KEY_TEMPLATE = "contact-exports/{account}/{job_id}.{ext}"
 
 
 class Settings(BaseSettings):

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Protocol, runtime_checkable
 
 from workers.csvstats import Chunk, CsvStats
@@ -59,7 +59,11 @@ class TransferSummary:
     size: int
     sha256: str
     rows: int
+    #: The stored object's column names.
     columns: list[str]
+    #: For a converted format: Constant Contact's label and the type of each column.
+    headers: list[str] = field(default_factory=list)
+    types: list[str] = field(default_factory=list)
 
 
 class Measurement:

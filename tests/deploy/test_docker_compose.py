@@ -568,9 +568,10 @@ def dockerfile_problems(text: str) -> list[str]:
     if not users or users[-1].split(":")[0] in {"root", "0"}:
         problems.append(f"runtime user is {users[-1] if users else 'root'}")
     if not any(
-        re.search(r"pip install --no-cache-dir \.(\s|$)", run) for run in args_of.get("RUN", [])
+        re.search(r"pip install --no-cache-dir \"?\.(\[formats\])?\"?(\s|$)", run)
+        for run in args_of.get("RUN", [])
     ):
-        problems.append("no `pip install --no-cache-dir .`")
+        problems.append("no `pip install --no-cache-dir .` (with or without its formats extra)")
     if dockerfile_cmd(text) != WORKER_CMD:
         problems.append(f"CMD {dockerfile_cmd(text)} is not the worker command {WORKER_CMD}")
     copied = {
@@ -956,7 +957,7 @@ def test_lifecycle_check_rejects_configs_that_leave_uploads(config: Doc) -> None
     [
         pytest.param("FROM python:3.11-slim", "FROM python:3.11", id="base-image"),
         pytest.param("USER app", "USER root", id="root-user"),
-        pytest.param("pip install --no-cache-dir .", "pip install .", id="pip-cache"),
+        pytest.param('pip install --no-cache-dir ".[formats]"', "pip install .", id="pip-cache"),
         pytest.param('"--loglevel", "INFO"]', '"--loglevel", "INFO", "-Q", "celery"]', id="cmd"),
         pytest.param("COPY tasks/ tasks/\n", "", id="package-not-copied"),
     ],

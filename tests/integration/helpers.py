@@ -132,7 +132,7 @@ def assert_manifest_describes(s3: Any, summary: dict[str, Any]) -> None:
     jsonschema.validate(manifest, MANIFEST_SCHEMA)  # the published schema
     same = ("job_id", "account", "bucket", "key", "bytes", "rows", "sha256", "started_at")
     assert {k: manifest[k] for k in same} == {k: summary[k] for k in same}
-    assert [c["header"] for c in manifest["columns"]] == summary["columns"]
+    assert [c["name"] for c in manifest["columns"]] == summary["columns"]
     assert manifest["activities"][0] == summary["activity_id"]
     assert manifest["format"] == "csv"
 

@@ -19,17 +19,14 @@ import redis
 
 from sandbox.testing import SandboxProcess
 from tests.integration.chain import run_export
-from tests.integration.conftest import BUCKET, ServicesFactory, Store
+from tests.integration.conftest import BUCKET, ServicesFactory
 from tests.integration.helpers import (
     assert_stored_once,
     created_activities,
-    metadata_of,
     open_uploads,
-    wait_until,
 )
 from workers.constant_contact.accounts import Accounts
-from workers.exceptions import ConstantContactError, InvalidExportRequest, StorageError
-from workers.export.manifest import manifest_key
+from workers.exceptions import ConstantContactError
 from workers.services import Services
 from workers.settings import Settings
 
@@ -184,72 +181,3 @@ def test_the_account_is_checked_once_per_export(
     assert summary["account"] == "default"
     assert counting.checked == ["default"]
     assert_stored_once(s3, sandbox, summary)
-
-
-@pytest.mark.parametrize("single_put_max_mib", [128, 0], ids=["one PUT", "in parts"])
-def test_object_options_reach_every_write_of_the_export(
-    make_services: ServicesFactory, s3_store: Store, single_put_max_mib: int
-) -> None:
-    """Tags and the storage class as each store keeps them (SeaweedFS keeps both, rclone the
-    storage class), on the object and its manifest, through the seal's copy; and the exact
-    headers of a KMS-encrypted upload, which neither store here takes."""
-    services = make_services(s3_single_put_max_mib=single_put_max_mib, s3_tags="team=crm")
-    tagged = {"storage_class": "STANDARD_IA", "tags": {"dataset": "contacts", "pii": "yes"}}
-    summary = run_export(services, {"export": {}, "destination": tagged})
-    s3 = s3_store.client
-    wait_until(lambda: "sha256" in metadata_of(s3, summary), what="the seal")  # its copy too
-    for key in (summary["key"], manifest_key(summary["key"])):
-        assert s3.head_object(Bucket=BUCKET, Key=key).get("StorageClass") == "STANDARD_IA"
-        if s3_store.name.startswith("seaweedfs"):
-            tags = s3.get_object_tagging(Bucket=BUCKET, Key=key)["TagSet"]
-            assert {t["Key"]: t["Value"] for t in tags} == {
-                "team": "crm",
-                "dataset": "contacts",
-                "pii": "yes",
-            }
-
-    # KMS, by the request itself: it is stopped before it leaves (no store here has a KMS).
-    sent: list[dict[str, str]] = []
-
-    def stop(request: Any, **_: Any) -> None:
-        sent.append({k.lower(): _text(v) for k, v in request.headers.items()})
-        raise UnsentError
-
-    events = [f"before-send.s3.{op}" for op in ("PutObject", "CreateMultipartUpload")]
-    for event in events:
-        services.s3.meta.events.register(event, stop)
-    kms = {"sse": "aws:kms", "kms_key_id": "arn:aws:kms:us-east-1:111122223333:key/k1"}
-    try:
-        with pytest.raises(StorageError):
-            run_export(services, {"export": {}, "destination": kms})
-    finally:  # the client is the module's
-        for event in events:
-            services.s3.meta.events.unregister(event, stop)
-    assert sent[0]["x-amz-server-side-encryption"] == "aws:kms"
-    assert sent[0]["x-amz-server-side-encryption-aws-kms-key-id"] == kms["kms_key_id"]
-    assert sent[0]["x-amz-tagging"] == "team=crm"
-
-
-class UnsentError(Exception):
-    """Raised by a test's hook to keep a request from being sent."""
-
-
-def _text(value: str | bytes) -> str:
-    return value.decode() if isinstance(value, bytes) else value
-
-
-def test_object_options_that_break_s3s_rules_are_refused_before_any_api_call(
-    services: Services, sandbox: SandboxProcess
-) -> None:
-    before = len(sandbox.requests())
-    eleven = {f"t{n}": "v" for n in range(11)}
-    for destination, message in (
-        ({"tags": eleven}, "at most 10"),
-        ({"storage_class": "GLACIER"}, "cannot be sealed"),
-        ({"kms_key_id": "k"}, "needs sse 'aws:kms'"),
-        ({"tags": {"aws:owner": "x"}}, "the aws: prefix"),
-        ({"tags": {"bad": "a;b"}}, "only letters, digits"),
-    ):
-        with pytest.raises(InvalidExportRequest, match=message):
-            run_export(services, {"export": {}, "destination": destination})
-    assert len(sandbox.requests()) == before

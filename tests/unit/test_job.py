@@ -69,7 +69,7 @@ def test_a_message_from_an_older_worker_loads_and_keeps_its_shape() -> None:
     assert (job.poll_at, job.clock_offset) == (1_800_000_020.0, -0.25)
     wire = {name: value for name, value in OLDER_MESSAGE.items() if name != "first_mark"}
     # Fields added since come with their defaults (an older worker ignores them).
-    assert job.to_dict() == {**wire, "object_options": {}}
+    assert job.to_dict() == {**wire, "object_options": {}, "format": "csv"}
     assert Job.from_dict(job.to_dict()) == job
 
 

@@ -67,6 +67,7 @@ def test_what_a_seal_owes_names_the_object_and_its_figures() -> None:
         "sha256": "a" * 64,
         "rows": 2,
         "options": {},
+        "content_type": "text/csv",
     }
     adopted = StoredObject("b", "k.csv", 10, 0, sealed=True)
     assert seal_owed(job(), SUMMARY, adopted) is None

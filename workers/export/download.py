@@ -10,6 +10,7 @@ key since the job began: a process killed between S3 creating an upload and Redi
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import itertools
 import logging
 import time
@@ -27,6 +28,7 @@ from workers.constant_contact.client import ConstantContactClient, epoch_seconds
 from workers.constant_contact.results import ResultsBody
 from workers.csvmerge import without_header
 from workers.exceptions import ExportCancelled, LeaseHeld, StorageError, TransientError
+from workers.export.formats import CSV, FORMATS, Converted, Format
 from workers.export.job import Job
 from workers.export.manifest import manifest_key, write_manifest
 from workers.export.notify import enqueue_notification
@@ -43,7 +45,7 @@ from workers.s3.streamput import ChunkedBody, put_stream, single_put_allowed
 from workers.services import Services
 from workers.state.jobs import JobStore
 from workers.state.leases import Lease
-from workers.transfer import TransferSummary, copy_measured
+from workers.transfer import PROGRESS_EVERY, Progress, TransferSummary, copy_measured
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
@@ -96,7 +98,8 @@ def download_step(services: Services, job: Job) -> Finished | Again:
         )
         result = result_of(job, summary, stored)
         # The completion marker, once the object is whole; then the result.
-        result["manifest"] = f"s3://{stored.bucket}/{write_manifest(services.s3, job, result)}"
+        written = write_manifest(services.s3, job, result, summary)
+        result["manifest"] = f"s3://{stored.bucket}/{written}"
         owed = seal_owed(job, summary, stored)
         signing = settings.message_signing  # the janitor may ask for an owed seal again
         sign = partial(seal_text, signing) if signing else None
@@ -204,10 +207,12 @@ def stream_to_s3(
     # The first GET happens before the upload is created, so a refused link leaves nothing.
     first_href = job.activities[0].results_href
     assert first_href is not None  # polled to completion
+    fmt = FORMATS[job.format]
     with client.open_results(first_href) as first:
         started = time.monotonic()  # after the GET's turn under the rate limit, and its answer
         in_one = (
-            len(job.activities) == 1
+            fmt is CSV  # a converted object's size is known only at its end
+            and len(job.activities) == 1
             and single_put_allowed(settings, first.expected_size)
             and encoding.keeps is not True  # such a store takes parts, which need no early seal
         )
@@ -239,6 +244,7 @@ def stream_to_s3(
                 lease=lease,
                 metadata=metadata,
                 on_progress=on_progress,
+                fmt=fmt,
             )
     stream_seconds = time.monotonic() - started
     if in_one and encoding.keeps_chunked(s3, stored):
@@ -252,6 +258,30 @@ def stream_to_s3(
         extra={"stream_seconds": round(stream_seconds, 4), "parts": stored.parts},
     )
     return summary, stored
+
+
+def copy_converted(
+    converted: Converted, writer: MultipartWriter, on_progress: Callable[[int], None]
+) -> TransferSummary:
+    """Upload a converted object as it comes, measured: size and sha256 of what is stored, rows
+    and columns as the conversion read them."""
+    digest = hashlib.sha256()
+    size = 0
+    progress = Progress(on_progress, PROGRESS_EVERY)
+    for chunk in converted:
+        digest.update(chunk)
+        writer.write(chunk)
+        size += len(chunk)
+        progress(size)
+    columns = converted.columns
+    return TransferSummary(
+        size,
+        digest.hexdigest(),
+        converted.rows,
+        [c.name for c in columns],
+        headers=[c.header for c in columns],
+        types=[c.type for c in columns],
+    )
 
 
 def _seal_now(
@@ -308,6 +338,7 @@ def _upload_in_parts(
     lease: Lease,
     metadata: dict[str, str],
     on_progress: Callable[[int], None],
+    fmt: Format = CSV,
 ) -> tuple[TransferSummary, StoredObject]:
     writer = MultipartWriter(
         s3,
@@ -316,15 +347,21 @@ def _upload_in_parts(
         part_size=settings.part_size,
         parts_in_flight=settings.s3_parts_in_flight,
         metadata=metadata,
+        content_type=fmt.content_type,
         extra=ObjectOptions.from_json(job.object_options).write_args(),
     )
     with writer:
         assert writer.upload_id is not None
         store.add_upload(job.job_id, writer.upload_id)
-        source: ResultsBody | Iterator[bytes | bytearray] = first
-        if len(job.activities) > 1:
-            source = itertools.chain(first.chunks(DOWNLOAD_CHUNK), later_shards(client, job))
-        summary = copy_measured(source, writer, on_progress=on_progress)
+        chunks = itertools.chain(first.chunks(DOWNLOAD_CHUNK), later_shards(client, job))
+        if fmt is not CSV:
+            summary = copy_converted(Converted(fmt, chunks), writer, on_progress)
+        else:
+            # One activity: read straight into the part buffers.
+            source: ResultsBody | Iterator[bytes | bytearray] = (
+                chunks if len(job.activities) > 1 else first
+            )
+            summary = copy_measured(source, writer, on_progress=on_progress)
         _check_lease(lease)
         stored = writer.complete()
     # Only a completed upload is forgotten here; an aborted one is swept again next time.

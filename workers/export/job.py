@@ -78,6 +78,8 @@ class Job:
     notify_url: str | None = None
     #: How the object is stored: encryption, storage class, tags (workers.s3.objectoptions).
     object_options: dict[str, Any] = field(default_factory=dict)
+    #: The stored format (workers.export.formats).
+    format: str = "csv"
 
     @property
     def activity_id(self) -> str | None:

@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 from functools import lru_cache
 from importlib.metadata import PackageNotFoundError, version
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
@@ -21,6 +21,7 @@ from workers.export.job import Job
 from workers.export.request import Manifest, ManifestColumn
 from workers.s3.objectoptions import ObjectOptions
 from workers.s3.storage import crc32_checksum, storage_error
+from workers.transfer import TransferSummary
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
@@ -29,8 +30,6 @@ if TYPE_CHECKING:
 MANIFEST_SUFFIX = ".manifest.json"
 #: The distribution this service is installed as.
 DISTRIBUTION = "contact-export-worker"
-#: The format of Constant Contact's CSV as stored: its own header, every value text.
-CSV_FORMAT: Final = "csv"
 
 
 def manifest_key(key: str) -> str:
@@ -45,22 +44,29 @@ def service_version() -> str:
         return "unknown"
 
 
-def build_manifest(job: Job, result: dict[str, Any]) -> dict[str, Any]:
-    """The manifest of ``job``'s stored export, from its result."""
+def build_manifest(
+    job: Job, result: dict[str, Any], summary: TransferSummary | None = None
+) -> dict[str, Any]:
+    """The manifest of ``job``'s stored export, from its result (and, for a converted format,
+    the labels and types its conversion gave the columns)."""
+    names = result["columns"]
+    headers = summary.headers if summary and summary.headers else names
+    types = summary.types if summary and summary.types else ["string"] * len(names)
+    columns = [
+        ManifestColumn(name=name, header=header, type=kind)  # type: ignore[arg-type]
+        for name, header, kind in zip(names, headers, types, strict=True)
+    ]
     manifest = Manifest(
         job_id=job.job_id,
         account=job.account,
         request={"requests": job.requests},
         activities=job.activity_ids,
-        format=CSV_FORMAT,
+        format=job.format,  # type: ignore[arg-type]  # checked when the request was parsed
         bucket=result["bucket"],
         key=result["key"],
         bytes=result["bytes"],
         rows=result["rows"],
-        columns=[
-            ManifestColumn(name=header, header=header, type="string")
-            for header in result["columns"]
-        ],
+        columns=columns,
         sha256=result["sha256"],
         started_at=result["started_at"],
         finished_at=result["finished_at"],
@@ -69,10 +75,12 @@ def build_manifest(job: Job, result: dict[str, Any]) -> dict[str, Any]:
     return manifest.model_dump()
 
 
-def write_manifest(s3: S3Client, job: Job, result: dict[str, Any]) -> str:
+def write_manifest(
+    s3: S3Client, job: Job, result: dict[str, Any], summary: TransferSummary | None = None
+) -> str:
     """PUT the manifest beside the object; its key. A StorageError if S3 refuses it."""
     key = manifest_key(result["key"])
-    body = json.dumps(build_manifest(job, result), indent=2).encode()
+    body = json.dumps(build_manifest(job, result, summary), indent=2).encode()
     try:
         s3.put_object(
             Bucket=result["bucket"],

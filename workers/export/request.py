@@ -404,6 +404,9 @@ class ExportJobRequest(BaseModel):
     account: Annotated[str, StringConstraints(pattern=_ACCOUNT)] = "default"
     job_id: Annotated[str, StringConstraints(pattern=_JOB_ID)] | None = None
     destination: Destination = Field(default_factory=Destination)
+    #: How the export is stored (workers.export.formats): Constant Contact's CSV as it is, or
+    #: renamed, typed and compressed for a data pipeline.
+    format: Literal["csv", "csv.gz", "csv.zst", "jsonl.gz", "parquet"] = "csv"
     #: Where to POST the result (or the failure) when the export ends, signed with HMAC-SHA256;
     #: the host must be on the worker's WEBHOOK_ALLOWED_HOSTS.
     notify_url: (
@@ -453,7 +456,9 @@ class ManifestColumn(BaseModel):
 
     name: str = Field(description="the column's name in the stored object")
     header: str = Field(description="Constant Contact's header for it")
-    type: Literal["string"] = Field(description="the type of its values (CSV: always text)")
+    type: Literal["string", "timestamp", "date", "integer", "boolean", "list"] = Field(
+        description="the type of its values (csv, csv.gz, csv.zst: always text)"
+    )
 
 
 class Manifest(BaseModel):
@@ -467,7 +472,7 @@ class Manifest(BaseModel):
         description="the Constant Contact request bodies the export sent (one per activity)"
     )
     activities: list[str] = Field(description="Constant Contact's activity ids")
-    format: Literal["csv"]
+    format: Literal["csv", "csv.gz", "csv.zst", "jsonl.gz", "parquet"]
     bucket: str
     key: str
     bytes: NonNegative = Field(description="size of the object")

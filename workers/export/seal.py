@@ -24,6 +24,7 @@ from kombu.exceptions import KombuError
 
 from contact_exports_client.client import QUEUE
 from workers.exceptions import InvalidExportRequest, ObjectChanged, StorageError
+from workers.export.formats import CSV, FORMATS
 from workers.export.job import Job
 from workers.export.outcome import Again
 from workers.export.tasknames import SEAL_TASK
@@ -49,6 +50,7 @@ def seal_owed(job: Job, summary: TransferSummary, stored: StoredObject) -> dict[
         "sha256": summary.sha256,
         "rows": summary.rows,
         "options": job.object_options,
+        "content_type": FORMATS[job.format].content_type,
     }
 
 
@@ -57,7 +59,10 @@ def seal_as_owed(s3: Any, owed: dict[str, Any]) -> None:
     stored = StoredObject(owed["bucket"], owed["key"], owed["size"], 0, owed.get("etag"))
     summary = TransferSummary(owed["size"], owed["sha256"], owed["rows"], [])
     options = ObjectOptions.from_json(owed.get("options"))  # older seals carry none
-    seal(s3, stored, owed["identity"], summary, extra=options.copy_args())
+    content_type = owed.get("content_type") or CSV.content_type  # older seals: CSV
+    seal(
+        s3, stored, owed["identity"], summary, content_type=content_type, extra=options.copy_args()
+    )
 
 
 def ask_for_seal(sender: Sender, job_id: str, owed: dict[str, Any]) -> None:

@@ -14,6 +14,7 @@ from typing import Any
 from contact_exports_client.signing import seal
 from workers import metrics
 from workers.exceptions import InvalidExportRequest
+from workers.export.formats import FORMATS
 from workers.export.job import Job
 from workers.export.keytemplate import render_key
 from workers.export.manifest import manifest_key
@@ -45,6 +46,7 @@ def start_export(services: Services, kwargs: dict[str, Any], *, result_id: str) 
         account=request.account,
         job_id=job_id,
         started=started,
+        ext=FORMATS[request.format].extension,
     )
     settings.allowed_destinations.check(bucket, key)
     settings.allowed_destinations.check(bucket, manifest_key(key))  # S3's 1,024 bytes, with it
@@ -69,6 +71,7 @@ def start_export(services: Services, kwargs: dict[str, Any], *, result_id: str) 
         unknown_fields=request.export.unknown_fields,
         notify_url=request.notify_url,
         object_options=options.to_json(),
+        format=request.format,
     )
     signing = settings.message_signing  # the message was verified: seal what is stored
     sealer = partial(seal, signing) if signing else None
