@@ -39,10 +39,10 @@ from workers.state.jobs import JobStore
 pytestmark = pytest.mark.integration
 
 #: Seconds the API is away. The outage is a span of time, so the test waits it out.
-OUTAGE = 5.0
+OUTAGE = 3.0
 INITIAL = 0.5
 CAP = 2.0
-#: Enough attempts to outlast OUTAGE at the slowest jitter: 0.4 + 0.8 + 1.6 + 1.6 + ... > 5 s.
+#: Enough attempts to outlast OUTAGE at the slowest jitter: 0.4 + 0.8 + 1.6 + 1.6 + ... > 3 s.
 ATTEMPTS = 8
 POLICY = {
     "RETRY_INITIAL_SECONDS": str(INITIAL),
@@ -88,7 +88,7 @@ def through_an_outage(
     before = created_activities(sandbox)
     # One export is reading its results when the outage begins: its first byte comes later than
     # the next two exports take to reach polling, even on a slow machine.
-    sandbox.add_faults({"endpoint": "get_results", "delay_first_byte": 8.0, "times": 1})
+    sandbox.add_faults({"endpoint": "get_results", "delay_first_byte": 6.0, "times": 1})
     results = [submit(client, tag, 0)]
     jobs = [f"outage-{tag}-{n}" for n in range(5)]
     wait_until(lambda: store.record(jobs[0]).get("state") == "downloading", what="a download")

@@ -28,7 +28,12 @@ from workers.settings import Settings
 from workers.state.jobs import JobStore
 from workers.transfer import TransferSummary
 
-pytestmark = [pytest.mark.integration, pytest.mark.both_stores]
+# Over https on the store that checks every checksum; rclone over https is proven by the
+# storage suites (test_multipart_on_both_stores.py, test_streaming_put_on_both_stores.py, ...).
+pytestmark = [
+    pytest.mark.integration,
+    pytest.mark.both_stores("rclone", "seaweedfs", "seaweedfs+https"),
+]
 
 
 @pytest.fixture

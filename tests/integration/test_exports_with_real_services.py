@@ -30,7 +30,12 @@ from workers.exceptions import ConstantContactError
 from workers.services import Services
 from workers.settings import Settings
 
-pytestmark = [pytest.mark.integration, pytest.mark.both_stores]
+# Over https on the store that checks every checksum; rclone over https is proven by the
+# storage suites (test_multipart_on_both_stores.py, test_streaming_put_on_both_stores.py, ...).
+pytestmark = [
+    pytest.mark.integration,
+    pytest.mark.both_stores("rclone", "seaweedfs", "seaweedfs+https"),
+]
 
 
 def test_lists_with_fields_and_status(

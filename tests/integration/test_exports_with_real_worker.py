@@ -10,12 +10,14 @@ tested in-process, step by step (test_exports_with_real_services.py).
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import time
 import uuid
 from collections.abc import Callable
 from typing import Any
 
+import pyarrow.parquet as pq
 import pytest
 import redis
 from celery import Celery
@@ -68,6 +70,29 @@ def test_a_key_template_partitions_by_the_jobs_utc_start(
     day = summary["started_at"][:10]  # the job's UTC start, as the result gives it
     assert summary["key"] == f"contacts/dt={day}/{job_id}.csv"
     assert len(object_bytes(summary["bucket"], summary["key"])) == summary["bytes"]
+
+
+def test_a_parquet_export_and_its_manifest_through_the_worker(
+    worker: WorkerProcess, client: Celery, object_bytes: Callable[[str, str], bytes]
+) -> None:
+    job_id = f"parquet-{uuid.uuid4().hex[:8]}"
+    result = enqueue(
+        client,
+        export={},
+        job_id=job_id,
+        format="parquet",
+        destination={"key": "lake/{job_id}.{ext}"},
+    )
+    summary = result.get(timeout=RESULT_TIMEOUT)
+    assert summary["key"] == f"lake/{job_id}.parquet"
+    stored = object_bytes(summary["bucket"], summary["key"])
+    assert hashlib.sha256(stored).hexdigest() == summary["sha256"]
+    assert len(stored) == summary["bytes"]
+    table = pq.read_table(io.BytesIO(stored))
+    assert table.num_rows == summary["rows"] > 0 and table.column_names == summary["columns"]
+    manifest = json.loads(object_bytes(summary["bucket"], summary["key"] + ".manifest.json"))
+    assert manifest["format"] == "parquet" and manifest["sha256"] == summary["sha256"]
+    assert {c["name"]: c["type"] for c in manifest["columns"]}["updated_at"] == "timestamp"
 
 
 def test_an_unknown_placeholder_is_refused_before_any_api_call(

@@ -26,7 +26,8 @@ from workers.export.job import Job
 from workers.services import Services
 from workers.state.jobs import JobStore
 
-pytestmark = [pytest.mark.integration, pytest.mark.both_stores]
+# What the janitor sends again is the same over http and https (the storage suites prove https).
+pytestmark = [pytest.mark.integration, pytest.mark.both_stores("rclone", "seaweedfs")]
 
 
 def swept_again(services: Services, result_id: str) -> dict[str, Any]:

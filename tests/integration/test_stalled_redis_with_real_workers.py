@@ -36,7 +36,7 @@ pytestmark = pytest.mark.integration
 
 PAUSE_MS = 10_000
 #: Seconds each answer of the slow Redis comes late (a heartbeat renews every TTL / 3).
-SLOW = 0.05
+SLOW = 0.03
 
 
 @pytest.fixture(scope="module")

@@ -71,7 +71,7 @@ def test_jobs_are_listed_newest_first_with_what_their_records_say(
         "job_id": "acme-old",
         "state": "completed",
         "account": "acme",
-        "format": "csv",  # the one format today
+        "format": "csv",  # none asked: the default
         "bucket": "b",
         "key": "c/acme-old.csv",
         "rows": 42,

@@ -140,5 +140,5 @@ def test_object_option_flags_join_the_destination_and_are_checked_like_the_worke
     validate(kwargs)
     with pytest.raises(InvalidUsageError, match="--tag takes key=value"):
         build_kwargs(Filters(), Target(tags=("team",)), None)
-    with pytest.raises(InvalidUsageError, match="kms_key_id: needs sse"):
-        validate(build_kwargs(Filters(), Target(kms_key_id="k1"), None))
+    with pytest.raises(InvalidUsageError, match="storage_class: 'COLD' is not one of"):
+        validate(build_kwargs(Filters(), Target(storage_class="COLD"), None))

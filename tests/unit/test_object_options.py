@@ -44,8 +44,13 @@ def test_a_jobs_options_win_over_the_defaults_and_tags_add_up() -> None:
     assert job.over(defaults) == ObjectOptions.of(
         "aws:kms", "default-key", "STANDARD", {"team": "crm", "a": "2"}
     )
-    # A job that names its own encryption does not inherit the default's key.
+    # A job that names another encryption does not inherit the default's key; one that names
+    # aws:kms without a key does, and so does a key alone... for the default aws:kms.
     assert ObjectOptions(sse="AES256").over(defaults).kms_key_id is None
+    assert ObjectOptions(sse="aws:kms").over(defaults).kms_key_id == "default-key"
+    assert ObjectOptions(kms_key_id="mine").over(defaults).kms_key_id == "mine"
+    lone_key = ObjectOptions(kms_key_id="mine").over(ObjectOptions(sse="AES256"))
+    assert lone_key.problem() == "kms_key_id: needs sse 'aws:kms'"
 
 
 def test_each_write_gets_its_arguments() -> None:
@@ -68,8 +73,10 @@ def test_each_write_gets_its_arguments() -> None:
 
 
 def test_a_request_with_bad_options_is_an_invalid_export_request() -> None:
-    with pytest.raises(InvalidExportRequest, match=r"destination: .*kms_key_id: needs sse"):
-        parse_job_request({"destination": {"kms_key_id": "k"}})
+    with pytest.raises(InvalidExportRequest, match=r"destination: .*DEEP_ARCHIVE cannot be"):
+        parse_job_request({"destination": {"storage_class": "DEEP_ARCHIVE"}})
+    # A key alone is for the workers' default encryption: checked once merged with it.
+    assert parse_job_request({"destination": {"kms_key_id": "k"}})
     with pytest.raises(InvalidExportRequest, match=r"destination\.sse"):
         parse_job_request({"destination": {"sse": "none"}})
 

@@ -13,8 +13,9 @@ Types, for ``jsonl.gz`` and ``parquet`` (``csv.gz`` and ``csv.zst`` keep the tex
 - ``timestamp``: ``2018-11-29 15:10:15 -0500`` or ``2019-11-25T16:29:13.057 -0500`` (the guide's
   two styles), as ISO 8601 in UTC (``2018-11-29T20:10:15.000Z``); Parquet: ms, UTC.
 - ``date``: ``2019-05-17`` as it is; Parquet: date32.
-- ``integer``, ``boolean`` (``true``/``false``), ``list`` (``A, B`` -> ``["A", "B"]``).
-- ``string``: everything else.
+- ``integer``, ``boolean`` (``true``/``false``).
+- ``string``: everything else, ``Email lists`` among them: Constant Contact joins the list names
+  with ``, ``, and a list's name may itself hold ``, ``, so no split would be safe.
 
 An empty cell is null. A value that does not fit its type fails the export (``ConversionError``)
 rather than being stored wrong; the ``csv`` format stores Constant Contact's bytes as they are.
@@ -32,7 +33,8 @@ HEADERS: dict[str, tuple[str, str]] = {
     "First name": ("first_name", "string"),
     "Last name": ("last_name", "string"),
     "Email address - other": ("email_address", "string"),
-    "Email lists": ("email_lists", "list"),
+    # The names joined with ", ", and a name may hold ", " itself: kept as the text it is.
+    "Email lists": ("email_lists", "string"),
     "Phone number - other": ("phone_number", "string"),
     "Company name": ("company_name", "string"),
     "Job title": ("job_title", "string"),
@@ -63,7 +65,7 @@ HEADERS: dict[str, tuple[str, str]] = {
     "SMS status": ("sms_status", "string"),
 }
 TIMESTAMP_FORMATS = ("%Y-%m-%d %H:%M:%S %z", "%Y-%m-%dT%H:%M:%S.%f %z")
-LIST_SEPARATOR = ", "
+INTEGER = re.compile(r"^-?[0-9]{1,18}$")
 
 
 @dataclass(frozen=True)
@@ -79,7 +81,7 @@ class Column:
             return None
         try:
             return PARSE[self.type](cell)
-        except ValueError:
+        except (ValueError, OverflowError):
             raise ValueError(f"column {self.name}: {cell!r} is not a {self.type}") from None
 
     def arrow_type(self) -> Any:
@@ -91,7 +93,6 @@ class Column:
             "date": pa.date32(),
             "integer": pa.int64(),
             "boolean": pa.bool_(),
-            "list": pa.list_(pa.string()),
         }[self.type]
 
 
@@ -122,21 +123,23 @@ def _timestamp(cell: str) -> datetime:
     raise ValueError(cell)
 
 
+def _integer(cell: str) -> str:
+    """Plain ASCII digits only (``int`` would also take " 7", "1_000" and other scripts)."""
+    if not INTEGER.match(cell):
+        raise ValueError(cell)
+    return cell
+
+
 def _boolean(cell: str) -> bool:
     if cell.lower() in ("true", "false"):
         return cell.lower() == "true"
     raise ValueError(cell)
 
 
-def iso_timestamp(moment: datetime) -> str:
-    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
-
-
 PARSE: dict[str, Any] = {
     "string": str,
     "timestamp": _timestamp,
     "date": date.fromisoformat,
-    "integer": int,
+    "integer": lambda cell: int(_integer(cell)),
     "boolean": _boolean,
-    "list": lambda cell: cell.split(LIST_SEPARATOR),
 }

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from contact_exports_client.client import EXPORT_TASK, QUEUE
@@ -26,11 +27,15 @@ def rerun(store: JobStore, sender: Sender, job_id: str, seals: Seals | None = No
     With ``seals`` (messages are signed), the stored request must carry the seal of a trusted
     key, or PermissionError: the sender would sign whatever Redis holds.
     """
+    checked: str | None = None
     if seals is not None:
         record = store.record(job_id)
-        if not seals.valid(record.get("kwargs", ""), record.get(SEAL_FIELD)):
+        checked = record.get("kwargs", "")
+        if not seals.valid(checked, record.get(SEAL_FIELD)):
             raise PermissionError(
                 f"job {job_id}: its stored request carries no seal of a trusted key"
             )
     kwargs = store.reopen(job_id)
+    if checked is not None:
+        kwargs = json.loads(checked)  # what was checked is what is sent
     return sender.send_task(EXPORT_TASK, kwargs=kwargs, queue=QUEUE)

@@ -40,7 +40,7 @@ from workers.export.tasknames import Stage
 from workers.retry import BUSY_COUNTDOWN
 from workers.s3.objectmeta import EncodingCheck, identity, seal, sealed_export
 from workers.s3.objectoptions import ObjectOptions
-from workers.s3.storage import MultipartWriter, StoredObject, storage_error
+from workers.s3.storage import MultipartWriter, StoredObject
 from workers.s3.streamput import ChunkedBody, put_stream, single_put_allowed
 from workers.services import Services
 from workers.state.jobs import JobStore
@@ -106,8 +106,7 @@ def download_step(services: Services, job: Job) -> Finished | Again:
         if not store.save_result(job.job_id, result, seal=owed, sign=sign):
             # Cancelled after the object landed and before the job could complete: the cancel
             # won, so the object and its manifest go (nothing is stored for a cancelled job).
-            _delete(services.s3, stored.bucket, manifest_key(stored.key))
-            _delete(services.s3, stored.bucket, stored.key)
+            remove_stored(services.s3, job)
             raise ExportCancelled(f"job {job.job_id} was cancelled")
     except (TransientError, StorageError) as error:
         if isinstance(error, StorageError) and error.permanent:
@@ -199,7 +198,8 @@ def stream_to_s3(
     encoding = encoding or EncodingCheck()
     metadata = identity(job.job_id, job.activity_ids)
     options = ObjectOptions.from_json(job.object_options)
-    adopted = sealed_export(s3, job.bucket, job.key, metadata)
+    # A converted object's columns are not read back from it: it is streamed again instead.
+    adopted = sealed_export(s3, job.bucket, job.key, metadata) if job.format == "csv" else None
     if adopted is not None:
         # An earlier attempt stored and sealed this export, then died before recording it.
         return adopted
@@ -312,13 +312,28 @@ def _progress(services: Services, job: Job, lease: Lease, size: int) -> None:
     report(services.results, job, Stage.DOWNLOADING, 100, size)
 
 
-def _delete(s3: S3Client, bucket: str, key: str) -> None:
+def remove_stored(s3: S3Client, job: Job) -> bool:
+    """Delete the job's manifest and object if this job wrote them (its id in the object's
+    metadata): a job that is cancelled, or fails after storing, keeps neither. False when S3
+    could not be asked or would not delete (logged); the object then stays."""
     try:
-        s3.delete_object(Bucket=bucket, Key=key)
-    except (ClientError, BotoCoreError) as error:
-        message = f"s3://{bucket}/{key}: a cancelled job's object could not be deleted"
-        raise storage_error(message, error) from error
-    log.info("s3://%s/%s: deleted, its job was cancelled", bucket, key)
+        head = s3.head_object(Bucket=job.bucket, Key=job.key)
+    except ClientError:
+        return True  # nothing there
+    except BotoCoreError as error:
+        log.error("job %s: s3://%s/%s may stay: %s", job.job_id, job.bucket, job.key, error)
+        return False
+    written_by = {k.lower(): v for k, v in head.get("Metadata", {}).items()}.get("job-id")
+    if written_by != job.job_id:
+        return True  # not this job's
+    for key in (manifest_key(job.key), job.key):  # the marker first: no reader trusts the rest
+        try:
+            s3.delete_object(Bucket=job.bucket, Key=key)
+        except (ClientError, BotoCoreError) as error:
+            log.error("job %s: s3://%s/%s stays: %s", job.job_id, job.bucket, key, error)
+            return False
+    log.info("job %s: its object and manifest are deleted", job.job_id)
+    return True
 
 
 def _check_lease(lease: Lease) -> None:

@@ -4,45 +4,23 @@ from __future__ import annotations
 
 import logging
 
-from botocore.exceptions import BotoCoreError, ClientError
-
 from workers import metrics
 from workers.exceptions import ExportCancelled, ExportError
-from workers.export.download import sweep_uploads
+from workers.export.download import remove_stored, sweep_uploads
 from workers.export.job import Job
-from workers.export.manifest import manifest_key
 from workers.export.notify import enqueue_notification
 from workers.services import Services
 
 log = logging.getLogger(__name__)
 
 
-def remove_cancelled_object(services: Services, job: Job) -> None:
-    """Delete the object at the job's key, and its manifest, if this job wrote it."""
-    try:
-        head = services.s3.head_object(Bucket=job.bucket, Key=job.key)
-    except (ClientError, BotoCoreError):
-        return  # nothing there (or S3 cannot say): nothing of ours to delete
-    written_by = {k.lower(): v for k, v in head.get("Metadata", {}).items()}.get("job-id")
-    if written_by != job.job_id:
-        return
-    for key in (manifest_key(job.key), job.key):
-        try:
-            services.s3.delete_object(Bucket=job.bucket, Key=key)
-        except (ClientError, BotoCoreError) as error:
-            log.error(
-                "job %s: cancelled, but s3://%s/%s stays: %s", job.job_id, job.bucket, key, error
-            )
-            return
-    log.info("job %s: cancelled; its object and manifest are deleted", job.job_id)
-
-
 def record_failure(services: Services, job: Job, step: str, error: ExportError) -> None:
     """``error`` is what the caller sees (one of the contract's types).
 
     A cancelled job is no dead letter, whatever its last step met: its record says cancelled
-    already, and the cancel told its webhook (``workers.export.cancel``); only its uploads are
-    swept here, and an object (with its manifest) that landed before the cancel is deleted.
+    already, and the cancel told its webhook (``workers.export.cancel``). Either way its uploads
+    are swept, and an object (with its manifest) this job stored is deleted: a job that does not
+    complete stores neither.
     """
     cancelled = isinstance(error, ExportCancelled) or services.jobs.cancelled(job.job_id)
     if not cancelled:
@@ -51,8 +29,9 @@ def record_failure(services: Services, job: Job, step: str, error: ExportError) 
     swept = sweep_uploads(services.jobs, services.s3, job)
     if swept:
         log.info("job %s: aborted %d open uploads", job.job_id, swept)
+    if services.jobs.result(job.job_id) is None:  # it did not complete after all
+        remove_stored(services.s3, job)
     if cancelled:
-        remove_cancelled_object(services, job)
         return
     enqueue_notification(
         services.sender,

@@ -7,7 +7,7 @@ as it arrives and the output leaves in chunks, so memory stays bounded at any si
 - ``csv.gz``, ``csv.zst``: the same rows and text values under the new names, gzip (level 6) or
   zstd (level 3, ``zstandard``).
 - ``jsonl.gz``: one JSON object per row, gzip, with typed values: ISO 8601 UTC timestamps,
-  ISO dates, integers, booleans, lists as arrays, empty cells as null.
+  ISO dates, integers, booleans, empty cells as null.
 - ``parquet``: the same types in Parquet (``pyarrow``), in row groups of ``ROW_GROUP_ROWS``.
 
 zstandard and pyarrow are the libraries made for these formats (pyarrow is the reference Parquet
@@ -29,10 +29,11 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any
 
-from workers.export.columns import Column, columns_of, iso_timestamp
+from workers.export.columns import Column, columns_of
+from workers.export.progress import iso_utc
 
 #: Rows per Parquet row group: memory is about this many rows of every column.
-ROW_GROUP_ROWS = 50_000
+ROW_GROUP_ROWS = 20_000
 #: Rows converted before their output is handed on (text formats).
 ROWS_PER_CHUNK = 2_000
 GZIP_LEVEL = 6
@@ -123,7 +124,7 @@ class Converted:
 def _json_value(value: Any) -> str:
     """Timestamps as ISO 8601 in UTC with milliseconds, dates as ISO dates."""
     if isinstance(value, datetime):
-        return iso_timestamp(value)
+        return iso_utc(value)
     if isinstance(value, date):
         return value.isoformat()
     raise TypeError(f"{type(value).__name__} is not JSON")

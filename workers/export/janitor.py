@@ -46,8 +46,12 @@ def sweep(
     sign it with the worker's key."""
     sent = []
     for job_id, owed in store.owed_seals(older_than):
-        if seals is not None and not _sealed(store, seals, job_id, "seal", OWED_SEAL_FIELD):
-            continue
+        if seals is not None:
+            # What is sent is what was checked: one read of the record for both.
+            record = store.record(job_id)
+            if not _sealed(store, seals, job_id, record, "seal", OWED_SEAL_FIELD):
+                continue
+            owed = json.loads(record["seal"])
         store.seal_requested(job_id)
         ask_for_seal(sender, job_id, owed)
         log.warning("job %s: its seal is still owed after %.0fs; asked again", job_id, older_than)
@@ -59,8 +63,8 @@ def sweep(
         except ValueError as error:
             log.error("job %s: its stored request is not JSON (%s); not sent again", job_id, error)
             continue
-        if seals is not None and not _sealed(store, seals, job_id, "kwargs", SEAL_FIELD):
-            continue
+        if seals is not None and not _sealed(store, seals, job_id, record, "kwargs", SEAL_FIELD):
+            continue  # (``kwargs`` above is this record's own, checked here)
         store.touch(job_id)
         sender.send_task(EXPORT_TASK, kwargs=kwargs, queue=QUEUE, task_id=record.get("result_id"))
         log.warning("job %s: no sign of life for %.0fs; sent again", job_id, older_than)
@@ -68,10 +72,16 @@ def sweep(
     return sent
 
 
-def _sealed(store: JobStore, seals: Seals, job_id: str, field: str, seal_field: str) -> bool:
-    """Whether a trusted key sealed the record's ``field``; logged once if not, and the record
-    is left out of later sweeps (``refused``), its expiry untouched."""
-    record = store.record(job_id)
+def _sealed(
+    store: JobStore,
+    seals: Seals,
+    job_id: str,
+    record: dict[str, str],
+    field: str,
+    seal_field: str,
+) -> bool:
+    """Whether a trusted key sealed the ``record``'s ``field``; logged once if not, and the
+    record is left out of later sweeps (``refused``), its expiry untouched."""
     if seals.valid(record.get(field, ""), record.get(seal_field)):
         return True
     log.error(

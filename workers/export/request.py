@@ -367,7 +367,7 @@ class Destination(BaseModel):
 
     @model_validator(mode="after")
     def _object_options(self) -> Destination:
-        problem = self.object_options.problem()
+        problem = self.object_options.problem(merged=False)  # the rest once merged with defaults
         if problem:
             raise ValueError(problem)
         return self
@@ -456,7 +456,7 @@ class ManifestColumn(BaseModel):
 
     name: str = Field(description="the column's name in the stored object")
     header: str = Field(description="Constant Contact's header for it")
-    type: Literal["string", "timestamp", "date", "integer", "boolean", "list"] = Field(
+    type: Literal["string", "timestamp", "date", "integer", "boolean"] = Field(
         description="the type of its values (csv, csv.gz, csv.zst: always text)"
     )
 

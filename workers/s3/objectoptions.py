@@ -38,7 +38,7 @@ MAX_TAGS = 10
 MAX_TAG_KEY = 128
 MAX_TAG_VALUE = 256
 #: Letters, digits, white space and ``+ - = . _ : / @``, as S3 allows in a tag.
-TAG_CHARACTERS = re.compile(r"^[\w\s+\-=.:/@]*$")
+TAG_CHARACTERS = re.compile(r"^[\w +\-=.:/@]*$")
 
 
 @dataclass(frozen=True)
@@ -58,11 +58,12 @@ class ObjectOptions:
     ) -> ObjectOptions:
         return cls(sse, kms_key_id, storage_class, tuple((tags or {}).items()))
 
-    def problem(self) -> str | None:
-        """What breaks S3's rules, with the field's name; None when nothing does."""
+    def problem(self, *, merged: bool = True) -> str | None:
+        """What breaks S3's rules, with the field's name; None when nothing does. A job's own
+        options (``merged=False``) may name a key for the default encryption."""
         if self.sse is not None and self.sse not in SSE_VALUES:
             return f"sse: {self.sse!r} is not one of {', '.join(SSE_VALUES)}"
-        if self.kms_key_id is not None and self.sse != KMS:
+        if merged and self.kms_key_id is not None and self.sse != KMS:
             return f"kms_key_id: needs sse {KMS!r}"
         if self.storage_class in ARCHIVED:
             return (
@@ -78,7 +79,11 @@ class ObjectOptions:
     def over(self, defaults: ObjectOptions) -> ObjectOptions:
         """These options where given, else ``defaults``; tags from both (these win on a key)."""
         sse = self.sse or defaults.sse
-        kms_key_id = self.kms_key_id if self.sse else defaults.kms_key_id
+        # The default key goes with the default encryption, and with a job's own aws:kms that
+        # names no key of its own.
+        kms_key_id = self.kms_key_id or (
+            defaults.kms_key_id if sse == KMS and self.sse in (None, KMS) else None
+        )
         tags = dict(defaults.tags) | dict(self.tags)
         return ObjectOptions(
             sse, kms_key_id, self.storage_class or defaults.storage_class, tuple(tags.items())

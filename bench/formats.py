@@ -1,0 +1,150 @@
+"""Formats run (not in CI): the worker's conversion of a CSV against the same library converting
+the same file on its own, single-threaded, side by side in one run.
+
+    .venv/bin/python bench/formats.py              # 64 and 512 MiB
+    .venv/bin/python bench/formats.py --sizes 64 512 2048
+
+The CSV is a sandbox export with every column (``bench.corpus``, rendered once into
+``bench/.spool``). Each measurement runs in a fresh process, so its RSS growth is its own: from
+after its imports to its peak (``ru_maxrss``). Both sides read the file from the page cache in
+1 MiB chunks and discard what they produce; S3 is not involved (``bench/stream.py`` measures the
+upload), so the figures are the conversion's own cost.
+
+- worker: ``workers.export.formats.Converted`` over the file's chunks, as the download step runs
+  it; for ``csv``, the worker's measuring pass (sha256 and CSV row count) over the bytes.
+- baseline: ``csv``: sha256 alone; ``csv.gz``: ``zlib`` gzip at the worker's level over the
+  file; ``csv.zst``: ``zstandard`` at the worker's level; ``parquet``: ``pyarrow.csv.open_csv``
+  streaming into a ``ParquetWriter`` (text columns: pyarrow's own parsing, no type mapping);
+  ``jsonl.gz``: no library writes it from CSV, so none.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import multiprocessing
+import resource
+import time
+import zlib
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+from bench.corpus import corpus_sandbox, export_all
+
+CHUNK = 1024 * 1024
+FORMAT_NAMES = ("csv", "csv.gz", "csv.zst", "jsonl.gz", "parquet")
+
+
+def chunks(path: Path) -> Iterator[bytes]:
+    with path.open("rb") as source:
+        while block := source.read(CHUNK):
+            yield block
+
+
+def worker_side(fmt: str, path: Path) -> None:
+    from workers.export.formats import FORMATS, Converted
+    from workers.transfer import Measurement
+
+    if fmt == "csv":
+        measurement = Measurement()
+        for block in chunks(path):
+            measurement.feed(block)
+        return
+    digest = hashlib.sha256()
+    for out in Converted(FORMATS[fmt], chunks(path)):
+        digest.update(out)
+
+
+def baseline(fmt: str, path: Path) -> None:
+    if fmt == "csv":
+        digest = hashlib.sha256()
+        for block in chunks(path):
+            digest.update(block)
+    elif fmt == "csv.gz":
+        from workers.export.formats import GZIP_LEVEL
+
+        z = zlib.compressobj(GZIP_LEVEL, zlib.DEFLATED, 16 + zlib.MAX_WBITS)
+        for block in chunks(path):
+            z.compress(block)
+        z.flush()
+    elif fmt == "csv.zst":
+        import zstandard
+
+        from workers.export.formats import ZSTD_LEVEL
+
+        compressor = zstandard.ZstdCompressor(level=ZSTD_LEVEL).compressobj()
+        for block in chunks(path):
+            compressor.compress(block)
+        compressor.flush()
+    elif fmt == "parquet":
+        import pyarrow as pa
+        import pyarrow.csv as pcsv
+        import pyarrow.parquet as pq
+
+        reader = pcsv.open_csv(str(path))
+        sink = pa.BufferOutputStream()
+        with pq.ParquetWriter(sink, reader.schema, compression="snappy") as writer:
+            for batch in reader:
+                writer.write_batch(batch)
+
+
+def measured(target: Callable[[str, Path], None], fmt: str, path: Path, out: Any) -> None:
+    import pyarrow  # noqa: F401 - imports before the RSS baseline, on both sides
+    import zstandard  # noqa: F401
+
+    import workers.export.formats  # noqa: F401
+
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    started = time.perf_counter()
+    cpu = time.process_time()
+    target(fmt, path)
+    out.send(
+        (
+            time.perf_counter() - started,
+            time.process_time() - cpu,
+            (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) / 1024,
+        )
+    )
+
+
+def run(target: Callable[[str, Path], None], fmt: str, path: Path) -> tuple[float, float, float]:
+    """Seconds, CPU seconds and RSS growth (MiB) of ``target`` in a process of its own."""
+    context = multiprocessing.get_context("spawn")
+    receive, send = context.Pipe(duplex=False)
+    process = context.Process(target=measured, args=(target, fmt, path, send))
+    process.start()
+    result: tuple[float, float, float] = receive.recv()
+    process.join()
+    return result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sizes", type=int, nargs="+", default=[64, 512])
+    args = parser.parse_args()
+    print(
+        "| CSV | format | worker MiB/s | baseline MiB/s | worker / baseline "
+        "| worker CPU s | worker RSS growth MiB |\n|---|---|---|---|---|---|---|"
+    )
+    for size in args.sizes:
+        with corpus_sandbox(size) as sandbox:
+            csv_file = export_all(sandbox, size)
+        mib = csv_file.size / 2**20
+        for fmt in FORMAT_NAMES:
+            seconds, cpu, rss = run(worker_side, fmt, csv_file.path)
+            if fmt == "jsonl.gz":
+                base, ratio = "n/a", "n/a"
+            else:
+                base_seconds = run(baseline, fmt, csv_file.path)[0]
+                base = f"{mib / base_seconds:.0f}"
+                ratio = f"{base_seconds / seconds:.0%}"
+            print(
+                f"| {mib:.0f} MiB | {fmt} | {mib / seconds:.0f} | {base} | {ratio} "
+                f"| {cpu:.1f} | {rss:.0f} |",
+                flush=True,
+            )
+
+
+if __name__ == "__main__":
+    main()
