@@ -73,6 +73,7 @@ def main() -> None:
     parser.add_argument("--s3-outage", type=float, default=15.0, help="s S3 stays down")
     parser.add_argument("--api-outage-after", type=float, default=80.0, help="s to API 503s")
     parser.add_argument("--api-outage", type=float, default=15.0, help="s the API answers 503")
+    parser.add_argument("--rss-every", type=float, default=30.0, help="s between RSS samples")
     args = parser.parse_args()
     with ExitStack() as stack:
         if args.keep:
@@ -136,8 +137,14 @@ def main() -> None:
         for event in events:
             event.daemon = True
             event.start()
+        samples: list[tuple[float, dict[str, int]]] = []
+        sampler = threading.Thread(
+            target=sample_rss, args=(stop, workers, samples, args.rss_every), daemon=True
+        )
+        sampler.start()
         summaries, failures = collect(results)
         stop.set()
+        sampler.join()
         for event in events:
             event.cancel()
         elapsed = time.monotonic() - started
@@ -150,7 +157,36 @@ def main() -> None:
             end = rss(worker)
             last = f"{end / 2**20:.0f}" if end else "(killed)"
             print(f"| {worker.name} | {first} | {last} |")
+        print_samples(samples)
         client.close()
+
+
+def sample_rss(
+    stop: threading.Event,
+    workers: list[WorkerProcess],
+    samples: list[tuple[float, dict[str, int]]],
+    every: float,
+) -> None:
+    """Each live worker's main-process RSS every ``every`` seconds: the process that lives
+    through the run (pool processes are killed and replaced by the chaos)."""
+    started = time.monotonic()
+    while True:
+        row = {}
+        for worker in list(workers):
+            if worker.process is not None and worker.process.poll() is None:
+                row[worker.name] = psutil.Process(worker.process.pid).memory_info().rss
+        samples.append((time.monotonic() - started, row))
+        if stop.wait(every):
+            return
+
+
+def print_samples(samples: list[tuple[float, dict[str, int]]]) -> None:
+    names = sorted({name for _, row in samples for name in row})
+    print("\nmain-process RSS, MiB, over the run\n| s | " + " | ".join(names) + " |")
+    print("|---|" + "---|" * len(names))
+    for seconds, row in samples:
+        cells = [f"{row[name] / 2**20:.0f}" if name in row else "" for name in names]
+        print(f"| {seconds:.0f} | " + " | ".join(cells) + " |")
 
 
 def rss(worker: WorkerProcess) -> int:

@@ -8,6 +8,7 @@ import os
 import signal
 import subprocess
 import time
+from pathlib import Path
 from typing import Any
 
 import jsonschema  # type: ignore[import-untyped]  # no stubs among the dev dependencies
@@ -15,7 +16,7 @@ import psutil
 from celery import Celery
 from celery.result import AsyncResult
 
-from devstack.worker import WorkerProcess
+from devstack.worker import WorkerProcess, stop_all
 from sandbox.testing import SandboxProcess
 from workers.export.manifest import manifest_key
 from workers.export.request import SCHEMA_DIR
@@ -61,6 +62,24 @@ def wait_until(predicate: Any, timeout: float = 30.0, what: str = "condition") -
 
 def wait_for_log(worker: WorkerProcess, text: str, timeout: float = 30.0) -> None:
     wait_until(lambda: text in worker.log(), timeout, f"{text!r} in the worker log")
+
+
+#: Seconds a worker with a fatal problem at start may take to exit (it imports Celery first).
+EXIT_WITHIN = 20.0
+
+
+def exits_at_start(env: dict[str, str], logs: Path, name: str) -> tuple[int, str, float]:
+    """Start a worker that should refuse to run; its exit code, log and seconds to exit."""
+    worker = WorkerProcess(env, logs / f"{name}.log", name=name)
+    started = time.monotonic()
+    worker.spawn()
+    assert worker.process is not None
+    try:
+        code = worker.process.wait(timeout=EXIT_WITHIN)
+    except Exception:
+        stop_all([worker], timeout=5)
+        raise AssertionError(f"the worker kept running; log:\n{worker.log()[-3000:]}") from None
+    return code, worker.log(), time.monotonic() - started
 
 
 def kill_pool_process(worker: WorkerProcess) -> int:

@@ -35,15 +35,13 @@ from devstack.tls import ServerCertificate as TlsFiles
 from devstack.tls import make_certificates
 from devstack.worker import WorkerProcess, stop_all
 from sandbox.testing import SandboxProcess
-from tests.integration.helpers import wait_until
+from tests.integration.helpers import exits_at_start, wait_until
 
 pytestmark = pytest.mark.integration
 
 TOKEN = "tls-acl-test-token"
 BUCKET = "tls-exports"
 USER = "contact_exports"
-#: Seconds a worker with a fatal Redis problem may take to exit (it imports Celery first).
-EXIT_WITHIN = 20.0
 RESULT_TIMEOUT = 90.0
 
 
@@ -207,20 +205,6 @@ def test_the_acl_user_cannot_reach_other_keys(
             client.flushall()
     finally:
         client.close()
-
-
-def exits_at_start(env: dict[str, str], logs: Path, name: str) -> tuple[int, str, float]:
-    """Start a worker that should refuse to run; its exit code, log and seconds to exit."""
-    worker = WorkerProcess(env, logs / f"{name}.log", name=name)
-    started = time.monotonic()
-    worker.spawn()
-    assert worker.process is not None
-    try:
-        code = worker.process.wait(timeout=EXIT_WITHIN)
-    except Exception:
-        stop_all([worker], timeout=5)
-        raise AssertionError(f"the worker kept running; log:\n{worker.log()[-3000:]}") from None
-    return code, worker.log(), time.monotonic() - started
 
 
 def test_a_wrong_password_stops_the_worker_at_start(

@@ -14,7 +14,6 @@ saying the certificate is not trusted.
 
 from __future__ import annotations
 
-import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -30,13 +29,13 @@ from contact_exports_client import make_app, submit_export, wait
 from contact_exports_client.redis_tls import RedisTls, redis_at
 from devstack.sentinel import MASTER_NAME, SentinelGroup
 from devstack.tls import ServerCertificate, make_certificates
-from devstack.worker import WorkerProcess, stop_all
 from sandbox.testing import SandboxProcess
 from tests.integration.conftest import WorkerFactory
 from tests.integration.helpers import (
     RESULT_TIMEOUT,
     assert_stored_once,
     created_activities,
+    exits_at_start,
     wait_until,
 )
 from workers.state.jobs import JobStore
@@ -45,10 +44,6 @@ pytestmark = pytest.mark.integration
 
 BEFORE = 4
 DURING = 2
-
-
-#: Seconds a worker with a fatal Redis problem may take to exit (it imports Celery first).
-EXIT_WITHIN = 20.0
 
 
 @pytest.fixture
@@ -206,19 +201,8 @@ def test_an_untrusted_sentinel_certificate_stops_the_worker_at_start(
         "REDIS_SENTINEL_TLS": "true",
     }
     env.pop("REDIS_CA_FILE", None)
-    worker = WorkerProcess(
-        env, tmp_path / "untrusted.log", name=f"untrusted-{uuid.uuid4().hex[:6]}"
-    )
-    started = time.monotonic()
-    worker.spawn()
-    assert worker.process is not None
-    try:
-        code = worker.process.wait(timeout=EXIT_WITHIN)
-    except Exception:
-        stop_all([worker], timeout=5)
-        raise AssertionError(f"the worker kept running; log:\n{worker.log()[-3000:]}") from None
-    log = worker.log()
+    code, log, seconds = exits_at_start(env, tmp_path, f"untrusted-{uuid.uuid4().hex[:6]}")
     assert code != 0, log
     assert "the server's TLS certificate" in log and "is not trusted" in log, log
     assert "set REDIS_CA_FILE" in log
-    print(f"untrusted Sentinel certificate: exit {code} after {time.monotonic() - started:.1f}s")
+    print(f"untrusted Sentinel certificate: exit {code} after {seconds:.1f}s")
