@@ -64,7 +64,6 @@ HEADERS: dict[str, tuple[str, str]] = {
     "SMS consent date": ("sms_consent_date", "timestamp"),
     "SMS status": ("sms_status", "string"),
 }
-TIMESTAMP_FORMATS = ("%Y-%m-%d %H:%M:%S %z", "%Y-%m-%dT%H:%M:%S.%f %z")
 INTEGER = re.compile(r"^-?[0-9]{1,18}$")
 
 
@@ -115,11 +114,12 @@ def columns_of(header: list[str]) -> list[Column]:
 
 
 def _timestamp(cell: str) -> datetime:
-    for pattern in TIMESTAMP_FORMATS:
-        try:
-            return datetime.strptime(cell, pattern).astimezone(UTC)
-        except ValueError:
-            continue
+    """Either of the guide's styles; ``fromisoformat`` once the offset is written ISO's way
+    (``-0500`` -> ``-05:00``): a tenth of ``strptime``'s cost, on every timestamp of every row."""
+    if len(cell) >= 25 and cell[10] in " T" and cell[-6] == " " and cell[-5] in "+-":
+        moment = datetime.fromisoformat(f"{cell[:-6]}{cell[-5:-2]}:{cell[-2:]}")
+        if moment.tzinfo is not None:
+            return moment.astimezone(UTC)
     raise ValueError(cell)
 
 

@@ -33,7 +33,7 @@ from workers.export.columns import Column, columns_of
 from workers.export.progress import iso_utc
 
 #: Rows per Parquet row group: memory is about this many rows of every column.
-ROW_GROUP_ROWS = 20_000
+ROW_GROUP_ROWS = 8_000
 #: Rows converted before their output is handed on (text formats).
 ROWS_PER_CHUNK = 2_000
 GZIP_LEVEL = 6
