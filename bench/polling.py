@@ -2,6 +2,8 @@
 
     .venv/bin/python bench/polling.py            # overhead, 5 s and 60 s activities, capacity
     .venv/bin/python bench/polling.py --long     # adds 10-minute activities
+    .venv/bin/python bench/polling.py --curves   # 5, 20, 60 s activities on every progress
+                                                 # curve and timestamp resolution (--long: 10 min)
 
 The sandbox's and the project's rate limits are raised: this measures the chain and the poll
 schedule, not the API budget. Results go to bench/results/polling.md.
@@ -95,6 +97,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--long", action="store_true", help="also 10-minute activities")
     parser.add_argument("--capacity", type=int, default=200, help="exports for the capacity run")
+    parser.add_argument(
+        "--curves", action="store_true", help="only the goal run: every curve and resolution"
+    )
     args = parser.parse_args()
     with ExitStack() as stack:
         root = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="bench-polling-")))
@@ -124,6 +129,10 @@ def main() -> None:
         stack.enter_context(WorkerProcess(env, root / "worker.log", name="bench", concurrency=2))
         client = Celery(broker=broker.url, backend=broker.url)
         bench = Bench(sandbox, client)
+        if args.curves:
+            curves(bench, sandbox, args.long)
+            client.close()
+            return
         lines = [
             "| run | exports | activity s | polls/export | API calls/export "
             "| completion→download s (mean) | (worst) | overhead s |",
@@ -156,6 +165,34 @@ def main() -> None:
         RESULTS.write_text(text)
         print(text)
         client.close()
+
+
+#: The goal: at most this many polls per export, and the download at most this long after the
+#: activity completed: max(2 s, 10 % of the activity's duration).
+MAX_POLLS = 6
+
+
+def curves(bench: Bench, sandbox: SandboxProcess, long: bool) -> None:
+    """Every progress curve the sandbox serves, with timestamps in milliseconds or whole
+    seconds, for 5, 20 and 60 s activities (and 10 min with ``long``), 3 exports each."""
+    print(
+        "| curve | timestamps | activity s | polls/export (worst) | completion→download s "
+        "(worst) | goal: polls ≤ 6, delay ≤ max(2 s, 10 %) |\n|---|---|---:|---:|---:|---|"
+    )
+    durations = [5.0, 20.0, 60.0] + ([600.0] if long else [])
+    for curve in ("linear", "steps", "late"):
+        for resolution in ("millis", "seconds"):
+            sandbox.configure(progress_curve=curve, timestamp_resolution=resolution)
+            for seconds in durations:
+                runs = bench.run(3, seconds, ["email_address"])
+                polls = max(r["polls"] for r in runs)
+                delay = max(r["delay"] for r in runs)
+                met = polls <= MAX_POLLS and delay <= max(2.0, 0.1 * seconds)
+                print(
+                    f"| {curve} | {resolution} | {seconds:.0f} | {polls} | {delay:.2f} "
+                    f"| {'met' if met else 'missed'} |",
+                    flush=True,
+                )
 
 
 if __name__ == "__main__":

@@ -50,11 +50,26 @@ FAULT_OUTCOME_ERRORS: dict[ActivityState, str] = {
 }
 
 
-def iso_timestamp(moment: datetime) -> str:
-    """The swagger's example style: ``2016-01-23T13:48:44.108Z``."""
-    return (
-        moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
-    )
+#: How percent_done rises while processing: with time (``linear``), in quarters (``steps``),
+#: or not at all until the end (``late``: 0 until done, as some activities report).
+CURVES = ("linear", "steps", "late")
+RESOLUTIONS = ("millis", "seconds")
+
+
+def iso_timestamp(moment: datetime, resolution: str = "millis") -> str:
+    """The swagger's example style: ``2016-01-23T13:48:44.108Z``; with ``seconds``, the
+    milliseconds are always ``000`` (the time truncated to the second)."""
+    millis = moment.microsecond // 1000 if resolution == "millis" else 0
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.") + f"{millis:03d}Z"
+
+
+def curved(fraction: float, curve: str) -> float:
+    """The reported share of the work done when ``fraction`` of it is."""
+    if curve == "steps":
+        return int(fraction * 4) / 4
+    if curve == "late":
+        return 0.0
+    return fraction
 
 
 @dataclass(frozen=True)
@@ -85,6 +100,8 @@ class Activity:
     errors: tuple[str, ...]
     job: RenderJob | None
     candidates: int
+    progress_curve: str = "linear"
+    timestamp_resolution: str = "millis"
 
     def view(self, now: float) -> ActivityView:
         ps = max(0.0, self.processing_seconds)
@@ -112,7 +129,8 @@ class Activity:
             return ActivityView(
                 ActivityState.INITIALIZED, 0, total, 0, (), None, None, self.created_mono
             )
-        percent = min(MAX_PROCESSING_PERCENT, int(min(time_fraction, work_fraction) * 100))
+        done = curved(min(time_fraction, work_fraction), self.progress_curve)
+        percent = min(MAX_PROCESSING_PERCENT, int(done * 100))
         return ActivityView(
             ActivityState.PROCESSING, percent, total, total * percent // 100, (), started, None, now
         )
@@ -124,7 +142,8 @@ class Activity:
         )
 
     def wall(self, mono: float) -> str:
-        return iso_timestamp(self.created_wall + timedelta(seconds=mono - self.created_mono))
+        moment = self.created_wall + timedelta(seconds=mono - self.created_mono)
+        return iso_timestamp(moment, self.timestamp_resolution)
 
     def to_json(self, view: ActivityView) -> dict[str, Any]:
         body: dict[str, Any] = {"activity_id": self.activity_id, "state": view.state.value}
@@ -134,7 +153,7 @@ class Activity:
             body["completed_at"] = self.wall(view.completed_at)
         body.update(
             {
-                "created_at": iso_timestamp(self.created_wall),
+                "created_at": iso_timestamp(self.created_wall, self.timestamp_resolution),
                 "updated_at": self.wall(view.updated_at),
                 "percent_done": view.percent_done,
                 "activity_errors": list(view.errors),

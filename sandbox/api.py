@@ -72,6 +72,8 @@ def create_export(state: SandboxState, request: Request, plan: FaultPlan) -> Res
             errors=errors,
             job=job,
             candidates=count,
+            progress_curve=state.settings.progress_curve,
+            timestamp_resolution=state.settings.timestamp_resolution,
         )
 
     activity = state.activities.create_if_room(state.settings.max_queued, build)

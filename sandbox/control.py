@@ -12,6 +12,7 @@ import json
 from collections.abc import Callable
 from typing import Any
 
+from sandbox.activities import CURVES, RESOLUTIONS
 from sandbox.exportspec import UUID_PATTERN
 from sandbox.faults import FaultRuleError
 from sandbox.state import SandboxState
@@ -75,10 +76,27 @@ def _non_negative(body: dict[str, Any], name: str, *, integer: bool = True) -> A
     return value
 
 
+def _set_choices(state: SandboxState, body: dict[str, Any]) -> None:
+    """The knobs that take one of a few words: how progress rises, how fine timestamps are."""
+    for name, allowed in (("progress_curve", CURVES), ("timestamp_resolution", RESOLUTIONS)):
+        if name in body:
+            if body[name] not in allowed:
+                raise ControlError(400, f"{name} must be one of {', '.join(allowed)}")
+            setattr(state.settings, name, body[name])
+
+
 def _config(state: SandboxState, request: Request) -> Response:
     """Change runtime knobs; processing_seconds applies to activities created afterwards."""
     body = _body(request)
-    known = {"processing_seconds", "rate_limit", "daily_quota", "max_queued", "chunked"}
+    known = {
+        "processing_seconds",
+        "rate_limit",
+        "daily_quota",
+        "max_queued",
+        "chunked",
+        "progress_curve",
+        "timestamp_resolution",
+    }
     if set(body) - known:
         raise ControlError(400, f"unknown settings: {sorted(set(body) - known)}")
     if "processing_seconds" in body:
@@ -95,6 +113,7 @@ def _config(state: SandboxState, request: Request) -> Response:
         if not isinstance(body["chunked"], bool):
             raise ControlError(400, "chunked must be a boolean")
         state.settings.chunked = body["chunked"]
+    _set_choices(state, body)
     return _ok(
         {
             "processing_seconds": state.settings.processing_seconds,
@@ -102,6 +121,8 @@ def _config(state: SandboxState, request: Request) -> Response:
             "daily_quota": state.limiter.per_day,
             "max_queued": state.settings.max_queued,
             "chunked": state.settings.chunked,
+            "progress_curve": state.settings.progress_curve,
+            "timestamp_resolution": state.settings.timestamp_resolution,
         }
     )
 

@@ -27,6 +27,11 @@ class Settings:
     processing_seconds: float
     max_queued: int
     chunked: bool
+    #: How percent_done rises (``sandbox.activities.CURVES``), for activities created after.
+    progress_curve: str = "linear"
+    #: ``millis`` (the swagger's examples) or ``seconds`` (``…:44.000Z``, as other Constant
+    #: Contact answers are): the activities' timestamps, for activities created after.
+    timestamp_resolution: str = "millis"
 
 
 @dataclass

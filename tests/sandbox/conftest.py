@@ -33,6 +33,8 @@ def sb(sandbox_process: SandboxProcess) -> SandboxProcess:
         rate_limit=0,
         daily_quota=0,
         chunked=False,
+        progress_curve="linear",
+        timestamp_resolution="millis",
     )
     return sandbox_process
 

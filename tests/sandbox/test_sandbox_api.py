@@ -86,6 +86,25 @@ def test_activity_progresses_through_processing(api: Api, sb: SandboxProcess) ->
     assert all(p < 100 for s, p in seen if s != "completed")
 
 
+@pytest.mark.parametrize("curve", ["steps", "late"])
+def test_progress_follows_the_configured_curve(api: Api, sb: SandboxProcess, curve: str) -> None:
+    """The curves the worker's polling must cope with (issue: polling on any progress curve)."""
+    sb.configure(processing_seconds=1.0, progress_curve=curve, timestamp_resolution="seconds")
+    body = api.create({}).json()
+    percents: set[int] = set()
+    while True:
+        state = api.get(body["_links"]["self"]["href"]).json()
+        assert state["created_at"].endswith(".000Z") and state["updated_at"].endswith(".000Z")
+        if state["state"] == "completed":
+            break
+        percents.add(state["percent_done"])
+        time.sleep(0.01)
+    allowed = {0, 25, 50, 75} if curve == "steps" else {0}
+    assert percents and percents <= allowed, percents
+    with pytest.raises(Exception, match="400"):  # refused by name: sandbox/control.py
+        sb.configure(progress_curve="sideways")
+
+
 def test_results_before_completion_are_404(api: Api, sb: SandboxProcess) -> None:
     sb.set_processing_seconds(30)
     body = api.create({}).json()
