@@ -13,7 +13,7 @@ import os
 import time
 import uuid
 from collections.abc import Callable, Mapping
-from functools import lru_cache, partial
+from functools import lru_cache
 from types import MappingProxyType
 from typing import Any, NamedTuple, cast
 
@@ -25,7 +25,7 @@ from celery.result import AsyncResult
 from contact_exports_client.ledger import record_submission
 from contact_exports_client.redis_tls import RedisTls, reconnecting, redis_at, use_redis_tls
 from contact_exports_client.sentinel import FAILOVER_COMMAND_RETRIES, use_sentinel, uses_sentinel
-from contact_exports_client.signing import MessageSigning, of_app, seal, sign_messages
+from contact_exports_client.signing import MessageSigning, of_app, sealer, sign_messages
 from contact_exports_client.types import Destination, ExportKwargs, ExportResult, Progress
 
 #: The task that starts an export (docs/contract.md §1).
@@ -205,9 +205,7 @@ def record_before_sending(
     task_id = task_id or job_id or str(uuid.uuid4())
     jobs = jobs_redis(app)
     if jobs is not None:
-        signing = of_app(app)
-        sealer = partial(seal, signing) if signing else None
-        record_submission(jobs, job_id or task_id, task_id, kwargs, sealer)
+        record_submission(jobs, job_id or task_id, task_id, kwargs, sealer(of_app(app)))
     return task_id
 
 

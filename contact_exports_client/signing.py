@@ -26,8 +26,9 @@ from __future__ import annotations
 import base64
 import glob
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from functools import lru_cache, partial
 from pathlib import Path
 from typing import Any
 
@@ -138,13 +139,24 @@ def of_app(app: Celery) -> MessageSigning | None:
     )
 
 
+@lru_cache(maxsize=4)
+def _signer(key_file: str, cert_file: str) -> tuple[PrivateKey, str]:
+    """The key and its certificate's id, read once per process: every job's record is sealed."""
+    key = PrivateKey(Path(key_file).read_text())
+    return key, Certificate(Path(cert_file).read_text()).get_id()
+
+
 def seal(signing: MessageSigning, text: str) -> str:
     """A signature over ``text`` by ``signing``'s key: ``<certificate id>.<signature>``, each
     base64 (the certificate id is Celery's, as in a signed message)."""
-    key = PrivateKey(Path(signing.key_file).read_text())
-    signer = Certificate(Path(signing.cert_file).read_text()).get_id()
+    key, signer = _signer(signing.key_file, signing.cert_file)
     signature = key.sign(text.encode(), get_digest_algorithm(DIGEST))
     return ".".join(base64.b64encode(part).decode() for part in (signer.encode(), signature))
+
+
+def sealer(signing: MessageSigning | None) -> Callable[[str], str] | None:
+    """What seals a stored text where messages are signed; None where they are not."""
+    return partial(seal, signing) if signing is not None else None
 
 
 class Seals:

@@ -16,13 +16,12 @@ import logging
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import replace
-from functools import partial
 from typing import TYPE_CHECKING
 
 from botocore.exceptions import BotoCoreError, ClientError
 from kombu.exceptions import KombuError
 
-from contact_exports_client.signing import seal as seal_text
+from contact_exports_client.signing import sealer
 from workers import metrics
 from workers.constant_contact.client import ConstantContactClient, epoch_seconds
 from workers.constant_contact.results import ResultsBody
@@ -101,8 +100,8 @@ def download_step(services: Services, job: Job) -> Finished | Again:
         written = write_manifest(services.s3, job, result, summary)
         result["manifest"] = f"s3://{stored.bucket}/{written}"
         owed = seal_owed(job, summary, stored)
-        signing = settings.message_signing  # the janitor may ask for an owed seal again
-        sign = partial(seal_text, signing) if signing else None
+        # Sealed where messages are signed: the janitor may ask for an owed seal again.
+        sign = sealer(settings.message_signing)
         if not store.save_result(job.job_id, result, seal=owed, sign=sign):
             # Cancelled after the object landed and before the job could complete: the cancel
             # won, so the object and its manifest go (nothing is stored for a cancelled job).

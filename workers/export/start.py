@@ -8,10 +8,9 @@ result id it was first given, and a finished job answers with its result at once
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from functools import partial
 from typing import Any
 
-from contact_exports_client.signing import seal
+from contact_exports_client.signing import sealer
 from workers import metrics
 from workers.exceptions import InvalidExportRequest
 from workers.export.formats import FORMATS
@@ -73,9 +72,8 @@ def start_export(services: Services, kwargs: dict[str, Any], *, result_id: str) 
         object_options=options.to_json(),
         format=request.format,
     )
-    signing = settings.message_signing  # the message was verified: seal what is stored
-    sealer = partial(seal, signing) if signing else None
-    if store.open(job, {**kwargs, "job_id": job_id}, sealer):
+    # The message was verified: seal what is stored (where messages are signed).
+    if store.open(job, {**kwargs, "job_id": job_id}, sealer(settings.message_signing)):
         metrics.EXPORTS_STARTED.inc()
     elif job.key != key:  # the key its record keeps: it must still be one we may write
         settings.allowed_destinations.check(bucket, job.key)
