@@ -21,7 +21,7 @@ from kombu.exceptions import KombuError
 
 from workers import metrics
 from workers.exceptions import ExportCancelled
-from workers.export.notify import enqueue_notification
+from workers.export.notify import enqueue_notification, failure_payload
 from workers.export.request import CancelResult, parse_cancel_request
 from workers.services import Services
 
@@ -41,14 +41,7 @@ def cancel_job(services: Services, kwargs: dict[str, Any]) -> dict[str, Any]:
         metrics.EXPORTS_FAILED.labels(type(error).__name__).inc()
         try:
             enqueue_notification(
-                services.sender,
-                _notify_url(record),
-                {
-                    "status": "FAILURE",
-                    "job_id": job_id,
-                    "error_type": type(error).__name__,
-                    "error_message": str(error),
-                },
+                services.sender, _notify_url(record), failure_payload(job_id, error)
             )
         except KombuError as failed:  # the cancel stands; only its webhook is lost
             log.error("job %s: cancel webhook not sent: %s", job_id, failed)

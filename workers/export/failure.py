@@ -8,7 +8,7 @@ from workers import metrics
 from workers.exceptions import ExportCancelled, ExportError
 from workers.export.download import remove_stored, sweep_uploads
 from workers.export.job import Job
-from workers.export.notify import enqueue_notification
+from workers.export.notify import enqueue_notification, failure_payload
 from workers.services import Services
 
 log = logging.getLogger(__name__)
@@ -33,13 +33,4 @@ def record_failure(services: Services, job: Job, step: str, error: ExportError) 
         remove_stored(services.s3, job)
     if cancelled:
         return
-    enqueue_notification(
-        services.sender,
-        job.notify_url,
-        {
-            "status": "FAILURE",
-            "job_id": job.job_id,
-            "error_type": type(error).__name__,
-            "error_message": str(error),
-        },
-    )
+    enqueue_notification(services.sender, job.notify_url, failure_payload(job.job_id, error))

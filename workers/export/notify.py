@@ -25,6 +25,16 @@ def enqueue_notification(sender: Sender, url: str | None, payload: dict[str, Any
         sender.send_task(NOTIFY_TASK, args=[url, payload], queue=QUEUE)
 
 
+def failure_payload(job_id: str, error: BaseException) -> dict[str, Any]:
+    """The webhook body of a job that ended without a result (failed, or cancelled)."""
+    return {
+        "status": "FAILURE",
+        "job_id": job_id,
+        "error_type": type(error).__name__,
+        "error_message": str(error),
+    }
+
+
 def notify_step(
     services: Services, url: str, payload: dict[str, Any], failures: int
 ) -> int | Again | None:

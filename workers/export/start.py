@@ -24,6 +24,7 @@ from workers.export.retries import check_cancelled
 from workers.export.tasknames import Stage
 from workers.logconfig import bind_job
 from workers.services import Services
+from workers.settings import Settings
 from workers.webhooks import check_url
 
 
@@ -47,8 +48,7 @@ def start_export(services: Services, kwargs: dict[str, Any], *, result_id: str) 
         started=started,
         ext=FORMATS[request.format].extension,
     )
-    settings.allowed_destinations.check(bucket, key)
-    settings.allowed_destinations.check(bucket, manifest_key(key))  # S3's 1,024 bytes, with it
+    _check_destination(settings, bucket, key)
     options = request.destination.object_options.over(settings.object_options)
     problem = options.problem()  # each was valid; together they may be too many tags
     if problem:
@@ -76,7 +76,13 @@ def start_export(services: Services, kwargs: dict[str, Any], *, result_id: str) 
     if store.open(job, {**kwargs, "job_id": job_id}, sealer(settings.message_signing)):
         metrics.EXPORTS_STARTED.inc()
     elif job.key != key:  # the key its record keeps: it must still be one we may write
-        settings.allowed_destinations.check(bucket, job.key)
-        settings.allowed_destinations.check(bucket, manifest_key(job.key))
+        _check_destination(settings, bucket, job.key)
     report(services.results, job, Stage.CREATING)
     return Next(job)
+
+
+def _check_destination(settings: Settings, bucket: str, key: str) -> None:
+    """``key`` and its manifest's key are allowed (the manifest's must fit S3's 1,024 bytes
+    too); InvalidExportRequest if not."""
+    settings.allowed_destinations.check(bucket, key)
+    settings.allowed_destinations.check(bucket, manifest_key(key))
