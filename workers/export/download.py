@@ -244,6 +244,7 @@ def stream_to_s3(
                 metadata=metadata,
                 on_progress=on_progress,
                 fmt=fmt,
+                options=options,
             )
     stream_seconds = time.monotonic() - started
     if in_one and encoding.keeps_chunked(s3, stored):
@@ -352,7 +353,8 @@ def _upload_in_parts(
     lease: Lease,
     metadata: dict[str, str],
     on_progress: Callable[[int], None],
-    fmt: Format = CSV,
+    fmt: Format,
+    options: ObjectOptions,
 ) -> tuple[TransferSummary, StoredObject]:
     writer = MultipartWriter(
         s3,
@@ -362,7 +364,7 @@ def _upload_in_parts(
         parts_in_flight=settings.s3_parts_in_flight,
         metadata=metadata,
         content_type=fmt.content_type,
-        extra=ObjectOptions.from_json(job.object_options).write_args(),
+        extra=options.write_args(),
     )
     with writer:
         assert writer.upload_id is not None
