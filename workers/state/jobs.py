@@ -163,8 +163,7 @@ class JobStore:
         no lease: their messages were lost (a Redis restart can drop a message in flight)."""
         now = time.time()
         found = []
-        for job_id in self._job_ids():
-            record = self.record(job_id)
+        for job_id, record in self.records():  # one pipelined read, not one per job
             if record.get("state") in ENDED or CANCELLED_AT in record or REFUSED_AT in record:
                 continue
             if float(record.get("updated_at", now)) > now - older_than or "kwargs" not in record:
