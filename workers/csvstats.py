@@ -79,7 +79,7 @@ class CsvStats:
     def _capture_header(self, data: Chunk) -> None:
         start = len(self._header)
         self._header.extend(data[: MAX_HEADER_BYTES - start])
-        end = _header_end(self._header)
+        end = header_end(self._header)
         if end is not None:
             del self._header[end:]
             self._header_done = True
@@ -133,7 +133,7 @@ def _inside_quotes(quotes: Words, in_quotes: bool) -> tuple[Words, bool]:
     return inside, bool(through[-1]) != in_quotes
 
 
-def _header_end(data: bytes | bytearray) -> int | None:
+def header_end(data: bytes | bytearray) -> int | None:
     """Index of the newline that ends the first record, or None if it has not arrived."""
     inside = False
     for index, byte in enumerate(data):

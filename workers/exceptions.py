@@ -11,7 +11,8 @@ context in attributes with defaults.
     ├── ActivityFailed          (contract) the activity ended failed, cancelled or timed out
     ├── ExportTimedOut          (contract) the deadline passed before the activity completed
     ├── ConstantContactError    (contract) a non-retryable API answer
-    │   └── HeaderTooLong       a results "CSV" whose header never ends
+    │   ├── HeaderTooLong       a results "CSV" whose header never ends
+    │   └── ConversionError     a value that does not fit its column's type (the formats)
     ├── StorageError            (contract) the object could not be written
     │   └── ObjectChanged       the object to seal is gone or was replaced since it was stored
     ├── ExportCancelled         (contract) cancelled (contact_exports.cancel); nothing stored
@@ -90,6 +91,12 @@ class ExportCancelled(ExportError):  # noqa: N818 — contract name
 
 class HeaderTooLong(ConstantContactError):  # noqa: N818 — reads as the condition it reports
     """A results file with no end of its header record within the bound we hold in memory."""
+
+
+class ConversionError(ConstantContactError):
+    """A results CSV that a typed format cannot hold: a value that does not fit its column's
+    type, or a row whose fields do not match the header. Retrying reads the same answer, so it
+    fails the export, naming the row, rather than storing a value wrong."""
 
 
 class ObjectChanged(StorageError):  # noqa: N818 — reads as the condition it reports

@@ -13,9 +13,13 @@ from datetime import UTC, date, datetime
 import pyarrow.parquet as pq
 import pytest
 import zstandard
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
+from workers.exceptions import ConversionError
+from workers.export import typed
 from workers.export.columns import columns_of, snake_case
-from workers.export.formats import FORMATS, ConversionError, Converted
+from workers.export.formats import FORMATS, Converted
 
 SOURCE = (
     "\ufeffFirst name,Email address - other,Email lists,Birthday day,Email opt-in,"
@@ -121,3 +125,61 @@ def test_unknown_labels_get_stable_unique_names() -> None:
     assert snake_case("Favourite colour (2nd)") == "favourite_colour_2nd"
     columns = columns_of(["Email address - other", "email_address", "Custom!"])
     assert [c.name for c in columns] == ["email_address", "email_address_2", "custom"]
+
+
+def test_csv_gz_keeps_the_rows_as_constant_contact_wrote_them() -> None:
+    data, _ = convert("csv.gz", 3)
+    _, body = SOURCE.encode().split(b"\r\n", 1)
+    assert gzip.decompress(data) == (",".join(NAMES) + "\r\n").encode() + body
+
+
+def test_a_row_with_too_few_fields_fails_by_count() -> None:
+    bad = "First name,Last name\r\nAna,Lima\r\nBo\r\n"
+    with pytest.raises(ConversionError, match="has 1 fields where the header has 2"):
+        b"".join(Converted(FORMATS["parquet"], [bad.encode()]))
+
+
+def test_a_misfit_far_into_the_export_is_named_by_its_row(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(typed, "SLAB_BYTES", 64)  # many slabs, the misfit in a late one
+    rows = [f"{n}\r\n" for n in range(1, 300)] + ["seven\r\n"]
+    source = "Birthday day\r\n" + "".join(rows)
+    with pytest.raises(ConversionError, match="row 300: column birthday_day: 'seven' is not"):
+        b"".join(Converted(FORMATS["jsonl.gz"], chunked(source, 50)))
+
+
+CELL = st.text(st.characters(codec="utf-8", exclude_characters="\r"), max_size=12)
+
+
+@given(
+    rows=st.lists(st.lists(CELL, min_size=3, max_size=3), max_size=30),
+    cut=st.integers(1, 64),
+    slab=st.integers(1, 200),
+)
+@settings(max_examples=25, deadline=None)
+def test_slabs_end_where_records_end_wherever_the_chunks_fall(
+    rows: list[list[str]], cut: int, slab: int
+) -> None:
+    out = io.StringIO()
+    csv.writer(out, lineterminator="\n").writerows(rows)
+    data = out.getvalue().encode()
+    slabs = list(typed.record_slabs([data[i : i + cut] for i in range(0, len(data), cut)], slab))
+    assert b"".join(slabs) == data
+    parsed = [r for s in slabs for r in csv.reader(io.StringIO(s.decode(), newline=""))]
+    assert parsed == [r for r in csv.reader(io.StringIO(data.decode(), newline=""))]
+
+
+@given(rows=st.lists(st.tuples(CELL, st.integers(-(10**17), 10**17) | st.none()), max_size=20))
+@settings(max_examples=25, deadline=None)
+def test_json_lines_are_what_json_writes_for_each_row(rows: list[tuple[str, int | None]]) -> None:
+    """json.dumps is the reference: any text (quotes, backslashes, control characters, any
+    script) must come out as it writes it, and an empty cell as null."""
+    out = io.StringIO()
+    csv.writer(out, lineterminator="\r\n").writerows(
+        [["Notes", "Birthday day"], *[[text, "" if n is None else n] for text, n in rows]]
+    )
+    lines = gzip.decompress(b"".join(Converted(FORMATS["jsonl.gz"], [out.getvalue().encode()])))
+    expected = "".join(
+        json.dumps({"notes": text or None, "birthday_day": n}, ensure_ascii=False) + "\n"
+        for text, n in rows
+    )
+    assert lines.decode() == expected

@@ -1,41 +1,42 @@
 """The formats an export is stored in, and the streaming conversion from Constant Contact's CSV.
 
-``csv`` (the default) is Constant Contact's bytes, unchanged. The others rename the columns to
-field names (``workers.export.columns``) and compress, streaming: the CSV is parsed row by row
-as it arrives and the output leaves in chunks, so memory stays bounded at any size.
+``csv`` (the default) is Constant Contact's bytes, unchanged. The others name the columns by
+field (``workers.export.columns``) and compress, streaming: the output leaves in chunks as the
+CSV arrives, so memory stays bounded at any size.
 
 - ``csv.gz``, ``csv.zst``: the same rows and text values under the new names, gzip (level 6) or
-  zstd (level 3, ``zstandard``).
+  zstd (level 3, ``zstandard``). Only the header record changes, so the rows after it are
+  Constant Contact's bytes, passed to the compressor as they come: the cost is the compressor's
+  own, plus the row count (``workers.csvstats``) that the ``csv`` format pays as well.
 - ``jsonl.gz``: one JSON object per row, gzip, with typed values: ISO 8601 UTC timestamps,
   ISO dates, integers, booleans, empty cells as null.
-- ``parquet``: the same types in Parquet (``pyarrow``), in row groups of ``ROW_GROUP_ROWS``.
+- ``parquet``: the same types in Parquet, in row groups of ``ROW_GROUP_ROWS``.
 
-zstandard and pyarrow are the libraries made for these formats (pyarrow is the reference Parquet
-writer, zstandard the binding of the reference zstd); both are the ``formats`` extra and are
-imported only when a job asks for their format. The stored object is a file, not an HTTP
-encoding: ``Content-Type`` names the container (``application/gzip``, ...) and no
-``Content-Encoding`` is set, so every reader gets the bytes the result's sha256 describes.
+The typed two parse with pyarrow's streaming CSV reader and convert whole columns with Arrow's
+kernels (``workers.export.typed``). zstandard and pyarrow are the libraries made for these
+formats (pyarrow is the reference Parquet writer and a fast CSV reader, zstandard the binding of
+the reference zstd); both are the ``formats`` extra and are imported only when a job asks for
+their format. The stored object is a file, not an HTTP encoding: ``Content-Type`` names the
+container (``application/gzip``, ...) and no ``Content-Encoding`` is set, so every reader gets
+the bytes the result's sha256 describes.
 """
 
 from __future__ import annotations
 
-import codecs
 import csv
 import io
-import json
+import itertools
 import zlib
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from datetime import date, datetime
 from typing import Any
 
+from workers.csvstats import MAX_HEADER_BYTES, CsvStats, header_end
+from workers.exceptions import ConversionError, HeaderTooLong
 from workers.export.columns import Column, columns_of
-from workers.export.progress import iso_utc
 
 #: Rows per Parquet row group: memory is about this many rows of every column.
 ROW_GROUP_ROWS = 8_000
-#: Rows converted before their output is handed on (text formats).
-ROWS_PER_CHUNK = 2_000
 GZIP_LEVEL = 6
 ZSTD_LEVEL = 3
 
@@ -58,10 +59,6 @@ FORMATS = {
 CSV = FORMATS["csv"]
 
 
-class ConversionError(ValueError):
-    """A value that does not fit its column's type (the message names the row and column)."""
-
-
 class Converted:
     """The converted object as chunks of bytes, from ``chunks`` of Constant Contact's CSV (one
     header row); ``rows`` and ``columns`` once it is exhausted."""
@@ -72,99 +69,104 @@ class Converted:
         self.rows = 0
         self.columns: list[Column] = []
 
-    def __iter__(self) -> Iterator[bytes]:
-        reader = csv.reader(_lines(self._chunks))
-        header = next(reader, None)
+    def __iter__(self) -> Iterator[bytes | memoryview]:
+        header, body = split_header(self._chunks)
         if header is None:
             return
-        self.columns = columns_of(header)
+        self.columns = columns_of(header_names(header))
         if self.format.name == "parquet":
-            yield from self._parquet(reader)
-            return
+            yield from self._parquet(body)
+        elif self.format.name == "jsonl.gz":
+            yield from self._jsonl(body)
+        else:
+            yield from self._renamed(header, body)
+
+    def _renamed(self, header: bytes, body: Iterator[bytes | bytearray]) -> Iterator[bytes]:
+        """The new header, then the rows as they came."""
         compress = _compressor(self.format.name)
-        for batch in _batches(reader, ROWS_PER_CHUNK):
-            if self.format.name == "jsonl.gz":
-                text = "".join(
-                    json.dumps(self._typed(row), ensure_ascii=False, default=_json_value) + "\n"
-                    for row in batch
-                )
-            else:
-                text = _csv_text(([c.name for c in self.columns],) if self.rows == 0 else (), batch)
-            self.rows += len(batch)
-            out = compress.feed(text.encode())
+        newline = "\r\n" if header.endswith(b"\r\n") else "\n"
+        stats = CsvStats()
+        stats.feed(header)
+        yield compress.feed(_csv_line([c.name for c in self.columns], newline).encode())
+        for chunk in body:
+            stats.feed(chunk)
+            out = compress.feed(chunk)
             if out:
                 yield out
-        if self.rows == 0 and self.format.name != "jsonl.gz":
-            out = compress.feed(_csv_text(([c.name for c in self.columns],), []).encode())
+        self.rows = stats.rows
+        yield compress.finish()
+
+    def _jsonl(self, body: Iterator[bytes | bytearray]) -> Iterator[bytes]:
+        from workers.export.typed import json_lines, typed_batches
+
+        compress = _Gzip()
+        for batch in typed_batches(self.columns, body):
+            self.rows += batch.num_rows
+            out = compress.feed(json_lines(self.columns, batch))
             if out:
                 yield out
         yield compress.finish()
 
-    def _typed(self, row: list[str]) -> dict[str, Any]:
-        try:
-            return {c.name: c.value(cell) for c, cell in zip(self.columns, row, strict=True)}
-        except ValueError as error:
-            raise ConversionError(f"row {self.rows + 1}: {error}") from None
-
-    def _parquet(self, reader: Iterator[list[str]]) -> Iterator[bytes]:
+    def _parquet(self, body: Iterator[bytes | bytearray]) -> Iterator[bytes]:
+        """Batches gathered into row groups of ROW_GROUP_ROWS, each written as it fills."""
         import pyarrow as pa
         import pyarrow.parquet as pq
 
-        schema = pa.schema([(c.name, c.arrow_type()) for c in self.columns])
+        from workers.export.typed import schema, typed_batches
+
         sink = _Collected()
-        with pq.ParquetWriter(sink, schema, compression="snappy") as writer:
-            for batch in _batches(reader, ROW_GROUP_ROWS):
-                typed = [self._typed(row) for row in batch]
-                self.rows += len(batch)
-                writer.write_table(pa.Table.from_pylist(typed, schema=schema))
-                yield sink.take()
+        group: list[Any] = []
+        with pq.ParquetWriter(sink, schema(self.columns), compression="snappy") as writer:
+            for batch in typed_batches(self.columns, body):
+                group.append(batch)
+                self.rows += batch.num_rows
+                if sum(b.num_rows for b in group) >= ROW_GROUP_ROWS:
+                    writer.write_table(pa.Table.from_batches(group))  # one row group
+                    group = []
+                    yield sink.take()
+            if group:
+                writer.write_table(pa.Table.from_batches(group))  # one row group
         yield sink.take()
 
 
-def _json_value(value: Any) -> str:
-    """Timestamps as ISO 8601 in UTC with milliseconds, dates as ISO dates."""
-    if isinstance(value, datetime):
-        return iso_utc(value)
-    if isinstance(value, date):
-        return value.isoformat()
-    raise TypeError(f"{type(value).__name__} is not JSON")
+def split_header(
+    chunks: Iterable[bytes | bytearray],
+) -> tuple[bytes | None, Iterator[bytes | bytearray]]:
+    """The CSV's first record (with its line break) and the chunks after it; None for no bytes.
+
+    A quoted header value may hold a line break, so the record ends at the first one outside
+    quotes, wherever the chunks split it.
+    """
+    source = iter(chunks)
+    head = bytearray()
+    for chunk in source:
+        head += chunk
+        end = header_end(head)
+        if end is not None:
+            rest = bytes(head[end + 1 :])
+            return bytes(head[: end + 1]), itertools.chain([rest] if rest else [], source)
+        if len(head) > MAX_HEADER_BYTES:
+            raise HeaderTooLong(f"the results' header row is longer than {MAX_HEADER_BYTES} bytes")
+    return (bytes(head) if head else None), iter(())
 
 
-def _lines(chunks: Iterable[bytes | bytearray]) -> Iterator[str]:
-    """The CSV's text as lines, ends kept, for ``csv.reader`` (which joins the lines of a quoted
-    value itself); UTF-8 across chunk boundaries, a byte-order mark at the start dropped."""
-    decoder = codecs.getincrementaldecoder("utf-8-sig")()
-    pending = ""
-    for chunk in chunks:
-        pending += decoder.decode(bytes(chunk))
-        *complete, pending = pending.split("\n")
-        for line in complete:
-            yield line + "\n"
-    pending += decoder.decode(b"", final=True)
-    if pending:
-        yield pending
+def header_names(header: bytes) -> list[str]:
+    """The labels of a header record (a UTF-8 byte-order mark dropped)."""
+    try:
+        text = header.decode("utf-8-sig")
+    except UnicodeDecodeError as error:
+        raise ConversionError(f"the results' header row is not UTF-8: {error}") from None
+    return next(csv.reader(io.StringIO(text, newline="")), [])
 
 
-def _batches(reader: Iterator[list[str]], size: int) -> Iterator[list[list[str]]]:
-    batch: list[list[str]] = []
-    for row in reader:
-        batch.append(row)
-        if len(batch) == size:
-            yield batch
-            batch = []
-    if batch:
-        yield batch
-
-
-def _csv_text(header: tuple[list[str], ...], rows: list[list[str]]) -> str:
+def _csv_line(values: list[str], newline: str) -> str:
     out = io.StringIO()
-    writer = csv.writer(out, lineterminator="\r\n")
-    writer.writerows([*header, *rows])
+    csv.writer(out, lineterminator=newline).writerow(values)
     return out.getvalue()
 
 
 class _Compressor:
-    def feed(self, data: bytes) -> bytes:
+    def feed(self, data: Any) -> bytes:
         raise NotImplementedError
 
     def finish(self) -> bytes:
@@ -175,7 +177,7 @@ class _Gzip(_Compressor):
     def __init__(self) -> None:
         self._z = zlib.compressobj(GZIP_LEVEL, zlib.DEFLATED, 16 + zlib.MAX_WBITS)  # gzip framing
 
-    def feed(self, data: bytes) -> bytes:
+    def feed(self, data: Any) -> bytes:
         return self._z.compress(data)
 
     def finish(self) -> bytes:
@@ -188,7 +190,7 @@ class _Zstd(_Compressor):
 
         self._z = zstandard.ZstdCompressor(level=ZSTD_LEVEL).compressobj()
 
-    def feed(self, data: bytes) -> bytes:
+    def feed(self, data: Any) -> bytes:
         return bytes(self._z.compress(data))
 
     def finish(self) -> bytes:
