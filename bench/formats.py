@@ -91,6 +91,11 @@ def baseline(fmt: str, path: Path) -> None:
 
 
 def measured(target: Callable[[str, Path], None], fmt: str, path: Path, out: Any) -> None:
+    if target is worker_side:  # as every worker pool process is set up (workers.lifecycle)
+        from workers import malloc
+
+        malloc.pin_mmap_threshold()
+        malloc.return_arrow_memory()
     import pyarrow  # noqa: F401 - imports before the RSS baseline, on both sides
     import zstandard  # noqa: F401
 

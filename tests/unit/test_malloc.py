@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 
 import pytest
+
+from workers.malloc import ARROW_ALLOCATOR_ENV
 
 #: Three exports' worth of a part buffer, each freed while a small allocation made meanwhile stays
 #: (as the worker's other objects do); prints how far RSS stayed above where it began, in MiB.
@@ -39,3 +42,41 @@ def test_pinned_threshold_returns_part_buffers_to_the_system() -> None:
     assert retained_mib("pinned") < 4
     # Without it glibc keeps a later export's buffer (its threshold rose past 16 MiB).
     assert retained_mib("default") >= 15
+
+
+#: Arrow kernels run over a few MiB of strings, their results freed; prints the RSS kept, MiB.
+ARROW_SCRIPT = """
+import os, sys
+from workers.malloc import return_arrow_memory
+if sys.argv[1] == "returned":
+    return_arrow_memory()
+import pyarrow as pa, pyarrow.compute as pc
+def rss():
+    with open("/proc/self/statm") as statm:
+        return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+values = pa.array([f"value {i} with some text" for i in range(200_000)])
+before = rss()
+for _ in range(5):
+    joined = pc.replace_substring(pc.binary_join_element_wise('"', values, '"', ""), " ", "_")
+    del joined
+print((rss() - before) / 2**20)
+"""
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="/proc only")
+def test_arrow_returns_freed_memory_when_told_before_its_import() -> None:
+    # Without what a worker set-up in this process (test_lifecycle) may have put there.
+    env = {k: v for k, v in os.environ.items() if k not in ARROW_ALLOCATOR_ENV}
+
+    def kept(mode: str) -> float:
+        done = subprocess.run(
+            [sys.executable, "-c", ARROW_SCRIPT, mode],
+            capture_output=True,
+            text=True,
+            check=True,
+            env=env,
+        )
+        return float(done.stdout)
+
+    assert kept("returned") < 4
+    assert kept("default") >= 8  # mimalloc's defaults keep what the kernels freed
