@@ -82,9 +82,9 @@ class Handlers:
 
     def process_init(self, **_: Any) -> None:
         """Each pool process, before its first task: freed part buffers and Arrow's memory go
-        back to the system (``workers.malloc``), and its services — among them the S3 client (botocore's service
-        model, about 25 MiB and a tenth of a second) — are built now instead of inside the
-        first download."""
+        back to the system (``workers.malloc``), and its services — among them the S3 client
+        (botocore's service model, about 25 MiB and a tenth of a second) — are built now
+        instead of inside the first download."""
         malloc.pin_mmap_threshold()
         malloc.return_arrow_memory()  # before a format's job imports pyarrow
         self.services.get()

@@ -142,7 +142,7 @@ def assert_stored_once(s3: Any, sandbox: SandboxProcess, summary: dict[str, Any]
     assert open_uploads(s3, summary["bucket"]) == []
 
 
-def assert_manifest_describes(s3: Any, summary: dict[str, Any]) -> None:
+def assert_manifest_describes(s3: Any, summary: dict[str, Any], export_format: str = "csv") -> None:
     """The manifest beside the object is valid by its schema and says what the result says."""
     assert summary["manifest"] == f"s3://{summary['bucket']}/{manifest_key(summary['key'])}"
     stored = s3.get_object(Bucket=summary["bucket"], Key=manifest_key(summary["key"]))
@@ -153,7 +153,7 @@ def assert_manifest_describes(s3: Any, summary: dict[str, Any]) -> None:
     assert {k: manifest[k] for k in same} == {k: summary[k] for k in same}
     assert [c["name"] for c in manifest["columns"]] == summary["columns"]
     assert manifest["activities"][0] == summary["activity_id"]
-    assert manifest["format"] == "csv"
+    assert manifest["format"] == export_format
 
 
 def sent_headers(s3: Any, operation: str) -> list[dict[str, str]]:

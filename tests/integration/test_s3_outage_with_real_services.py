@@ -28,9 +28,10 @@ from devstack.tcpproxy import TcpProxy
 from sandbox.testing import SandboxProcess
 from tests.integration.chain import Outbox, run_export
 from tests.integration.conftest import ServicesFactory, SettingsFactory, Store, open_store
-from tests.integration.helpers import assert_stored_once, wait_until
+from tests.integration.helpers import assert_manifest_describes, assert_stored_once, wait_until
 from workers.s3.storage import make_s3_client
-from workers.services import build_services
+from workers.services import Services, build_services
+from workers.settings import Settings
 from workers.state.jobs import JobStore
 
 pytestmark = pytest.mark.integration
@@ -50,6 +51,18 @@ def rclone(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RcloneS3]:
 def s3_store(rclone: RcloneS3) -> Store:
     """This module's steps write to the rclone it stops (conftest's fixtures follow it)."""
     return open_store("rclone", rclone.env())
+
+
+def proxied_services(rclone: RcloneS3, settings: Settings, results_app: Celery) -> Services:
+    """The steps' services, their S3 client speaking to ``settings.s3_endpoint_url`` (a proxy in
+    front of ``rclone``) with rclone's credentials."""
+    session = boto3.Session(
+        aws_access_key_id=rclone.env()["AWS_ACCESS_KEY_ID"],
+        aws_secret_access_key=rclone.env()["AWS_SECRET_ACCESS_KEY"],
+    )
+    return build_services(
+        settings, sender=Outbox(), results=results_app.backend, s3=make_s3_client(settings, session)
+    )
 
 
 def download_failures(store: JobStore, job_id: str) -> int:
@@ -144,19 +157,56 @@ def test_slow_down_answers_are_backed_off_then_retried_by_the_policy(
             retry_max_attempts=3,
             retry_max_seconds=1.0,
         )
-        session = boto3.Session(
-            aws_access_key_id=rclone.env()["AWS_ACCESS_KEY_ID"],
-            aws_secret_access_key=rclone.env()["AWS_SECRET_ACCESS_KEY"],
-        )
-        services = build_services(
-            settings,
-            sender=Outbox(),
-            results=results_app.backend,
-            s3=make_s3_client(settings, session),
-        )
+        services = proxied_services(rclone, settings, results_app)
         job_id = f"slowdown-{uuid.uuid4().hex[:8]}"
         summary = run_export(services, {"export": {}, "job_id": job_id})
         services.redis.close()
     assert len(proxy.answered) == slow_downs
     assert download_failures(services.jobs, job_id) == failures
     assert_stored_once(s3, sandbox, summary)
+
+
+OPERATION_ABORTED_BODY = (
+    b"<?xml version='1.0' encoding='UTF-8'?><Error><Code>OperationAborted</Code><Message>A "
+    b"conflicting conditional operation is in progress. Please try again.</Message></Error>"
+)
+#: A transient refusal botocore does not retry itself: the download step meets it at once.
+OPERATION_ABORTED = (
+    b"HTTP/1.1 409 Conflict\r\nContent-Type: application/xml\r\n"
+    + f"Content-Length: {len(OPERATION_ABORTED_BODY)}\r\n".encode()
+    + b"Connection: close\r\n\r\n"
+    + OPERATION_ABORTED_BODY
+)
+
+
+@pytest.mark.parametrize("export_format", ["csv", "csv.gz"])
+def test_a_manifest_refused_once_keeps_the_object_without_downloading_it_again(
+    rclone: RcloneS3,
+    make_settings: SettingsFactory,
+    results_app: Celery,
+    sandbox: SandboxProcess,
+    s3: Any,
+    export_format: str,
+) -> None:
+    refused: list[bytes] = []
+
+    def refuse_manifest(head: bytes) -> bytes | None:
+        """The first PUT of a manifest fails: the object is stored, its marker is not."""
+        if head.startswith(b"PUT ") and b".manifest.json" in head.split(b"\r\n", 1)[0]:
+            refused.append(head)
+            return OPERATION_ABORTED if len(refused) == 1 else None
+        return None
+
+    with TcpProxy(rclone.port, answer=refuse_manifest) as proxy:
+        settings = make_settings(
+            s3_endpoint_url=proxy.url(), retry_max_attempts=3, retry_max_seconds=1.0
+        )
+        services = proxied_services(rclone, settings, results_app)
+        job_id = f"manifest-{uuid.uuid4().hex[:8]}"
+        summary = run_export(services, {"export": {}, "job_id": job_id, "format": export_format})
+        services.redis.close()
+    assert len(proxy.answered) == 1
+    assert download_failures(services.jobs, job_id) == 1
+    gets = sandbox.requests(endpoint="get_results", activity_id=summary["activity_id"])
+    assert len(gets) == 1  # the second attempt took the stored object as it was
+    assert_manifest_describes(s3, summary, export_format)

@@ -15,7 +15,7 @@ import itertools
 import logging
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import replace
+from dataclasses import asdict, replace
 from typing import TYPE_CHECKING
 
 from botocore.exceptions import BotoCoreError, ClientError
@@ -37,7 +37,7 @@ from workers.export.retries import check_cancelled, check_live, come_back
 from workers.export.seal import ask_for_seal, seal_owed
 from workers.export.tasknames import Stage
 from workers.retry import BUSY_COUNTDOWN
-from workers.s3.objectmeta import EncodingCheck, identity, seal, sealed_export
+from workers.s3.objectmeta import SHA256, EncodingCheck, identity, seal, sealed_export
 from workers.s3.objectoptions import ObjectOptions
 from workers.s3.storage import MultipartWriter, StoredObject
 from workers.s3.streamput import ChunkedBody, put_stream, single_put_allowed
@@ -85,16 +85,22 @@ def download_step(services: Services, job: Job) -> Finished | Again:
         swept = sweep_uploads(store, services.s3, job)
         log.info("job %s: downloading (swept %d stale uploads)", job.job_id, swept)
         report(services.results, job, Stage.DOWNLOADING, 100)
-        summary, stored = stream_to_s3(
-            job,
-            client=services.api(job.account),
-            s3=services.s3,
-            store=store,
-            settings=settings,
-            lease=lease,
-            on_progress=lambda size: _progress(services, job, lease, size),
-            encoding=services.encoding,
-        )
+        kept = stored_before(services.s3, store, job)
+        if kept is None:
+            summary, stored = stream_to_s3(
+                job,
+                client=services.api(job.account),
+                s3=services.s3,
+                store=store,
+                settings=settings,
+                lease=lease,
+                on_progress=lambda size: _progress(services, job, lease, size),
+                encoding=services.encoding,
+            )
+            store.keep_stored(job.job_id, {"summary": asdict(summary), "object": asdict(stored)})
+        else:
+            summary, stored = kept
+            log.info("job %s: %s is stored already; not downloaded again", job.job_id, stored.uri)
         result = result_of(job, summary, stored)
         # The completion marker, once the object is whole; then the result.
         written = write_manifest(services.s3, job, result, summary)
@@ -132,6 +138,35 @@ def download_step(services: Services, job: Job) -> Finished | Again:
         "job %s: stored %s (%d bytes, %d rows)", job.job_id, stored.uri, summary.size, summary.rows
     )
     return Finished(result)
+
+
+def stored_before(
+    s3: S3Client, store: JobStore, job: Job
+) -> tuple[TransferSummary, StoredObject] | None:
+    """The object an earlier attempt of this job stored, if it is still there as it was: the
+    attempt failed after storing it (its manifest could not be written, say), and downloading
+    the export again would only write the same object.
+
+    "As it was": the size recorded, this job's identity in its metadata and, once sealed, the
+    sha256 recorded. Anything else (gone, replaced, unreadable) is downloaded again.
+    """
+    kept = store.kept_stored(job.job_id)
+    if kept is None:
+        return None
+    summary, stored = TransferSummary(**kept["summary"]), StoredObject(**kept["object"])
+    try:
+        head = s3.head_object(Bucket=stored.bucket, Key=stored.key)
+    except (ClientError, BotoCoreError):
+        return None
+    metadata = {name.lower(): value for name, value in head.get("Metadata", {}).items()}
+    expected = identity(job.job_id, job.activity_ids)
+    if head["ContentLength"] != stored.size or any(
+        metadata.get(name) != value for name, value in expected.items()
+    ):
+        return None
+    if metadata.get(SHA256, summary.sha256) != summary.sha256:
+        return None
+    return summary, stored
 
 
 def sweep_uploads(store: JobStore, s3: S3Client, job: Job) -> int:

@@ -316,6 +316,16 @@ class JobStore:
         raw = self._get(job_id, "result")
         return json.loads(raw) if raw else None
 
+    def keep_stored(self, job_id: str, stored: dict[str, Any]) -> None:
+        """What an attempt stored at the job's key, before its manifest and result are written:
+        an attempt that fails after this point takes the object as it is next time
+        (``download.stored_before``) instead of downloading the export again."""
+        self._write(job_id, stored=json.dumps(stored))
+
+    def kept_stored(self, job_id: str) -> dict[str, Any] | None:
+        raw = self._get(job_id, "stored")
+        return json.loads(raw) if raw else None
+
     def save_result(
         self,
         job_id: str,
