@@ -248,7 +248,7 @@ def jobs(
         render.stdout().print(views.jobs(found))
 
 
-#: Seconds ``cancel`` waits for a worker to answer.
+#: Seconds ``cancel`` waits for the cancel task when no worker answered its remote control.
 CANCEL_ANSWER_SECONDS = 30.0
 
 
@@ -257,7 +257,8 @@ def cancel(job_id: JobId, as_json: AsJson = False) -> None:
     """Cancel a job on its way: nothing is stored, and its result fails as ExportCancelled.
 
     A job that ended, one cancelled already, or an unknown id is left as it is (exit code 0,
-    and 4 for an unknown id); the answer says which. Needs a worker to carry it out.
+    and 4 for an unknown id); the answer says which. A running worker answers at once (its
+    remote control); with none, the task waits in the queue for one.
     """
     celery = reachable_app(Endpoints.from_env())
     try:

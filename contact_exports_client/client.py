@@ -18,9 +18,9 @@ from types import MappingProxyType
 from typing import Any, NamedTuple, cast
 
 import redis
-from celery import Celery
+from celery import Celery, states
 from celery.exceptions import TimeoutError as CeleryTimeoutError
-from celery.result import AsyncResult
+from celery.result import AsyncResult, EagerResult
 
 from contact_exports_client.ledger import record_submission
 from contact_exports_client.redis_tls import RedisTls, reconnecting, redis_at, use_redis_tls
@@ -32,6 +32,10 @@ from contact_exports_client.types import Destination, ExportKwargs, ExportResult
 EXPORT_TASK = "contact_exports.export"
 #: The task that cancels one (docs/contract.md §1.2).
 CANCEL_TASK = "contact_exports.cancel"
+#: The workers' remote-control command that cancels at once (``cancel_export``).
+CANCEL_COMMAND = "contact_exports_cancel"
+#: Seconds ``cancel_export`` waits for a worker to answer the command before it sends the task.
+CANCEL_ANSWER_SECONDS = 1.0
 #: The only queue the workers consume.
 QUEUE = "contact_exports"
 #: Broker and backend when neither argument nor environment names one (docs/contract.md §5).
@@ -188,6 +192,20 @@ def cancel_export(
     if app is not None and broker_url is not None:
         raise TypeError("give app or broker_url, not both")
     client = app or make_app(broker_url)
+    # A running worker answers at once through its remote control; the task would wait behind
+    # every export queued before it. Without an answer (no worker up, or remote control off), the
+    # task goes, and the first worker to get it cancels.
+    replies = client.control.broadcast(
+        CANCEL_COMMAND,
+        arguments={"job_id": job_id},
+        reply=True,
+        limit=1,
+        timeout=CANCEL_ANSWER_SECONDS,
+    )
+    for reply in replies or []:
+        for answer in reply.values():
+            if isinstance(answer, dict) and "outcome" in answer:
+                return EagerResult(str(uuid.uuid4()), answer, states.SUCCESS)
     return client.send_task(CANCEL_TASK, kwargs={"job_id": job_id}, queue=QUEUE)
 
 

@@ -13,4 +13,5 @@ from workers.export.cancel import cancel_job
 @app.task(bind=True, base=GuardedTask, name=CANCEL_TASK)
 def cancel(self: GuardedTask, /, **kwargs: Any) -> dict[str, Any]:
     """Cancel the job named by ``job_id``; says what it found."""
-    return cancel_job(self.services, kwargs)
+    services = self.services
+    return cancel_job(services.jobs, services.results, services.sender, kwargs)

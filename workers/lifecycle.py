@@ -15,10 +15,11 @@ from celery import Celery, signals
 
 from contact_exports_client.signing import sign_messages
 from workers import brokerfix, logconfig, malloc, metrics
-from workers.export import janitor
+from workers.export import cancel, janitor
 from workers.services import Services, build_services, jobs_redis
 from workers.settings import get_settings
 from workers.startup import check_redis
+from workers.state.jobs import JobStore
 
 
 class ProcessServices:
@@ -76,6 +77,7 @@ class Handlers:
         them forever), then broker guards, metrics endpoint."""
         check_redis(get_settings())
         brokerfix.install()
+        cancel.answer_cancels(self.app, lambda: JobStore(jobs_redis(get_settings())))
         port = get_settings().metrics_port
         if port:
             metrics.serve(port)

@@ -1,6 +1,8 @@
 """``contact_exports.cancel`` on a real ``celery worker``: a waiting export stops at once and a
 downloading one stores nothing; the caller's result fails as ``ExportCancelled``. A finished or
 unknown job is left as it is, and cancelling twice is harmless. The command line says the same.
+The client helper's cancel is answered by the worker's remote control, even while every slot is
+busy and exports are queued; the task by name still works.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from typer.testing import CliRunner
 from contact_exports_cli.connections import close_app
 from contact_exports_cli.main import app as cli
 from contact_exports_client import cancel_export, make_app, submit_export, wait
+from contact_exports_client.client import CANCEL_TASK, QUEUE
 from devstack.worker import WorkerProcess
 from sandbox.testing import SandboxProcess
 from tests.integration.conftest import BUCKET, WorkerFactory
@@ -132,6 +135,9 @@ def test_a_finished_or_unknown_job_is_left_as_it_is(
     assert wait(submit_export({}, job_id=job_id, app=caller), timeout=AT_ONCE) == summary
     unknown = f"never-{uuid.uuid4().hex[:8]}"
     assert cancel_export(unknown, app=caller).get(timeout=RESULT_TIMEOUT)["outcome"] == "unknown"
+    # The task by name, as a caller without the helper sends it, says the same.
+    by_name = caller.send_task(CANCEL_TASK, kwargs={"job_id": job_id}, queue=QUEUE)
+    assert by_name.get(timeout=RESULT_TIMEOUT) == {"job_id": job_id, "outcome": "completed"}
 
     env = {"CELERY_BROKER_URL": redis_url, "CELERY_RESULT_BACKEND": redis_url}
     said = CliRunner().invoke(cli, ["cancel", job_id], env=env)
@@ -146,8 +152,39 @@ def test_a_cancel_without_a_valid_job_id_is_refused(
     cancel_worker: WorkerProcess, caller: Celery
 ) -> None:
     for kwargs in ({}, {"job_id": "../etc"}, {"job_id": "j", "extra": 1}):
-        answer = caller.send_task("contact_exports.cancel", kwargs=kwargs, queue="contact_exports")
+        answer = caller.send_task(CANCEL_TASK, kwargs=kwargs, queue=QUEUE)
         with pytest.raises(Exception) as caught:
             answer.get(timeout=RESULT_TIMEOUT)
         assert type(caught.value).__name__ == "InvalidExportRequest", kwargs
         assert "invalid cancel request" in str(caught.value)
+
+
+def test_a_cancel_does_not_wait_for_busy_slots_or_queued_exports(
+    cancel_worker: WorkerProcess,
+    caller: Celery,
+    sandbox: SandboxProcess,
+    store: JobStore,
+    s3: Any,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("JOBS_REDIS_URL", caller.conf.result_backend)
+    # Both slots stream about 3 s of body each while a third export waits in the queue.
+    sandbox.add_faults({"endpoint": "get_results", "bytes_per_second": 400_000, "times": 2})
+    busy = [new_job(f"busy{n}") for n in range(2)]
+    results = [submit_export({}, job_id=job_id, app=caller) for job_id in busy]
+    for job_id in busy:
+        wait_until(lambda j=job_id: store.record(j).get("attempts:download") == "1", what=job_id)
+    queued = new_job("queued")
+    waiting = submit_export({}, job_id=queued, app=caller)
+
+    assert cancel_export(queued, app=caller).get(timeout=RESULT_TIMEOUT)["outcome"] == "cancelled"
+    # Answered while both slots still stream and before the queued export was ever taken up.
+    assert [store.record(job_id)["state"] for job_id in busy] == ["downloading"] * 2
+    with pytest.raises(Exception) as caught:
+        wait(waiting, timeout=AT_ONCE)
+    assert type(caught.value).__name__ == "ExportCancelled"
+    for result in results:
+        wait(result, timeout=RESULT_TIMEOUT)
+    wait_until(lambda: logged(cancel_worker, queued, "was cancelled"), what="the queued one")
+    assert "activity_id" not in store.record(queued)  # it never created an activity
+    assert nothing_stored(s3, queued)

@@ -9,46 +9,81 @@ stored its object just before the cancel deletes it (``download_step``). Nothing
 
 A job that ended (completed or failed), one cancelled already, or an unknown id is left as it is;
 the answer says which, so cancelling twice is harmless.
+
+Two ways in, one ``cancel_job``: the task, which any caller can send by name, and a remote-control
+command (``answer_cancels``) that the client helper and the command line use, because it does not
+wait behind queued exports.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Callable
 from typing import Any
 
+from celery import Celery
+from celery.worker import control
 from kombu.exceptions import KombuError
 
+from contact_exports_client.client import CANCEL_COMMAND
 from workers import metrics
-from workers.exceptions import ExportCancelled
+from workers.exceptions import ExportCancelled, InvalidExportRequest
 from workers.export.notify import enqueue_notification, failure_payload
 from workers.export.request import CancelResult, parse_cancel_request
-from workers.services import Services
+from workers.services import ResultStore, Sender
+from workers.state.jobs import JobStore
 
 log = logging.getLogger(__name__)
 
 CANCELLED = "cancelled"
 
 
-def cancel_job(services: Services, kwargs: dict[str, Any]) -> dict[str, Any]:
-    """The cancel task's result (``CancelResult``); InvalidExportRequest for bad kwargs."""
+def cancel_job(
+    jobs: JobStore, results: ResultStore, sender: Sender, kwargs: dict[str, Any]
+) -> dict[str, Any]:
+    """The cancel's answer (``CancelResult``); InvalidExportRequest for bad kwargs."""
     job_id = parse_cancel_request(kwargs).job_id
-    outcome = services.jobs.cancel(job_id)
+    outcome = jobs.cancel(job_id)
     if outcome == CANCELLED:
-        record = services.jobs.record(job_id)
+        record = jobs.record(job_id)
         error = ExportCancelled(f"job {job_id} was cancelled")
-        services.results.store_result(record.get("result_id") or job_id, error, "FAILURE")
+        results.store_result(record.get("result_id") or job_id, error, "FAILURE")
         metrics.EXPORTS_FAILED.labels(type(error).__name__).inc()
         try:
-            enqueue_notification(
-                services.sender, _notify_url(record), failure_payload(job_id, error)
-            )
+            enqueue_notification(sender, _notify_url(record), failure_payload(job_id, error))
         except KombuError as failed:  # the cancel stands; only its webhook is lost
             log.error("job %s: cancel webhook not sent: %s", job_id, failed)
         log.info("job %s: cancelled", job_id)
     else:
         log.info("job %s: not cancelled, it is %s", job_id, outcome)
     return CancelResult(job_id=job_id, outcome=outcome).model_dump()  # type: ignore[arg-type]
+
+
+def answer_cancels(app: Celery, jobs: Callable[[], JobStore]) -> None:
+    """Answer ``CANCEL_COMMAND`` (the workers' remote control) in this worker's main process.
+
+    The ``contact_exports.cancel`` task waits its turn in the queue, behind every export sent
+    before it, and then for a free slot; a remote-control command reaches every worker's main
+    process at once, whatever its slots are doing. The client helper and the command line
+    cancel this way, and send the task only when no worker answers. Where messages are signed,
+    Celery signs and checks these commands as it does tasks (its mailbox uses the task
+    serializer). ``jobs`` is called on the first cancel, so a worker that is never asked opens
+    no connection for it.
+    """
+    store: list[JobStore] = []
+
+    def cancel(state: Any, job_id: Any = None, **_: Any) -> dict[str, Any]:
+        if not store:
+            store.append(jobs())
+        try:
+            return cancel_job(store[0], app.backend, app, {"job_id": job_id})
+        except InvalidExportRequest as error:
+            return {"error": f"{type(error).__name__}: {error}"}
+
+    control.control_command(name=CANCEL_COMMAND, args=[("job_id", str)], signature="<job_id>")(
+        cancel
+    )
 
 
 def _notify_url(record: dict[str, str]) -> str | None:
