@@ -15,6 +15,7 @@ it from here. It imports nothing of the worker.
     contact_exports:account:<name>                    hash: encrypted credentials
     contact_exports:account:<name>:refresh-lock       string: one token refresh at a time
     contact_exports:account:<name>:posting            string: one export POST at a time
+    contact_exports:account:<name>:durations:<shape>  list: recent durations of one request
     contact_exports:ratelimit:budget                  hash: the application's request budget
     contact_exports:ratelimit:active                  zset: accounts asking for permits
     contact_exports:ratelimit:reserved:<account>      zset: permits reserved ahead
@@ -89,6 +90,15 @@ def refresh_lock_key(name: str) -> str:
 def posting_lease_key(name: str) -> str:
     """String: the job POSTing an export for the account now (one at a time per account)."""
     return f"{ACCOUNT_KEY_PREFIX}{name}:posting"
+
+
+#: How long an account's recent durations of one request shape are kept after the last one.
+DURATIONS_TTL_SECONDS = 30 * 24 * 3600
+
+
+def durations_key(name: str, shape: str) -> str:
+    """List: seconds the account's latest activities of one request shape took, newest first."""
+    return f"{ACCOUNT_KEY_PREFIX}{name}:durations:{shape}"
 
 
 def budget_key() -> str:

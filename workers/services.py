@@ -24,6 +24,7 @@ from workers.retry import RetryPolicy
 from workers.s3.objectmeta import EncodingCheck
 from workers.s3.storage import make_s3_client
 from workers.settings import Settings
+from workers.state.durations import Durations
 from workers.state.jobs import JobStore
 
 if TYPE_CHECKING:
@@ -56,6 +57,8 @@ class Services:
     settings: Settings
     redis: redis.Redis
     jobs: JobStore
+    #: Recent activity durations: the poll schedule's hint (``workers.state.durations``).
+    durations: Durations
     accounts: Accounts
     limiter: RateLimiter
     s3: S3Client
@@ -155,6 +158,7 @@ def build_services(
         settings=settings,
         redis=client,
         jobs=JobStore(client),
+        durations=Durations(client),
         accounts=Accounts(settings, client),
         limiter=rate_limiter(settings, client),
         s3=s3 if s3 is not None else make_s3_client(settings),

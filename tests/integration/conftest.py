@@ -212,7 +212,11 @@ def _clean_sandbox_faults(request: pytest.FixtureRequest) -> Iterator[None]:
     if "sandbox" in request.fixturenames:
         server: SandboxProcess = request.getfixturevalue("sandbox")
         server.clear_faults()
-        server.set_processing_seconds(PROCESSING_SECONDS)
+        server.configure(
+            processing_seconds=PROCESSING_SECONDS,
+            progress_curve="linear",
+            timestamp_resolution="millis",
+        )
 
 
 @pytest.fixture(scope="session")

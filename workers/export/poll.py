@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 from dataclasses import replace
 
-from workers.constant_contact.client import ActivityState, ConstantContactClient
+from workers.constant_contact.client import ActivityState, ConstantContactClient, epoch_seconds
 from workers.exceptions import ActivityFailed, ConstantContactError, TransientError
 from workers.export.job import ActivityRef, Job
 from workers.export.outcome import Again, Next
@@ -19,6 +19,7 @@ from workers.export.retries import check_live, come_back
 from workers.export.tasknames import Stage
 from workers.polling import ClockOffset, next_poll_at, record_look
 from workers.services import Services
+from workers.state.durations import request_shape
 from workers.state.jobs import JobState
 
 log = logging.getLogger(__name__)
@@ -55,11 +56,25 @@ def poll_step(services: Services, job: Job) -> Next | Again:
         offset.server(now),
         floor=settings.poll_initial_seconds,
         cap=settings.poll_max_seconds,
+        expected_seconds=expected_seconds(services, job),
     )
     job = replace(job, poll_at=offset.worker(target))
     assert job.poll_at is not None
     countdown = min(job.poll_at - now, settings.poll_max_seconds)
     return Again(max(countdown, 0.0), job)
+
+
+def expected_seconds(services: Services, job: Job) -> float | None:
+    """How long the job's unfinished activities are likely to take, from creation to
+    completion, by the recent activities of the same requests (``workers.state.durations``):
+    the longest of them, since the job waits for its last; None unless each has a history."""
+    hints = [
+        services.durations.expected(job.account, request_shape(body))
+        for ref, body in zip(job.activities, job.requests, strict=True)
+        if not ref.completed
+    ]
+    known = [hint for hint in hints if hint is not None]
+    return max(known) if known and len(known) == len(hints) else None
 
 
 def look(services: Services, job: Job) -> tuple[Job, int, TransientError | None]:
@@ -79,10 +94,14 @@ def look(services: Services, job: Job) -> tuple[Job, int, TransientError | None]
             percents.append(100)
             continue
         try:
-            ref, offset, percent = _look_once(services, client, ref, job.clock_offset, first_wait)
+            ref, offset, percent, took = _look_once(
+                services, client, ref, job.clock_offset, first_wait
+            )
         except TransientError as error:
             return replace(job, activities=[*seen, *job.activities[index:]]), 0, error
         job = replace(job, clock_offset=offset)
+        if took is not None:
+            services.durations.record(job.account, request_shape(job.requests[index]), took)
         seen.append(ref)
         percents.append(percent)
     return replace(job, activities=seen), sum(percents) // len(percents), None
@@ -94,8 +113,9 @@ def _look_once(
     ref: ActivityRef,
     clock_offset: float | None,
     first_wait: float,
-) -> tuple[ActivityRef, float | None, int]:
-    """One activity's answer: its new reference, the clock estimate and its percent_done."""
+) -> tuple[ActivityRef, float | None, int, float | None]:
+    """One activity's answer: its new reference, the clock estimate, its percent_done and, once
+    it completed, how long it took by its own stamps (None where they do not say)."""
     activity = client.get_activity(ref.self_href)
     received = services.clock()
     if activity.state.finished and activity.state is not ActivityState.COMPLETED:
@@ -110,8 +130,10 @@ def _look_once(
         results_href = activity.results_href or ref.results_href
         if not results_href:
             raise ConstantContactError(f"activity {activity.activity_id} has no results")
-        return ref.finished(results_href), clock_offset, 100
+        created, updated = epoch_seconds(activity.created_at), epoch_seconds(activity.updated_at)
+        took = updated[0] - created[0] if created and updated else None
+        return ref.finished(results_href), clock_offset, 100, took
     timeline, offset = record_look(
         ref.timeline, clock_offset, activity, received, first_wait=first_wait
     )
-    return replace(ref, timeline=timeline), offset.value, activity.percent_done
+    return replace(ref, timeline=timeline), offset.value, activity.percent_done, None
