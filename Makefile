@@ -39,7 +39,9 @@ integration: install redis
 demo: install redis
 	$(PY) -m devstack.demo --s3 $(S3_SERVER)
 
+# The benchmarks also compare with awscli (the `bench` extra), which the tests do not need.
 bench: install redis
+	$(PY) -m pip install --quiet -e '.[dev,bench]'
 	$(PY) bench/stream.py
 
 clean:

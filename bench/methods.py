@@ -27,6 +27,7 @@ import psutil
 import requests
 from botocore.config import Config
 
+from bench.corpus import TOKEN
 from workers.constant_contact.results import ResultsBody
 from workers.s3.storage import MultipartWriter, make_s3_client
 from workers.s3.streamput import ChunkedBody, put_stream
@@ -35,8 +36,6 @@ from workers.transfer import copy_measured
 
 #: Chunk size asked of iter_content by the alternatives, as the old task did.
 CHUNK = 1024 * 1024
-#: The benchmark sandbox's Bearer token (bench.corpus.TOKEN).
-TOKEN = "bench-token"  # noqa: S105 — a local sandbox's fixed token
 #: The clients, made in ``main`` before the clock starts: a plain one and this project's.
 CLIENT: Any = None
 PROJECT_CLIENT: Any = None
