@@ -21,9 +21,11 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+import redis
 import requests
 from celery import Celery
 
+from contact_exports_client.keys import durations_key
 from devstack.redis_server import RedisServer
 from devstack.s3server import RcloneS3
 from devstack.worker import WorkerProcess
@@ -174,25 +176,35 @@ MAX_POLLS = 6
 
 def curves(bench: Bench, sandbox: SandboxProcess, long: bool) -> None:
     """Every progress curve the sandbox serves, with timestamps in milliseconds or whole
-    seconds, for 5, 20 and 60 s activities (and 10 min with ``long``), 3 exports each."""
+    seconds, for 5, 20 and 60 s activities (and 10 min with ``long``), 3 exports each.
+
+    Each row runs twice: *cold*, with no history of the request (its durations are deleted
+    first, as for a request never sent before), then *warm*, the same request again, polled
+    with the duration hint the cold run left (``workers.state.durations``).
+    """
     print(
-        "| curve | timestamps | activity s | polls/export (worst) | completion→download s "
-        "(worst) | goal: polls ≤ 6, delay ≤ max(2 s, 10 %) |\n|---|---|---:|---:|---:|---|"
+        "| curve | timestamps | activity s | run | polls/export (worst) | completion→download s "
+        "(worst) | goal: polls ≤ 6, delay ≤ max(2 s, 10 %) |\n|---|---|---:|---|---:|---:|---|"
     )
+    jobs = redis.Redis.from_url(bench.client.conf.result_backend)
     durations = [5.0, 20.0, 60.0] + ([600.0] if long else [])
     for curve in ("linear", "steps", "late"):
         for resolution in ("millis", "seconds"):
             sandbox.configure(progress_curve=curve, timestamp_resolution=resolution)
             for seconds in durations:
-                runs = bench.run(3, seconds, ["email_address"])
-                polls = max(r["polls"] for r in runs)
-                delay = max(r["delay"] for r in runs)
-                met = polls <= MAX_POLLS and delay <= max(2.0, 0.1 * seconds)
-                print(
-                    f"| {curve} | {resolution} | {seconds:.0f} | {polls} | {delay:.2f} "
-                    f"| {'met' if met else 'missed'} |",
-                    flush=True,
-                )
+                for key in jobs.scan_iter(durations_key("*", "*")):
+                    jobs.delete(key)
+                for run in ("cold", "warm"):
+                    runs = bench.run(3, seconds, ["email_address"])
+                    polls = max(r["polls"] for r in runs)
+                    delay = max(r["delay"] for r in runs)
+                    met = polls <= MAX_POLLS and delay <= max(2.0, 0.1 * seconds)
+                    print(
+                        f"| {curve} | {resolution} | {seconds:.0f} | {run} | {polls} "
+                        f"| {delay:.2f} | {'met' if met else 'missed'} |",
+                        flush=True,
+                    )
+    jobs.close()
 
 
 if __name__ == "__main__":
