@@ -8,6 +8,7 @@ test_exports_with_real_services.py.
 from __future__ import annotations
 
 import csv
+import dataclasses
 import gzip
 import hashlib
 import io
@@ -25,6 +26,7 @@ from tests.integration.chain import run_export
 from tests.integration.conftest import BUCKET, ServicesFactory, Store
 from tests.integration.helpers import metadata_of, wait_until
 from workers.exceptions import InvalidExportRequest, StorageError
+from workers.export.formats import FORMATS
 from workers.export.manifest import manifest_key
 from workers.services import Services
 
@@ -180,3 +182,15 @@ def _instant(value: Any) -> datetime:
         except ValueError:
             continue
     return datetime.fromisoformat(value)
+
+
+def test_a_format_whose_library_is_missing_is_refused_before_any_api_call(
+    services: Services, sandbox: SandboxProcess, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A worker installed without the formats extra (pyarrow) says so, and calls nothing."""
+    without = dataclasses.replace(FORMATS["parquet"], modules=("pyarrow_not_installed",))
+    monkeypatch.setitem(FORMATS, "parquet", without)
+    before = len(sandbox.requests())
+    with pytest.raises(InvalidExportRequest, match="needs pyarrow_not_installed"):
+        run_export(services, {"export": {}, "format": "parquet"})
+    assert len(sandbox.requests()) == before

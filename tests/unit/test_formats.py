@@ -5,6 +5,7 @@ rows under field names, typed where the format has types; chunk boundaries fall 
 from __future__ import annotations
 
 import csv
+import dataclasses
 import gzip
 import io
 import json
@@ -183,3 +184,9 @@ def test_json_lines_are_what_json_writes_for_each_row(rows: list[tuple[str, int 
         for text, n in rows
     )
     assert lines.decode() == expected
+
+
+def test_a_format_knows_which_of_its_libraries_are_missing() -> None:
+    assert FORMATS["parquet"].missing() == []  # this suite installs the formats extra
+    absent = dataclasses.replace(FORMATS["parquet"], modules=("pyarrow", "no_such_library_x"))
+    assert absent.missing() == ["no_such_library_x"]

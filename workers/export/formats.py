@@ -24,6 +24,7 @@ the bytes the result's sha256 describes.
 from __future__ import annotations
 
 import csv
+import importlib.util
 import io
 import itertools
 import zlib
@@ -47,14 +48,21 @@ class Format:
     #: What ``{ext}`` in a key template becomes.
     extension: str
     content_type: str
+    #: The optional libraries (the ``formats`` extra) the conversion imports.
+    modules: tuple[str, ...] = ()
+
+    def missing(self) -> list[str]:
+        """Those of ``modules`` this process cannot import: a job asking for this format is
+        refused before any API call, rather than failing after the download began."""
+        return [name for name in self.modules if importlib.util.find_spec(name) is None]
 
 
 FORMATS = {
     "csv": Format("csv", "csv", "text/csv"),
     "csv.gz": Format("csv.gz", "csv.gz", "application/gzip"),
-    "csv.zst": Format("csv.zst", "csv.zst", "application/zstd"),
-    "jsonl.gz": Format("jsonl.gz", "jsonl.gz", "application/gzip"),
-    "parquet": Format("parquet", "parquet", "application/vnd.apache.parquet"),
+    "csv.zst": Format("csv.zst", "csv.zst", "application/zstd", ("zstandard",)),
+    "jsonl.gz": Format("jsonl.gz", "jsonl.gz", "application/gzip", ("pyarrow",)),
+    "parquet": Format("parquet", "parquet", "application/vnd.apache.parquet", ("pyarrow",)),
 }
 CSV = FORMATS["csv"]
 

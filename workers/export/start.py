@@ -35,6 +35,12 @@ def start_export(services: Services, kwargs: dict[str, Any], *, result_id: str) 
     services.accounts.check(request.account)
     if request.notify_url:
         check_url(request.notify_url, settings.webhook_hosts, settings.webhook_secret is not None)
+    missing = FORMATS[request.format].missing()
+    if missing:
+        raise InvalidExportRequest(
+            f"format: {request.format} needs {', '.join(missing)} (the formats extra), which "
+            "these workers do not have"
+        )
     bucket = request.destination.bucket or settings.s3_bucket
     if not bucket:
         raise InvalidExportRequest("destination.bucket: no bucket given and S3_BUCKET is not set")
