@@ -18,7 +18,7 @@ from workers import brokerfix, logconfig, malloc, metrics
 from workers.export import cancel, janitor
 from workers.services import Services, build_services, jobs_redis
 from workers.settings import get_settings
-from workers.startup import check_redis
+from workers.startup import check_redis, check_s3_signer
 from workers.state.jobs import JobStore
 
 
@@ -74,8 +74,10 @@ class Handlers:
     def worker_init(self, **_: Any) -> None:
         """The worker's main process, before it connects: every Redis is checked once (bad
         credentials or an untrusted certificate stop the worker here, instead of Celery retrying
-        them forever), then broker guards, metrics endpoint."""
+        them forever), and botocore's signer; then broker guards, the cancel command, metrics
+        endpoint."""
         check_redis(get_settings())
+        check_s3_signer()
         brokerfix.install()
         cancel.answer_cancels(self.app, lambda: JobStore(jobs_redis(get_settings())))
         port = get_settings().metrics_port

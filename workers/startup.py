@@ -85,3 +85,22 @@ def _connection_problem(error: redis.RedisError, name: str, where: str) -> str |
         "%s: Redis at %s is not reachable yet (%s); the worker keeps trying", name, where, error
     )
     return None
+
+
+def check_s3_signer(has_crt: bool | None = None) -> None:
+    """Stop the worker where botocore would sign with its CRT signer.
+
+    With ``awscrt`` installed (``boto3[crt]`` pulls it in), botocore signs S3 requests with the
+    CRT's SigV4 instead of its own, and that signer reads a request body as bytes: the worker's
+    streamed uploads (``workers.s3.streamput``), whose body is a stream, then fail on every
+    export. Found by installing awscrt beside the test suite; stopping at start says why.
+    """
+    if has_crt is None:
+        from botocore.compat import HAS_CRT
+
+        has_crt = bool(HAS_CRT)
+    if has_crt:
+        raise ConfigurationError(
+            "awscrt is installed, so botocore would sign S3 requests with its CRT signer, which "
+            "cannot sign this worker's streamed uploads; uninstall awscrt (pip uninstall awscrt)"
+        )
