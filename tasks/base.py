@@ -7,7 +7,7 @@ know nothing of Celery; these tasks only translate between the two.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, NoReturn
 
 from celery import Task
 from celery.exceptions import Ignore, Reject, Retry
@@ -36,6 +36,21 @@ class GuardedTask(Task):  # type: ignore[type-arg]  # celery's Task is generic o
     def services(self) -> Services:
         """What this worker process built for its tasks (``workers.lifecycle``)."""
         return services_of(self.app).get()
+
+    def come_back(self, countdown: float, args: tuple[Any, ...] | None = None) -> NoReturn:
+        """Run this task again after ``countdown`` seconds, under the same id: ``retry``, without
+        the RETRY state Celery would store at that id.
+
+        The download step runs under the caller's id, so a stored RETRY would replace the
+        PROGRESS the caller reads (docs/contract.md §2) for as long as the step waits, with no
+        info; and for the other steps each wait left a RETRY record with its traceback in the
+        result backend for a week. The next message is sent exactly as ``retry`` sends it; then
+        the run ends as ignored, which stores nothing.
+        """
+        again = self.retry(args=args, countdown=countdown, throw=False)
+        if self.request.is_eager:
+            raise again  # run in-process (apply): Celery's own loop runs the retry
+        raise Ignore()
 
 
 class ExportStep(GuardedTask):
@@ -72,7 +87,7 @@ class ExportStep(GuardedTask):
         """The step's outcome as this task's return value, or a retry."""
         if isinstance(outcome, Again):
             args = (outcome.job.to_dict(),) if outcome.job is not None else None
-            raise self.retry(args=args, countdown=outcome.countdown)
+            self.come_back(outcome.countdown, args)
         if isinstance(outcome, Next):
             return outcome.job.to_dict()
         assert isinstance(outcome, Finished)

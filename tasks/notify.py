@@ -15,5 +15,5 @@ from workers.export.tasknames import NOTIFY_TASK
 def notify(self: GuardedTask, url: str, payload: dict[str, Any]) -> int | None:
     outcome = notify_step(self.services, url, payload, failures=self.request.retries)
     if isinstance(outcome, Again):
-        raise self.retry(countdown=outcome.countdown)
+        self.come_back(outcome.countdown)
     return outcome

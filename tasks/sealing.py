@@ -15,4 +15,4 @@ from workers.export.tasknames import SEAL_TASK
 def seal_export(self: GuardedTask, job_id: str, owed: dict[str, Any]) -> None:
     again = seal_step(self.services, job_id, owed, failures=self.request.retries)
     if again is not None:
-        raise self.retry(countdown=again.countdown)
+        self.come_back(again.countdown)

@@ -253,3 +253,26 @@ def test_the_callers_id_holds_the_contract_and_nothing_of_the_job(
     if parent is not None:
         assert parent[0]["status"] != "SUCCESS"
         assert_contract_only(*parent)
+
+
+def test_a_download_that_waits_to_try_again_keeps_the_callers_progress(
+    worker: WorkerProcess, client: Celery, sandbox: SandboxProcess, redis_url: str
+) -> None:
+    """Every state stored at the caller's id is announced on its channel (Celery's Redis
+    backend publishes each one): none is RETRY, which would hide the progress without info."""
+    # The body breaks off once: the download step comes back by the retry policy.
+    sandbox.add_faults({"endpoint": "get_results", "drop_after_bytes": 5000, "times": 1})
+    job_id = f"again-{uuid.uuid4().hex[:8]}"
+    with redis.Redis.from_url(redis_url) as raw, raw.pubsub() as channel:
+        channel.subscribe(f"celery-task-meta-{job_id}")
+        summary = client.send_task(
+            "contact_exports.export", kwargs={"export": {}}, queue="contact_exports", task_id=job_id
+        ).get(timeout=RESULT_TIMEOUT)
+        states = []
+        while (message := channel.get_message(timeout=1.0)) is not None:
+            if message["type"] == "message":
+                states.append(json.loads(message["data"])["status"])
+    assert summary["job_id"] == job_id
+    assert len(sandbox.requests(endpoint="get_results", activity_id=summary["activity_id"])) == 2
+    assert "RETRY" not in states, states
+    assert states[-1] == "SUCCESS" and "PROGRESS" in states
