@@ -102,5 +102,6 @@ def check_s3_signer(has_crt: bool | None = None) -> None:
     if has_crt:
         raise ConfigurationError(
             "awscrt is installed, so botocore would sign S3 requests with its CRT signer, which "
-            "cannot sign this worker's streamed uploads; uninstall awscrt (pip uninstall awscrt)"
+            "cannot sign this worker's streamed uploads; uninstall awscrt, or set "
+            "BOTO_DISABLE_CRT=true (botocore then keeps its own signer)"
         )
