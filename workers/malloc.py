@@ -4,8 +4,15 @@ glibc serves a large allocation with an mmap of its own and unmaps it when it is
 the first such free it raises that threshold to the freed size (up to 32 MiB). The next export's
 part buffers then come from the heap, and stay resident after it ends. Measured on a worker
 (`bench/worker_run.py`, 64 MiB exports one after another): idle RSS climbed from 81 to 162 MiB over
-its first four exports and stayed there; with the threshold fixed at 1 MiB it settled at 113 MiB,
-and the peak while streaming fell from 162 to 146 MiB.
+its first four exports and stayed there; with the threshold fixed it settled at 113 MiB, and the
+peak while streaming fell from 162 to 146 MiB.
+
+The threshold is 4 MiB, under the smallest part (5 MiB) and above the 1-2 MiB buffers a
+converted format churns through (network chunks, slabs of records). At 1 MiB, as it first was,
+each of those was a fresh mapping: page faults on every chunk, 1.3 CPU-seconds per GiB more
+for the measuring pass over 1 MiB chunks. Fixing the threshold also fixes glibc's trim threshold
+at 128 KiB, so the heap gave a freed chunk's pages back at once and faulted them in again for
+the next; ``TRIM_THRESHOLD_BYTES`` lets it keep 8 MiB free at its top instead.
 
 pyarrow (the ``parquet`` and ``jsonl.gz`` formats) allocates through its own mimalloc, which by
 default commits whole arenas at once and keeps freed pages for a while, per thread: converting a
@@ -22,7 +29,11 @@ import os
 #: glibc's mallopt parameter number for the mmap threshold (malloc.h).
 M_MMAP_THRESHOLD = -3
 #: Allocations of this size and more are mapped, and unmapped when freed.
-MMAP_THRESHOLD_BYTES = 1024 * 1024
+MMAP_THRESHOLD_BYTES = 4 * 1024 * 1024
+#: glibc's mallopt parameter number for the trim threshold (malloc.h).
+M_TRIM_THRESHOLD = -1
+#: Free memory at the top of the heap kept for reuse rather than given back.
+TRIM_THRESHOLD_BYTES = 8 * 1024 * 1024
 
 
 def pin_mmap_threshold(threshold: int = MMAP_THRESHOLD_BYTES) -> bool:
@@ -33,7 +44,9 @@ def pin_mmap_threshold(threshold: int = MMAP_THRESHOLD_BYTES) -> bool:
         return False  # not glibc (or no C library found): its allocator has its own ways
     mallopt.argtypes = [ctypes.c_int, ctypes.c_int]
     mallopt.restype = ctypes.c_int
-    return bool(mallopt(M_MMAP_THRESHOLD, threshold))
+    return bool(mallopt(M_MMAP_THRESHOLD, threshold)) and bool(
+        mallopt(M_TRIM_THRESHOLD, max(TRIM_THRESHOLD_BYTES, 2 * threshold))
+    )
 
 
 #: mimalloc's options (read when pyarrow loads it): commit arena memory as it is used, and
