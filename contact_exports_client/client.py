@@ -21,6 +21,7 @@ import redis
 from celery import Celery, states
 from celery.exceptions import TimeoutError as CeleryTimeoutError
 from celery.result import AsyncResult, EagerResult
+from kombu.exceptions import KombuError
 
 from contact_exports_client.ledger import record_submission
 from contact_exports_client.redis_tls import RedisTls, reconnecting, redis_at, use_redis_tls
@@ -188,24 +189,33 @@ def cancel_export(
 ) -> AsyncResult[Any]:
     """Ask the workers to cancel the job ``job_id``; the result's ``get()`` says what they found
     (``{"job_id", "outcome"}``: ``cancelled``, ``cancelled already``, ``completed``, ``failed``,
-    ``unknown``). A cancelled export's own result fails as ``ExportCancelled``."""
+    ``unknown``). A cancelled export's own result fails as ``ExportCancelled``.
+
+    Where a worker answered at once, the result is already resolved and its id is stored
+    nowhere; otherwise it is the cancel task's (docs/contract.md §1.2)."""
     if app is not None and broker_url is not None:
         raise TypeError("give app or broker_url, not both")
     client = app or make_app(broker_url)
     # A running worker answers at once through its remote control; the task would wait behind
-    # every export queued before it. Without an answer (no worker up, or remote control off), the
-    # task goes, and the first worker to get it cancels.
-    replies = client.control.broadcast(
-        CANCEL_COMMAND,
-        arguments={"job_id": job_id},
-        reply=True,
-        limit=1,
-        timeout=CANCEL_ANSWER_SECONDS,
-    )
-    for reply in replies or []:
-        for answer in reply.values():
-            if isinstance(answer, dict) and "outcome" in answer:
-                return EagerResult(str(uuid.uuid4()), answer, states.SUCCESS)
+    # every export queued before it. Without an answer (no worker up, remote control off, or
+    # its Redis in trouble), the task goes, and the first worker to get it cancels. Every worker
+    # hears the command; the request id lets each answer what this request did.
+    if of_app(client) is None:  # signed replies would need the workers' certificates trusted
+        request = str(uuid.uuid4())
+        try:
+            replies = client.control.broadcast(
+                CANCEL_COMMAND,
+                arguments={"job_id": job_id, "request": request},
+                reply=True,
+                limit=1,
+                timeout=CANCEL_ANSWER_SECONDS,
+            )
+        except (KombuError, OSError):
+            replies = []
+        for reply in replies or []:
+            for answer in reply.values():
+                if isinstance(answer, dict) and "outcome" in answer:
+                    return EagerResult(request, answer, states.SUCCESS)
     return client.send_task(CANCEL_TASK, kwargs={"job_id": job_id}, queue=QUEUE)
 
 

@@ -4,12 +4,14 @@ The cancel on a real worker is tests/integration/test_cancel_with_real_worker.py
 from __future__ import annotations
 
 import time
+from typing import Any
 
 import pytest
 import redis
 
 from contact_exports_client.keys import job_lease_key
 from tests.unit.factories import a_job
+from workers.export.cancel import cancel_job
 from workers.state.jobs import JobState, JobStore
 
 
@@ -68,3 +70,39 @@ def test_the_janitor_never_sends_a_cancelled_job_again(
     later = time.time() + 3600
     monkeypatch.setattr(time, "time", lambda: later)
     assert store.stale(older_than=60) == []
+
+
+class Results:
+    """Where the cancel stores the caller's FAILURE: kept, to count what each worker did."""
+
+    def __init__(self) -> None:
+        self.stored: list[tuple[str, str]] = []
+
+    def store_result(self, task_id: str, result: Any, state: str, *_: Any, **__: Any) -> None:
+        self.stored.append((task_id, state))
+
+
+class Sender:
+    def send_task(self, name: str, *args: Any, **kwargs: Any) -> None:
+        raise AssertionError("no webhook was asked for")
+
+
+def test_every_worker_hearing_one_cancel_request_answers_cancelled_and_one_acts(
+    store: JobStore,
+) -> None:
+    """The remote-control command reaches every worker: the first to answer may be one that
+    found the job cancelled already, by this very request."""
+    store.open(a_job("shared"), {"export": {}})
+    results = Results()
+    answers = [
+        cancel_job(store, results, Sender(), {"job_id": "shared"}, request="req-1")
+        for _ in range(3)  # three workers, one after another
+    ]
+    assert [a["outcome"] for a in answers] == ["cancelled"] * 3
+    assert len(results.stored) == 1 and results.stored[0][1] == "FAILURE"  # one acted
+    # Another request, or the task (no request), finds it cancelled already.
+    later = cancel_job(store, results, Sender(), {"job_id": "shared"}, request="req-2")
+    assert later["outcome"] == "cancelled already"
+    assert cancel_job(store, results, Sender(), {"job_id": "shared"})["outcome"] == (
+        "cancelled already"
+    )

@@ -20,6 +20,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from celery import Celery
@@ -37,15 +38,33 @@ from workers.state.jobs import JobStore
 log = logging.getLogger(__name__)
 
 CANCELLED = "cancelled"
+#: What the job store answers a worker that hears a cancel request another worker carried out.
+BY_THIS_REQUEST = "cancelled by this request"
+#: Longest a worker's main process spends on one cancel command: it runs in the loop that
+#: consumes messages, which a Redis in trouble (whose client retries for a minute) must not
+#: hold. Past it the caller hears nothing from this worker, and sends the task.
+COMMAND_SECONDS = 2.0
 
 
 def cancel_job(
-    jobs: JobStore, results: ResultStore, sender: Sender, kwargs: dict[str, Any]
+    jobs: JobStore,
+    results: ResultStore,
+    sender: Sender,
+    kwargs: dict[str, Any],
+    request: str = "",
 ) -> dict[str, Any]:
-    """The cancel's answer (``CancelResult``); InvalidExportRequest for bad kwargs."""
+    """The cancel's answer (``CancelResult``); InvalidExportRequest for bad kwargs.
+
+    ``request`` names a cancel request that several workers act on (``answer_cancels``): the
+    one that cancels does what a cancel does, and every one answers ``cancelled``, so the
+    caller hears the same whichever answer comes first.
+    """
     job_id = parse_cancel_request(kwargs).job_id
-    outcome = jobs.cancel(job_id)
-    if outcome == CANCELLED:
+    outcome = jobs.cancel(job_id, request)
+    if outcome == BY_THIS_REQUEST:
+        log.info("job %s: cancelled by this request on another worker", job_id)
+        outcome = CANCELLED
+    elif outcome == CANCELLED:
         record = jobs.record(job_id)
         error = ExportCancelled(f"job {job_id} was cancelled")
         results.store_result(record.get("result_id") or job_id, error, "FAILURE")
@@ -72,18 +91,30 @@ def answer_cancels(app: Celery, jobs: Callable[[], JobStore]) -> None:
     no connection for it.
     """
     store: list[JobStore] = []
+    pool = ThreadPoolExecutor(1, thread_name_prefix="cancel-command")
 
-    def cancel(state: Any, job_id: Any = None, **_: Any) -> dict[str, Any]:
+    def carry_out(job_id: Any, request: str) -> dict[str, Any]:
         if not store:
             store.append(jobs())
         try:
-            return cancel_job(store[0], app.backend, app, {"job_id": job_id})
+            return cancel_job(store[0], app.backend, app, {"job_id": job_id}, request)
         except InvalidExportRequest as error:
             return {"error": f"{type(error).__name__}: {error}"}
 
-    control.control_command(name=CANCEL_COMMAND, args=[("job_id", str)], signature="<job_id>")(
-        cancel
-    )
+    def cancel(state: Any, job_id: Any = None, request: Any = "", **_: Any) -> dict[str, Any]:
+        done = pool.submit(carry_out, job_id, str(request or ""))
+        try:
+            return done.result(timeout=COMMAND_SECONDS)
+        except TimeoutError:
+            log.warning("job %s: cancel command still running after %ss", job_id, COMMAND_SECONDS)
+            return {"error": "the cancel did not finish in time here"}
+        except Exception as error:  # Redis down, say: the caller falls back to the task
+            log.error("job %s: cancel command failed: %s", job_id, error)
+            return {"error": f"{type(error).__name__}: {error}"}
+
+    control.control_command(
+        name=CANCEL_COMMAND, args=[("job_id", str), ("request", str)], signature="<job_id>"
+    )(cancel)
 
 
 def _notify_url(record: dict[str, str]) -> str | None:

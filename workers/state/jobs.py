@@ -57,12 +57,21 @@ ENDED = frozenset({JobState.COMPLETED.value, JobState.FAILED.value, JobState.CAN
 
 # Cancel a job still on its way, atomically with completing it (``_COMPLETE``): one of the two
 # wins. Its leases go, so a download in progress finds its lease lost at the next heartbeat.
+# ARGV[3], when not empty, names the cancel request: every worker that hears the same request
+# (the remote-control command reaches them all) answers 'cancelled by this request', and only
+# the one that cancelled answers 'cancelled'.
 _CANCEL = """
 local state = redis.call('HGET', KEYS[1], 'state')
 if not state then return 'unknown' end
-if redis.call('HEXISTS', KEYS[1], ARGV[2]) == 1 then return 'cancelled already' end
+if redis.call('HEXISTS', KEYS[1], ARGV[2]) == 1 then
+  if ARGV[3] ~= '' and redis.call('HGET', KEYS[1], 'cancel_request') == ARGV[3] then
+    return 'cancelled by this request'
+  end
+  return 'cancelled already'
+end
 if state == 'completed' or state == 'failed' then return state end
 redis.call('HSET', KEYS[1], 'state', 'cancelled', ARGV[2], ARGV[1], 'updated_at', ARGV[1])
+if ARGV[3] ~= '' then redis.call('HSET', KEYS[1], 'cancel_request', ARGV[3]) end
 redis.call('DEL', KEYS[2], KEYS[3])
 return 'cancelled'
 """
@@ -355,9 +364,11 @@ class JobStore:
         )
         return bool(done)
 
-    def cancel(self, job_id: str) -> str:
+    def cancel(self, job_id: str, request: str = "") -> str:
         """Cancel the job if it is on its way; what it was: ``cancelled`` (now), ``cancelled
-        already``, ``completed``, ``failed`` or ``unknown`` (no record)."""
+        already``, ``completed``, ``failed`` or ``unknown`` (no record). ``request`` names the
+        cancel request: one that this same request cancelled answers ``cancelled by this
+        request`` (another worker acted on it first)."""
         outcome = self._redis.eval(
             _CANCEL,
             3,
@@ -366,6 +377,7 @@ class JobStore:
             job_lease_key(job_id, "download"),
             time.time(),
             CANCELLED_AT,
+            request,
         )
         return _text(outcome)
 
