@@ -123,7 +123,7 @@ def columns_of(header: list[str]) -> list[Column]:
 
 def _timestamp(cell: str) -> datetime:
     """``fromisoformat`` once the offset is written ISO's way (``-0500`` -> ``-05:00``)."""
-    match = TIMESTAMP.match(cell)
+    match = TIMESTAMP.fullmatch(cell)  # not ``match``: ``$`` also matches before a final "\n"
     if match is None:
         raise ValueError(cell)
     day, time, hours, minutes = match.groups()
@@ -131,7 +131,7 @@ def _timestamp(cell: str) -> datetime:
 
 
 def _checked(pattern: re.Pattern[str], cell: str) -> str:
-    if not pattern.match(cell):
+    if not pattern.fullmatch(cell):
         raise ValueError(cell)
     return cell
 

@@ -147,13 +147,20 @@ def stored_before(
     attempt failed after storing it (its manifest could not be written, say), and downloading
     the export again would only write the same object.
 
-    "As it was": the size recorded, this job's identity in its metadata and, once sealed, the
-    sha256 recorded. Anything else (gone, replaced, unreadable) is downloaded again.
+    "As it was": the size recorded, this job's identity (its id and activities) in its metadata
+    and, once sealed, the sha256 recorded. Only this job's attempts write that identity, one at
+    a time (the download lease), each the same bytes of the same activities, and an attempt that
+    fails mid-upload leaves no object; so such an object is what the record describes. Its ETag
+    is no help: rclone answers a completed upload with one ETag and a later HEAD with another
+    (the file's MD5). Anything else (gone, replaced, unreadable) is downloaded again.
     """
     kept = store.kept_stored(job.job_id)
     if kept is None:
         return None
-    summary, stored = TransferSummary(**kept["summary"]), StoredObject(**kept["object"])
+    try:
+        summary, stored = TransferSummary(**kept["summary"]), StoredObject(**kept["object"])
+    except (TypeError, KeyError):
+        return None  # kept by a worker of another version: download again
     try:
         head = s3.head_object(Bucket=stored.bucket, Key=stored.key)
     except (ClientError, BotoCoreError):
@@ -165,7 +172,7 @@ def stored_before(
     ):
         return None
     if metadata.get(SHA256, summary.sha256) != summary.sha256:
-        return None
+        return None  # sealed since, with other figures
     return summary, stored
 
 

@@ -35,8 +35,14 @@ _QUOTE = 0x22
 _NEWLINE = 0x0A
 #: Bytes at a slab's end searched for its last record end first (records are far shorter).
 _TAIL_BYTES = 64 * 1024
-#: ``2018-11-29 15:10:15 -0500`` -> ``2018-11-29T15:10:15-05:00``, which Arrow's cast takes.
-_ISO_OFFSET = (TIMESTAMP.pattern, r"\1T\2\3:\4")
+#: ``2018-11-29 15:10:15 -0500`` -> ``2018-11-29T15:10:15-05:00``, which Arrow's cast to
+#: milliseconds takes; a longer fraction is cut to milliseconds first (as the reference cuts it),
+#: so the cast needs no finer unit, whose range (1677-2262) a date of birth may leave.
+_ISO_OFFSET = (
+    r"^([0-9]{4}-[0-9]{2}-[0-9]{2})[ T]([0-9]{2}:[0-9]{2}:[0-9]{2}(?:\.[0-9]{1,3})?)[0-9]* "
+    r"([+-][0-9]{2})([0-9]{2})$",
+    r"\1T\2\3:\4",
+)
 #: Control characters JSON wants as ``\\u00XX``, beyond the ones escaped by name below.
 _OTHER_CONTROLS = r"[\x00-\x07\x0b\x0e-\x1f]"
 #: What JSON escapes in a string: a quote, a backslash or a control character.
@@ -73,7 +79,10 @@ def typed_batches(columns: list[Column], body: Iterable[bytes | bytearray]) -> I
 
     read_options = pcsv.ReadOptions(column_names=[c.name for c in columns])
     # Constant Contact quotes line breaks inside values (notes, addresses).
-    parse_options = pcsv.ParseOptions(newlines_in_values=True, invalid_row_handler=refuse)
+    # A blank line is a row: in a one-column export, a contact whose value is empty.
+    parse_options = pcsv.ParseOptions(
+        newlines_in_values=True, ignore_empty_lines=False, invalid_row_handler=refuse
+    )
     convert_options = pcsv.ConvertOptions(
         column_types={c.name: pa.string() for c in columns},
         null_values=[""],
@@ -99,6 +108,8 @@ def typed_batches(columns: list[Column], body: Iterable[bytes | bytearray]) -> I
                 ) from None
             raise ConversionError(f"after row {rows}: not CSV Arrow can read ({error})") from None
         for batch in table.to_batches():
+            if batch.num_rows == 0:
+                continue
             arrays = [_typed(c, batch.column(i), rows) for i, c in enumerate(columns)]
             rows += batch.num_rows
             yield pa.RecordBatch.from_arrays(arrays, schema=target)
@@ -177,9 +188,7 @@ def _misfit(column: Column, text: Any, rows_before: int) -> ConversionError:
 
 def _timestamps(text: Any) -> Any:
     iso = pc.replace_substring_regex(text, pattern=_ISO_OFFSET[0], replacement=_ISO_OFFSET[1])
-    # Parsed to nanoseconds, then cut to the milliseconds stored (as the reference does).
-    exact = iso.cast(pa.timestamp("ns", tz="UTC"))
-    return exact.cast(pa.timestamp("ms", tz="UTC"), safe=False)
+    return iso.cast(pa.timestamp("ms", tz="UTC"))
 
 
 _FITS: dict[str, Callable[[Any], Any]] = {

@@ -12,7 +12,8 @@ see it.
 
 A sealed object whose job, activities and size match is the finished export: a repeated
 download (after a Redis restart lost the result the seal came after) adopts it instead of
-streaming the file again. An unsealed one is simply rewritten with identical bytes.
+streaming the file again. An unsealed one is rewritten with identical bytes, unless the job
+record says an attempt stored it (``download.stored_before``).
 """
 
 from __future__ import annotations
@@ -68,7 +69,8 @@ def seal(
 
     A failure here is a StorageError, which the seal task retries by the one retry policy
     (``permanent`` for an answer no retry changes); until sealed, a repeated
-    download rewrites the object rather than trusting it.
+    download rewrites the object rather than trusting it, unless the job record says an attempt
+    stored it (``download.stored_before``).
     """
     if_match = {"CopySourceIfMatch": stored.etag} if stored.etag else {}
     metadata = {
