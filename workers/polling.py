@@ -430,17 +430,21 @@ def next_poll_at(
     cap: float,
     rng: random.Random | None = None,
     expected_seconds: float | None = None,
+    hints: Sequence[float | None] | None = None,
 ) -> float:
     """Server time of a job's next poll, given its unfinished activities (polled together).
 
     The job is done when its last activity is, so the latest of their targets wins, at least
     ``floor`` from now. Only a wait without progress is capped: a predicted one may be longer
     than a countdown may be (see the broker's visibility timeout), and the caller splits it.
-    ``expected_seconds``: see ``next_look``.
+    ``expected_seconds`` (see ``next_look``) holds for every activity; ``hints``, one per
+    timeline, for each its own: activities of one job are created at different times from
+    different requests.
     """
+    per_timeline = list(hints) if hints is not None else [expected_seconds] * len(timelines)
     targets = [now + floor]
-    for timeline in timelines:
-        target = next_look(timeline, now, rng=rng, expected_seconds=expected_seconds)
+    for timeline, hint in zip(timelines, per_timeline, strict=True):
+        target = next_look(timeline, now, rng=rng, expected_seconds=hint)
         if target is None:
             age = now - timeline.created
             factor = quiet_factor(timeline)

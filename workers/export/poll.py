@@ -50,31 +50,22 @@ def poll_step(services: Services, job: Job) -> Next | Again:
     report(services.results, job, Stage.POLLING, percent_done)
     offset = ClockOffset(job.clock_offset or 0.0)
     now = services.clock()
-    timelines = [a.timeline for a in job.activities if not a.completed and a.timeline]
+    waiting = [
+        (ref.timeline, body)
+        for ref, body in zip(job.activities, job.requests, strict=True)
+        if not ref.completed and ref.timeline
+    ]
     target = next_poll_at(
-        timelines,
+        [timeline for timeline, _ in waiting],
         offset.server(now),
         floor=settings.poll_initial_seconds,
         cap=settings.poll_max_seconds,
-        expected_seconds=expected_seconds(services, job),
+        hints=[services.durations.expected(job.account, request_shape(b)) for _, b in waiting],
     )
     job = replace(job, poll_at=offset.worker(target))
     assert job.poll_at is not None
     countdown = min(job.poll_at - now, settings.poll_max_seconds)
     return Again(max(countdown, 0.0), job)
-
-
-def expected_seconds(services: Services, job: Job) -> float | None:
-    """How long the job's unfinished activities are likely to take, from creation to
-    completion, by the recent activities of the same requests (``workers.state.durations``):
-    the longest of them, since the job waits for its last; None unless each has a history."""
-    hints = [
-        services.durations.expected(job.account, request_shape(body))
-        for ref, body in zip(job.activities, job.requests, strict=True)
-        if not ref.completed
-    ]
-    known = [hint for hint in hints if hint is not None]
-    return max(known) if known and len(known) == len(hints) else None
 
 
 def look(services: Services, job: Job) -> tuple[Job, int, TransientError | None]:
