@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
@@ -90,15 +91,19 @@ def typed_batches(columns: list[Column], body: Iterable[bytes | bytearray]) -> I
         quoted_strings_can_be_null=True,
     )
     target = schema(columns)
+
+    def parse(slab: bytes) -> Any:
+        return pcsv.read_csv(
+            pa.py_buffer(slab),
+            read_options=read_options,
+            parse_options=parse_options,
+            convert_options=convert_options,
+        )
+
     rows = 0
-    for slab in record_slabs(body, SLAB_BYTES):
+    for parsed in _ahead(parse, record_slabs(body, SLAB_BYTES)):
         try:
-            table = pcsv.read_csv(
-                pa.py_buffer(slab),
-                read_options=read_options,
-                parse_options=parse_options,
-                convert_options=convert_options,
-            )
+            table = parsed.result()
         except pa.ArrowInvalid as error:
             if misshapen:
                 row = misshapen[0]
@@ -113,6 +118,22 @@ def typed_batches(columns: list[Column], body: Iterable[bytes | bytearray]) -> I
             arrays = [_typed(c, batch.column(i), rows) for i, c in enumerate(columns)]
             rows += batch.num_rows
             yield pa.RecordBatch.from_arrays(arrays, schema=target)
+
+
+def _ahead(parse: Callable[[bytes], Any], slabs: Iterator[bytes]) -> Iterator[Future[Any]]:
+    """Each slab's parse, the next one started before the one before is handed over: Arrow
+    parses (without the GIL) on a thread of its own while the caller types and writes, as
+    pyarrow's streaming reader does for its own writer. The slabs themselves, and the body
+    they come from, are read in the caller's thread; one slab waits parsed at most."""
+    with ThreadPoolExecutor(1, thread_name_prefix="csv-parse") as pool:
+        pending: Future[Any] | None = None
+        for slab in slabs:
+            started = pool.submit(parse, slab)
+            if pending is not None:
+                yield pending
+            pending = started
+        if pending is not None:
+            yield pending
 
 
 def record_slabs(chunks: Iterable[bytes | bytearray], size: int) -> Iterator[bytes]:
