@@ -177,9 +177,10 @@ def test_exports_wait_out_an_api_that_refuses_connections(
     assert proxy.accepted > accepted
     # No request reached the API while it was away.
     assert not [e for e in sandbox.requests() if began + 0.1 < seconds(e["ts"]) < ended - 0.1]
-    # The download cut off mid-transfer and the creates that found no API were retried.
+    # The download cut off mid-transfer and a create that found no API was retried. Only one:
+    # the two creates share the account's posting lease (one POST at a time per account), so
+    # the second may spend the whole outage waiting for it, which counts no failure.
     first = store.record(summaries[0]["job_id"])
     assert int(first.get("attempts:failures:downloading", 0)) >= 1, first
-    for summary in summaries[3:]:
-        record = store.record(summary["job_id"])
-        assert int(record.get("attempts:failures:creating", 0)) >= 1, record
+    creating = [store.record(s["job_id"]) for s in summaries[3:]]
+    assert any(int(r.get("attempts:failures:creating", 0)) >= 1 for r in creating), creating
