@@ -37,7 +37,8 @@ TRIM_THRESHOLD_BYTES = 8 * 1024 * 1024
 
 
 def pin_mmap_threshold(threshold: int = MMAP_THRESHOLD_BYTES) -> bool:
-    """Fix glibc's mmap threshold (which also stops it moving); False where it cannot be set."""
+    """Fix glibc's mmap threshold (which also stops it moving) and raise its trim threshold to
+    match; False where they cannot be set."""
     try:
         mallopt = ctypes.CDLL(ctypes.util.find_library("c")).mallopt
     except (OSError, AttributeError, TypeError):

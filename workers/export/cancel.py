@@ -17,6 +17,7 @@ wait behind queued exports.
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 from collections.abc import Callable
@@ -90,14 +91,12 @@ def answer_cancels(app: Celery, jobs: Callable[[], JobStore]) -> None:
     serializer). ``jobs`` is called on the first cancel, so a worker that is never asked opens
     no connection for it.
     """
-    store: list[JobStore] = []
+    store = functools.cache(jobs)
     pool = ThreadPoolExecutor(1, thread_name_prefix="cancel-command")
 
     def carry_out(job_id: Any, request: str) -> dict[str, Any]:
-        if not store:
-            store.append(jobs())
         try:
-            return cancel_job(store[0], app.backend, app, {"job_id": job_id}, request)
+            return cancel_job(store(), app.backend, app, {"job_id": job_id}, request)
         except InvalidExportRequest as error:
             return {"error": f"{type(error).__name__}: {error}"}
 

@@ -37,7 +37,16 @@ from workers.export.retries import check_cancelled, check_live, come_back
 from workers.export.seal import ask_for_seal, seal_owed
 from workers.export.tasknames import Stage
 from workers.retry import BUSY_COUNTDOWN
-from workers.s3.objectmeta import SHA256, EncodingCheck, identity, seal, sealed_export
+from workers.s3.objectmeta import (
+    JOB_ID,
+    SHA256,
+    EncodingCheck,
+    export_head,
+    identity,
+    metadata_of,
+    seal,
+    sealed_export,
+)
 from workers.s3.objectoptions import ObjectOptions
 from workers.s3.storage import MultipartWriter, StoredObject
 from workers.s3.streamput import ChunkedBody, put_stream, single_put_allowed
@@ -161,15 +170,11 @@ def stored_before(
         summary, stored = TransferSummary(**kept["summary"]), StoredObject(**kept["object"])
     except (TypeError, KeyError):
         return None  # kept by a worker of another version: download again
-    try:
-        head = s3.head_object(Bucket=stored.bucket, Key=stored.key)
-    except (ClientError, BotoCoreError):
+    found = export_head(s3, stored.bucket, stored.key, identity(job.job_id, job.activity_ids))
+    if found is None:
         return None
-    metadata = {name.lower(): value for name, value in head.get("Metadata", {}).items()}
-    expected = identity(job.job_id, job.activity_ids)
-    if head["ContentLength"] != stored.size or any(
-        metadata.get(name) != value for name, value in expected.items()
-    ):
+    head, metadata = found
+    if head["ContentLength"] != stored.size:
         return None
     if metadata.get(SHA256, summary.sha256) != summary.sha256:
         return None  # sealed since, with other figures
@@ -365,8 +370,7 @@ def remove_stored(s3: S3Client, job: Job) -> bool:
     except BotoCoreError as error:
         log.error("job %s: s3://%s/%s may stay: %s", job.job_id, job.bucket, job.key, error)
         return False
-    written_by = {k.lower(): v for k, v in head.get("Metadata", {}).items()}.get("job-id")
-    if written_by != job.job_id:
+    if metadata_of(head).get(JOB_ID) != job.job_id:
         return True  # not this job's
     for key in (manifest_key(job.key), job.key):  # the marker first: no reader trusts the rest
         try:

@@ -131,21 +131,38 @@ class EncodingCheck:
         return self.keeps
 
 
+def metadata_of(head: Any) -> dict[str, str]:
+    """An object's user metadata with its names in lower case: AWS lowercases them, rclone
+    capitalises them."""
+    return {name.lower(): value for name, value in head.get("Metadata", {}).items()}
+
+
+def export_head(
+    s3: S3Client, bucket: str, key: str, identity_metadata: dict[str, str]
+) -> tuple[Any, dict[str, str]] | None:
+    """The HEAD of the object at ``key`` and its metadata (``metadata_of``), if it carries this
+    export's identity; None if it is absent, unreadable or another's."""
+    try:
+        head = s3.head_object(Bucket=bucket, Key=key)
+    except (ClientError, BotoCoreError):
+        return None
+    metadata = metadata_of(head)
+    if any(metadata.get(name) != value for name, value in identity_metadata.items()):
+        return None
+    return head, metadata
+
+
 def sealed_export(
     s3: S3Client, bucket: str, key: str, identity_metadata: dict[str, str]
 ) -> tuple[TransferSummary, StoredObject] | None:
     """The figures of a sealed object of this very export, or None if it must be (re)written.
 
-    Metadata keys are compared case-insensitively: AWS lowercases them, rclone capitalises them.
     The header (the result's ``columns``) is read back with one ranged GET.
     """
-    try:
-        head = s3.head_object(Bucket=bucket, Key=key)
-    except (ClientError, BotoCoreError):
-        return None  # absent (404) or unreadable: writing it again is always safe
-    metadata = {name.lower(): value for name, value in head.get("Metadata", {}).items()}
-    if any(metadata.get(name) != value for name, value in identity_metadata.items()):
-        return None
+    found = export_head(s3, bucket, key, identity_metadata)
+    if found is None:
+        return None  # absent (404), unreadable or another's: writing it again is always safe
+    head, metadata = found
     try:
         size, rows, sha256 = int(metadata[BYTES]), int(metadata[ROWS]), metadata[SHA256]
     except (KeyError, ValueError):
