@@ -118,6 +118,7 @@ class SandboxHandler(BaseHTTPRequestHandler):
 
     def _dispatch(self) -> None:
         started = time.monotonic()
+        generation = self.server.app.state.log.generation
         ts = datetime.now(UTC).isoformat(timespec="milliseconds")
         self._sent = 0
         request, refusal = self._read_request()
@@ -137,7 +138,8 @@ class SandboxHandler(BaseHTTPRequestHandler):
                     file_export_id=response.file_export_id,
                     bytes_sent=self._sent,
                     faults=tuple(response.fault_ids),
-                )
+                ),
+                generation,
             )
 
     def _handle(self, request: Request) -> Response:

@@ -45,9 +45,16 @@ class RequestLog:
         self._by_token: Counter[str] = Counter()
         self._by_activity: Counter[str] = Counter()
         self._by_status: Counter[str] = Counter()
+        #: How many times the log was cleared.
+        self.generation = 0
 
-    def add(self, record: RequestRecord) -> None:
+    def add(self, record: RequestRecord, generation: int | None = None) -> None:
+        """Log ``record``, unless the log was cleared since its request began (``generation``
+        as it was then): a request is logged once its answer is sent, and a client that got
+        the answer may already have cleared the log for its next test."""
         with self._lock:
+            if generation is not None and generation != self.generation:
+                return
             self._records.append(record)
             self._by_endpoint[record.endpoint] += 1
             self._by_status[str(record.status)] += 1
@@ -80,6 +87,7 @@ class RequestLog:
 
     def clear(self) -> None:
         with self._lock:
+            self.generation += 1
             self._records.clear()
             self._by_endpoint.clear()
             self._by_token.clear()

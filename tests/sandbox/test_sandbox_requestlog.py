@@ -7,6 +7,7 @@ import json
 
 from sandbox_test_client import TOKEN, Api
 
+from sandbox.requestlog import RequestLog, RequestRecord
 from sandbox.testing import SandboxProcess
 
 
@@ -62,3 +63,26 @@ def test_stderr_log_has_no_tokens() -> None:
     assert "/v3/activities/contact_exports" in stderr
     assert "very-secret-token-1" not in stderr
     assert "leaked-in-query" not in stderr
+
+
+def test_a_request_answered_before_a_reset_is_not_logged_after_it() -> None:
+    """A request is logged once its answer is sent; a client holding the answer may reset the
+    sandbox first (each test does). The late record must not land in the fresh log."""
+    log = RequestLog()
+    began = log.generation
+    record = RequestRecord(
+        ts="2026-12-04T00:00:00.000+00:00",
+        method="GET",
+        path="/v3/activities/a1",
+        endpoint="get_activity",
+        status=200,
+        token_id=None,
+        activity_id="a1",
+        file_export_id=None,
+        bytes_sent=10,
+    )
+    log.clear()
+    log.add(record, began)
+    assert log.summary()["by_activity_id"] == {} and log.query() == []
+    log.add(record, log.generation)
+    assert log.summary()["by_activity_id"] == {"a1": 1}
