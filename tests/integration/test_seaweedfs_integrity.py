@@ -1,9 +1,10 @@
 """What our integrity claims rely on, checked by a server that checks it: SeaweedFS.
 
-rclone (every other integration test) ignores a part's CRC32 and the CRC32 of an aws-chunked
-trailer, so it cannot show that a corrupted body is refused. SeaweedFS's S3 gateway checks them:
-each test below sends one request whose checksum is wrong and shows that it is refused and that
-nothing was stored, then sends the same request with the right checksum and shows it stored.
+rclone (every other integration test) ignores a part's CRC32C or CRC32 and the checksum of an
+aws-chunked trailer, so it cannot show that a corrupted body is refused. SeaweedFS's S3 gateway
+checks them: each test below sends one request whose checksum is wrong and shows that it is
+refused and that nothing was stored, then sends the same request with the right checksum and
+shows it stored.
 The clients are the project's own (``make_s3_client``), configured as a worker would be.
 """
 
@@ -14,7 +15,6 @@ import hashlib
 import io
 import random
 import uuid
-import zlib
 from typing import Any
 
 import boto3
@@ -25,10 +25,10 @@ from devstack.s3server import ACCESS_KEY, SECRET_KEY
 from devstack.seaweedfs import SeaweedS3
 from tests.integration.helpers import sent_headers
 from workers.exceptions import StorageError
-from workers.s3 import streamput
+from workers.s3.checksums import DEFAULT, Algorithm, Checksum
 from workers.s3.objectmeta import seal
-from workers.s3.storage import make_s3_client
-from workers.s3.streamput import TRAILER, ChunkedBody, put_stream
+from workers.s3.storage import MIN_PART_SIZE, MultipartWriter, make_s3_client
+from workers.s3.streamput import ChunkedBody, put_stream
 from workers.settings import Settings
 
 pytestmark = pytest.mark.integration
@@ -53,7 +53,7 @@ def session() -> boto3.Session:
 
 
 def client_for(server: SeaweedS3, session: boto3.Session, **env: str) -> Any:
-    """The worker's client: by default CRC32 checksums and, over http, unsigned payloads."""
+    """The worker's client: by default CRC32C checksums and, over http, unsigned payloads."""
     values = {k.lower(): v for k, v in (server.env() | env).items()}
     return make_s3_client(Settings(cc_access_token="unused", **values), session)
 
@@ -64,16 +64,18 @@ def s3(seaweed: SeaweedS3, session: boto3.Session) -> Any:
     return client_for(seaweed, session)
 
 
-def crc32_b64(data: bytes) -> str:
-    """As S3 takes it: the four big-endian bytes of the CRC32, base64."""
-    return base64.b64encode(zlib.crc32(data).to_bytes(4, "big")).decode()
-
-
 def corrupted(checksum_b64: str) -> str:
     """The same checksum with its lowest bit flipped: well-formed, and wrong."""
     raw = bytearray(base64.b64decode(checksum_b64))
     raw[-1] ^= 1
     return base64.b64encode(bytes(raw)).decode()
+
+
+def composite(checksum: Checksum, parts: list[str]) -> str:
+    """What S3 keeps of a multipart object's part checksums: the checksum of their bytes, end to
+    end, and the number of parts."""
+    joined = b"".join(base64.b64decode(part) for part in parts)
+    return f"{checksum.b64(checksum.update(joined))}-{len(parts)}"
 
 
 def md5_b64(data: bytes) -> str:
@@ -101,21 +103,35 @@ def new_key(kind: str) -> str:
     return f"{kind}/{uuid.uuid4().hex}.csv"
 
 
-# -- a. a part's CRC32 (x-amz-checksum-crc32), as MultipartWriter sends it -----------------------
+class Corrupted(Checksum):
+    """Computes the right checksum and writes it wrong: the seam a test injects."""
+
+    def b64(self, value: int) -> str:
+        return corrupted(super().b64(value))
 
 
-def test_a_part_with_a_wrong_crc32_is_refused_and_not_stored(s3: Any) -> None:
-    key = new_key("part-crc32")
-    upload = s3.create_multipart_upload(Bucket=BUCKET, Key=key)["UploadId"]
+ALGORITHMS: list[Algorithm] = ["crc32c", "crc32"]
+
+
+# -- a. a part's checksum (x-amz-checksum-crc32c or -crc32), as MultipartWriter sends it ----------
+
+
+@pytest.mark.parametrize("algorithm", ALGORITHMS)
+def test_a_part_with_a_wrong_checksum_is_refused_and_not_stored(
+    s3: Any, algorithm: Algorithm
+) -> None:
+    checksum = Checksum(algorithm)
+    key = new_key(f"part-{algorithm}")
+    upload = s3.create_multipart_upload(Bucket=BUCKET, Key=key, ChecksumAlgorithm=checksum.name)
+    upload = upload["UploadId"]
     sent = sent_headers(s3, "UploadPart")
-    wrong = corrupted(crc32_b64(BODY))
+    wrong = Corrupted(algorithm).of(BODY)
     with pytest.raises(ClientError) as refused:
-        s3.upload_part(
-            Bucket=BUCKET, Key=key, UploadId=upload, PartNumber=1, Body=BODY, ChecksumCRC32=wrong
-        )
-    # The CRC32 is the only check the request carried: the refusal is the CRC32's.
+        s3.upload_part(Bucket=BUCKET, Key=key, UploadId=upload, PartNumber=1, Body=BODY, **wrong)
+    # The checksum is the only check the request carried: the refusal is the checksum's.
     [headers] = sent
-    assert headers["x-amz-checksum-crc32"] == wrong
+    assert headers[checksum.header] == wrong[checksum.parameter]
+    assert [name for name in headers if name.startswith("x-amz-checksum-")] == [checksum.header]
     assert "content-md5" not in headers
     # SeaweedFS words every digest mismatch as Content-MD5's.
     assert error_of(refused.value) == (
@@ -128,21 +144,41 @@ def test_a_part_with_a_wrong_crc32_is_refused_and_not_stored(s3: Any) -> None:
     assert absent(s3, key)
 
 
-def test_a_part_with_the_right_crc32_is_stored(s3: Any) -> None:
-    key = new_key("part-crc32-ok")
-    upload = s3.create_multipart_upload(Bucket=BUCKET, Key=key)["UploadId"]
-    right = crc32_b64(BODY)
+@pytest.mark.parametrize("algorithm", ALGORITHMS)
+def test_a_part_with_the_right_checksum_is_stored(s3: Any, algorithm: Algorithm) -> None:
+    checksum = Checksum(algorithm)
+    key = new_key(f"part-{algorithm}-ok")
+    upload = s3.create_multipart_upload(Bucket=BUCKET, Key=key, ChecksumAlgorithm=checksum.name)
+    upload = upload["UploadId"]
     part = s3.upload_part(
-        Bucket=BUCKET, Key=key, UploadId=upload, PartNumber=1, Body=BODY, ChecksumCRC32=right
+        Bucket=BUCKET, Key=key, UploadId=upload, PartNumber=1, Body=BODY, **checksum.of(BODY)
     )
+    listed_checksum = {checksum.parameter: part[checksum.parameter]}
     [listed] = s3.list_parts(Bucket=BUCKET, Key=key, UploadId=upload)["Parts"]
     assert (listed["PartNumber"], listed["Size"], listed["ETag"]) == (1, len(BODY), part["ETag"])
     s3.complete_multipart_upload(
         Bucket=BUCKET,
         Key=key,
         UploadId=upload,
-        MultipartUpload={"Parts": [{"PartNumber": 1, "ETag": part["ETag"]}]},
+        MultipartUpload={"Parts": [{"PartNumber": 1, "ETag": part["ETag"], **listed_checksum}]},
     )
+    assert s3.get_object(Bucket=BUCKET, Key=key)["Body"].read() == BODY
+    head = s3.head_object(Bucket=BUCKET, Key=key, ChecksumMode="ENABLED")
+    assert head[checksum.parameter] == composite(checksum, [checksum.of(BODY)[checksum.parameter]])
+
+
+def test_the_writer_sends_every_part_with_its_crc32c_and_the_store_keeps_it(s3: Any) -> None:
+    """MultipartWriter as the download uses it, with the worker's default settings."""
+    key = new_key("writer")
+    sent = sent_headers(s3, "UploadPart")
+    with MultipartWriter(s3, BUCKET, key, part_size=MIN_PART_SIZE, parts_in_flight=2) as writer:
+        writer.write(BODY)
+        stored = writer.complete()
+    assert stored.parts == 1 and len(BODY) < MIN_PART_SIZE
+    [headers] = sent
+    assert headers["x-amz-checksum-crc32c"] == DEFAULT.of(BODY)["ChecksumCRC32C"]
+    head = s3.head_object(Bucket=BUCKET, Key=key, ChecksumMode="ENABLED")
+    assert head["ChecksumCRC32C"] == composite(DEFAULT, [DEFAULT.of(BODY)["ChecksumCRC32C"]])
     assert s3.get_object(Bucket=BUCKET, Key=key)["Body"].read() == BODY
 
 
@@ -179,29 +215,22 @@ def test_a_put_with_the_right_content_md5_is_stored(md5_client: Any) -> None:
     assert md5_client.get_object(Bucket=BUCKET, Key=key)["Body"].read() == BODY
 
 
-# -- c. the CRC32 trailer of our streaming aws-chunked PUT (workers/s3/streamput.py) -------------
+# -- c. the checksum trailer of our streaming aws-chunked PUT (workers/s3/streamput.py) -----------
 
 
-def test_a_streaming_put_with_a_wrong_crc32_trailer_is_refused_and_not_stored(
-    s3: Any, monkeypatch: pytest.MonkeyPatch
+@pytest.mark.parametrize("algorithm", ALGORITHMS)
+def test_a_streaming_put_with_a_wrong_trailer_is_refused_and_not_stored(
+    s3: Any, algorithm: Algorithm
 ) -> None:
-    """ChunkedBody offers no seam for a wrong trailer; it formats the trailer's CRC32 through the
-    module-level name ``streamput.crc32_b64``, which is replaced here by one that flips a bit.
-    Everything else (framing, lengths, headers, signing) is the project's own request."""
-    key = new_key("stream-trailer")
-    trailers: list[str] = []
-
-    def wrong_crc32_b64(crc: int) -> str:
-        trailers.append(corrupted(base64.b64encode(crc.to_bytes(4, "big")).decode()))
-        return trailers[-1]
-
-    monkeypatch.setattr(streamput, "crc32_b64", wrong_crc32_b64)
+    """Everything but the trailer's value (framing, lengths, headers, signing) is the project's
+    own request, as the download sends it."""
+    key = new_key(f"stream-trailer-{algorithm}")
     sent = sent_headers(s3, "PutObject")
+    body = ChunkedBody(io.BytesIO(BODY), len(BODY), checksum=Corrupted(algorithm))
     with pytest.raises(StorageError, match="InvalidDigest") as refused:
-        put_stream(s3, BUCKET, key, ChunkedBody(io.BytesIO(BODY), len(BODY)), metadata=METADATA)
-    assert trailers == [corrupted(crc32_b64(BODY))]  # the one trailer sent, and it was wrong
+        put_stream(s3, BUCKET, key, body, metadata=METADATA)
     [headers] = sent
-    assert headers["x-amz-trailer"] == TRAILER
+    assert headers["x-amz-trailer"] == f"x-amz-checksum-{algorithm}"
     assert headers["x-amz-content-sha256"] == "STREAMING-UNSIGNED-PAYLOAD-TRAILER"
     assert "content-md5" not in headers
     assert error_of(refused.value.__cause__ or refused.value) == (

@@ -24,9 +24,10 @@ from tests.integration.helpers import sent_headers
 from tests.rawhttp import raw_server
 from workers.constant_contact.results import ResultsBody
 from workers.exceptions import BodyIncomplete, TransientError
+from workers.s3.checksums import DEFAULT
 from workers.s3.objectmeta import seal
 from workers.s3.storage import make_s3_client
-from workers.s3.streamput import TRAILER, ChunkedBody, put_stream
+from workers.s3.streamput import ChunkedBody, put_stream
 from workers.settings import Settings
 
 pytestmark = [pytest.mark.integration, pytest.mark.both_stores]
@@ -81,10 +82,10 @@ def test_the_object_is_stored_byte_for_byte_from_one_signed_streaming_put(s3: An
     assert headers["content-encoding"] == "aws-chunked"
     assert headers["content-length"] == str(body.length)
     assert headers["x-amz-decoded-content-length"] == str(len(CSV))
-    assert headers["x-amz-trailer"] == TRAILER
-    assert headers["x-amz-sdk-checksum-algorithm"] == "CRC32"
+    assert headers["x-amz-trailer"] == "x-amz-checksum-crc32c" == DEFAULT.header
+    assert headers["x-amz-sdk-checksum-algorithm"] == "CRC32C"
     assert "transfer-encoding" not in headers
-    assert TRAILER not in headers  # its value travels in the trailer, after the content
+    assert DEFAULT.header not in headers  # its value travels in the trailer, after the content
 
 
 def test_a_body_cut_short_raises_body_incomplete_and_stores_nothing(s3: Any) -> None:

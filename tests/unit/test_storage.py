@@ -16,6 +16,7 @@ from types import SimpleNamespace
 from typing import Any
 from unittest import mock
 
+import crc32c
 import pytest
 from botocore.exceptions import ClientError, EndpointConnectionError
 
@@ -35,17 +36,18 @@ class FakeS3:
 
     def __init__(self, checksums: str = "when_required") -> None:
         self.parts: dict[int, bytes] = {}
-        self.crc32: dict[int, str] = {}
+        self.checksums: dict[int, dict[str, str]] = {}
+        self.created: dict[str, Any] = {}
         self.on_part = lambda number: None
         config = SimpleNamespace(request_checksum_calculation=checksums)
         self.meta = SimpleNamespace(config=config)
 
-    def create_multipart_upload(self, **_: Any) -> dict[str, Any]:
+    def create_multipart_upload(self, **kw: Any) -> dict[str, Any]:
+        self.created = kw
         return {"UploadId": "u-1"}
 
     def upload_part(self, *, PartNumber: int, Body: bytearray, **kw: Any) -> dict[str, Any]:  # noqa: N803
-        if "ChecksumCRC32" in kw:
-            self.crc32[PartNumber] = kw["ChecksumCRC32"]
+        self.checksums[PartNumber] = {k: v for k, v in kw.items() if k.startswith("Checksum")}
         self.parts[PartNumber] = bytes(Body)
         self.on_part(PartNumber)
         return {"ETag": f'"{PartNumber}"'}
@@ -81,15 +83,37 @@ def test_copy_measured_measures_each_part_where_it_lies() -> None:
     assert summary.columns == ["id", "note"]
 
 
-def test_each_part_carries_the_crc32_of_its_own_bytes() -> None:
+def test_each_part_carries_the_crc32c_of_its_own_bytes_by_default() -> None:
     s3 = FakeS3(checksums="when_supported")
     with MultipartWriter(s3, "b", "k", part_size=PART, parts_in_flight=1) as writer:  # type: ignore[arg-type]
         copy_measured(io.BytesIO(DATA), writer)
         writer.complete()
-    assert sorted(s3.crc32) == [1, 2, 3, 4, 5]
+    assert s3.created["ChecksumAlgorithm"] == "CRC32C"  # S3 wants the parts' algorithm up front
+    assert sorted(s3.checksums) == [1, 2, 3, 4, 5]
+    for number, body in s3.parts.items():
+        expected = base64.b64encode(crc32c.crc32c(body).to_bytes(4, "big")).decode()
+        assert s3.checksums[number] == {"ChecksumCRC32C": expected}
+
+
+def test_crc32_when_configured_so() -> None:
+    s3 = FakeS3(checksums="when_supported")
+    checksum = Settings(cc_access_token="t", s3_checksum_algorithm="crc32").checksum
+    with MultipartWriter(s3, "b", "k", part_size=PART, parts_in_flight=1, checksum=checksum) as w:  # type: ignore[arg-type]
+        copy_measured(io.BytesIO(DATA), w)
+        w.complete()
+    assert s3.created["ChecksumAlgorithm"] == "CRC32"
     for number, body in s3.parts.items():
         expected = base64.b64encode(zlib.crc32(body).to_bytes(4, "big")).decode()
-        assert s3.crc32[number] == expected
+        assert s3.checksums[number] == {"ChecksumCRC32": expected}
+
+
+def test_no_checksum_and_no_algorithm_when_checksums_are_off() -> None:
+    s3 = FakeS3(checksums="when_required")
+    with MultipartWriter(s3, "b", "k", part_size=PART, parts_in_flight=1) as writer:  # type: ignore[arg-type]
+        copy_measured(io.BytesIO(DATA), writer)
+        writer.complete()
+    assert "ChecksumAlgorithm" not in s3.created
+    assert list(s3.checksums.values()) == [{}] * 5
 
 
 def test_a_part_starts_uploading_before_it_is_measured() -> None:

@@ -112,7 +112,7 @@ def download_step(services: Services, job: Job) -> Finished | Again:
             log.info("job %s: %s is stored already; not downloaded again", job.job_id, stored.uri)
         result = result_of(job, summary, stored)
         # The completion marker, once the object is whole; then the result.
-        written = write_manifest(services.s3, job, result, summary)
+        written = write_manifest(services.s3, job, result, summary, settings.checksum)
         result["manifest"] = f"s3://{stored.bucket}/{written}"
         owed = seal_owed(job, summary, stored)
         # Sealed where messages are signed: the janitor may ask for an owed seal again.
@@ -273,6 +273,7 @@ def stream_to_s3(
             body = ChunkedBody(
                 first,
                 first.expected_size,
+                checksum=settings.checksum,
                 on_progress=on_progress,
                 before_end=lambda: _check_lease(lease),  # before the object can appear
             )
@@ -411,6 +412,7 @@ def _upload_in_parts(
         metadata=metadata,
         content_type=fmt.content_type,
         extra=options.write_args(),
+        checksum=settings.checksum,
     )
     with writer:
         assert writer.upload_id is not None

@@ -19,8 +19,10 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from workers.export.job import Job
 from workers.export.request import Manifest, ManifestColumn
+from workers.s3.checksums import DEFAULT as DEFAULT_CHECKSUM
+from workers.s3.checksums import Checksum, body_checksum
 from workers.s3.objectoptions import ObjectOptions
-from workers.s3.storage import crc32_checksum, storage_error
+from workers.s3.storage import storage_error
 from workers.transfer import TransferSummary
 
 if TYPE_CHECKING:
@@ -76,7 +78,11 @@ def build_manifest(
 
 
 def write_manifest(
-    s3: S3Client, job: Job, result: dict[str, Any], summary: TransferSummary | None = None
+    s3: S3Client,
+    job: Job,
+    result: dict[str, Any],
+    summary: TransferSummary | None = None,
+    checksum: Checksum = DEFAULT_CHECKSUM,
 ) -> str:
     """PUT the manifest beside the object; its key. A StorageError if S3 refuses it."""
     key = manifest_key(result["key"])
@@ -87,7 +93,7 @@ def write_manifest(
             Key=key,
             Body=body,
             ContentType="application/json",
-            **crc32_checksum(s3, body),  # given, so botocore sends no chunked trailer
+            **body_checksum(s3, checksum, body),  # given, so botocore sends no chunked trailer
             **ObjectOptions.from_json(job.object_options).write_args(),  # as the object
         )
     except (ClientError, BotoCoreError) as error:

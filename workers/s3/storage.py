@@ -13,8 +13,9 @@ a ``100-continue`` round trip, and fresh buffers per part would page-fault 8 MiB
 
 Integrity, per part (the whole stream's sha256 is computed by ``workers.transfer``):
 
-- ``S3_CHECKSUM=when_supported`` (default): botocore sends a CRC32 of every part, which AWS S3 and
-  MinIO check. ``rclone serve s3`` ignores it (it checks only Content-MD5).
+- ``S3_CHECKSUM=when_supported`` (default): every part carries its CRC32C (or, with
+  ``S3_CHECKSUM_ALGORITHM=crc32``, CRC32; see ``workers.s3.checksums``), which AWS S3, MinIO and
+  SeaweedFS check. ``rclone serve s3`` ignores it (it checks only Content-MD5).
 - ``S3_CONTENT_MD5=true``: the client sends Content-MD5 of every part, which every S3 store checks,
   rclone included; it costs an MD5 pass (~700 MiB/s, outside the GIL) per part.
 - Payload signing (``S3_PAYLOAD_SIGNING``): SigV4 can sign the sha256 of each part body, a second
@@ -33,7 +34,6 @@ import contextlib
 import hashlib
 import queue
 import ssl
-import zlib
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from types import TracebackType
@@ -47,6 +47,8 @@ from botocore.exceptions import SSLError as BotocoreSSLError
 
 from contact_exports_client.redis_tls import causes
 from workers.exceptions import StorageError
+from workers.s3.checksums import DEFAULT as DEFAULT_CHECKSUM
+from workers.s3.checksums import Checksum, body_checksum, sends_checksums
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
@@ -149,23 +151,6 @@ def untrusted_certificate(error: BaseException) -> str | None:
     )
 
 
-def crc32_b64(crc: int) -> str:
-    """A CRC32 as S3 takes it in ``x-amz-checksum-crc32``: its four big-endian bytes, base64."""
-    return base64.b64encode(crc.to_bytes(4, "big")).decode()
-
-
-def crc32_checksum(client: S3Client, body: bytes | bytearray) -> dict[str, Any]:
-    """``ChecksumCRC32`` of ``body`` when ``client`` sends CRC32s (S3_CHECKSUM=when_supported).
-
-    Given the value, botocore sends the body as it is; left to compute it on https, it wraps the
-    body in an aws-chunked stream with the CRC32 in a trailer: a copy sent in small pieces, and
-    sent chunked, which some stores (rclone) refuse.
-    """
-    if getattr(client.meta.config, "request_checksum_calculation", None) != "when_supported":
-        return {}
-    return {"ChecksumCRC32": crc32_b64(zlib.crc32(body))}
-
-
 def add_content_md5(params: dict[str, Any], **_: Any) -> None:
     """botocore hook: Content-MD5 of an in-memory part body, computed before the request is signed.
 
@@ -209,6 +194,7 @@ class MultipartWriter:
         metadata: dict[str, str] | None = None,
         content_type: str = "text/csv",
         extra: dict[str, Any] | None = None,
+        checksum: Checksum = DEFAULT_CHECKSUM,
     ) -> None:
         if part_size < MIN_PART_SIZE:
             raise ValueError(f"part_size must be at least {MIN_PART_SIZE} bytes")
@@ -222,6 +208,7 @@ class MultipartWriter:
         self._content_type = content_type
         #: More CreateMultipartUpload arguments (encryption, storage class, tags).
         self._extra = extra or {}
+        self._checksum = checksum
         #: One buffer fills while the others upload; allocated on demand, never more.
         self.max_buffers = parts_in_flight + 1
         self.buffers_allocated = 0
@@ -243,6 +230,8 @@ class MultipartWriter:
             Key=self.key,
             ContentType=self._content_type,
             Metadata=self._metadata,
+            # S3 takes parts with checksums only of an upload created for that algorithm.
+            **({"ChecksumAlgorithm": self._checksum.name} if sends_checksums(self._client) else {}),
             **self._extra,
         )["UploadId"]
         return self
@@ -313,7 +302,7 @@ class MultipartWriter:
         number = len(self._futures) + 1
         # Computed here, in the reading thread, not by the upload thread: there it would stall
         # every upload after the first (2.5 ms per 16 MiB on its own, 3-7 ms gaps measured).
-        checksum = crc32_checksum(self._client, buffer)
+        checksum = body_checksum(self._client, self._checksum, buffer)
         self._futures.append(self._pool.submit(self._upload_part, number, buffer, checksum))
 
     def _upload_part(

@@ -1,4 +1,4 @@
-"""One streaming PUT for an object small enough, its CRC32 in an aws-chunked trailer.
+"""One streaming PUT for an object small enough, its checksum in an aws-chunked trailer.
 
 Why not always a multipart upload: it pays a create and a complete call, and no byte uploads
 while its first part fills. On rclone (bench/stream.py --levers, 64 and 512 MiB) one streaming
@@ -7,9 +7,10 @@ Exports above S3_SINGLE_PUT_MAX_MIB stay multipart: a part that fails is sent ag
 where a PUT that fails starts the download over, and S3 takes at most 5 GiB in one PUT.
 
 How: the body goes ``Content-Encoding: aws-chunked`` with ``x-amz-content-sha256:
-STREAMING-UNSIGNED-PAYLOAD-TRAILER``, each chunk framed by its length, and the CRC32 of the
-whole object in the trailer, where AWS S3 and MinIO check it (rclone decodes the framing and
-ignores the checksum, as it ignores the parts' CRC32). ``Content-Length`` is the encoded length,
+STREAMING-UNSIGNED-PAYLOAD-TRAILER``, each chunk framed by its length, and the CRC32C (or
+CRC32, ``workers.s3.checksums``) of the whole object in the trailer, where AWS S3, MinIO and
+SeaweedFS check it (rclone decodes the framing and ignores the checksum, as it ignores the
+parts'). ``Content-Length`` is the encoded length,
 exact because every chunk but the last is full, as the AWS SDK for Rust sends it (its
 ``AwsChunkedBodyOptions`` counts the trailer in); rclone refuses ``Transfer-Encoding: chunked``
 (MissingContentLength). botocore's own trailer wrapper is not used: it chooses it only on https,
@@ -26,7 +27,6 @@ an https server whose certificate is not trusted is a StorageError saying so, no
 
 from __future__ import annotations
 
-import zlib
 from collections import deque
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
@@ -34,7 +34,8 @@ from typing import TYPE_CHECKING, Any
 from botocore.exceptions import BotoCoreError, ClientError, UnseekableStreamError
 
 from workers.exceptions import BodyIncomplete, TransientError
-from workers.s3.storage import StoredObject, crc32_b64, storage_error, untrusted_certificate
+from workers.s3.checksums import B64_LENGTH, DEFAULT, Checksum
+from workers.s3.storage import StoredObject, storage_error, untrusted_certificate
 from workers.transfer import PROGRESS_EVERY, Measurement, Progress, Readable, TransferSummary
 
 if TYPE_CHECKING:
@@ -44,18 +45,15 @@ if TYPE_CHECKING:
 
 #: Bytes per aws-chunked chunk: the unit read from the source, measured, and framed.
 CHUNK_BYTES = 1024 * 1024
-#: The trailer's header: a full-object CRC32, the checksum S3 computes for a plain PUT too.
-TRAILER = "x-amz-checksum-crc32"
 #: S3's largest single PUT.
 MAX_PUT_BYTES = 5 * 1024**3
-_CRC32_B64_LENGTH = 8  # base64 of 4 bytes
 
 
 def single_put_allowed(settings: Settings, size: int | None) -> bool:
     """Whether an object of ``size`` bytes goes in one streaming PUT rather than in parts.
 
     An empty body has no last chunk to hold back (see ChunkedBody). The trailer is the body's
-    only checksum, so a configuration that asks for another (no CRC32,
+    only checksum, so a configuration that asks for another (no checksum,
     Content-MD5 of every part, or signed payloads, none of which a stream can give before its
     end) keeps the multipart upload, where each part carries what was asked.
     """
@@ -68,12 +66,11 @@ def single_put_allowed(settings: Settings, size: int | None) -> bool:
     )
 
 
-def encoded_length(size: int, chunk_bytes: int = CHUNK_BYTES) -> int:
-    """Bytes on the wire for ``size`` bytes of content, framing and trailer included."""
+def encoded_length(size: int, chunk_bytes: int = CHUNK_BYTES, trailer: str = DEFAULT.header) -> int:
+    """Bytes on the wire for ``size`` bytes of content, framing and its ``trailer`` included."""
     full, rest = divmod(size, chunk_bytes)
     length = full * _framed(chunk_bytes) + (_framed(rest) if rest else 0)
-    trailer = len(f"0\r\n{TRAILER}:\r\n\r\n") + _CRC32_B64_LENGTH
-    return length + trailer
+    return length + len(f"0\r\n{trailer}:\r\n\r\n") + B64_LENGTH
 
 
 def _framed(count: int) -> int:
@@ -96,12 +93,14 @@ class ChunkedBody:
         size: int,
         *,
         chunk_bytes: int = CHUNK_BYTES,
+        checksum: Checksum = DEFAULT,
         on_progress: Callable[[int], None] | None = None,
         before_end: Callable[[], None] | None = None,
     ) -> None:
         self._source = source
         self.size = size
-        self.length = encoded_length(size, chunk_bytes)
+        self.checksum = checksum
+        self.length = encoded_length(size, chunk_bytes, checksum.header)
         self._buffer = bytearray(chunk_bytes)
         self._pieces: deque[memoryview] = deque()
         self._crc = 0
@@ -140,14 +139,14 @@ class ChunkedBody:
         if count:
             content = memoryview(self._buffer)[:count]
             self.measurement.feed(content)
-            self._crc = zlib.crc32(content, self._crc)
+            self._crc = self.checksum.update(content, self._crc)
             if self.measurement.size == self.size and self._before_end is not None:
                 self._before_end()  # the last content bytes are not out yet
             self._pieces.extend((memoryview(b"%x\r\n" % count), content, memoryview(b"\r\n")))
             self._progress(self.measurement.size)
             return
-        crc = crc32_b64(self._crc)
-        self._pieces.append(memoryview(f"0\r\n{TRAILER}:{crc}\r\n\r\n".encode()))
+        trailer = f"0\r\n{self.checksum.header}:{self.checksum.b64(self._crc)}\r\n\r\n"
+        self._pieces.append(memoryview(trailer.encode()))
         self._finished = True
 
     def _fill(self) -> int:
@@ -225,8 +224,9 @@ def _announce_framing(params: dict[str, Any], **_: Any) -> None:
     if isinstance(body, ChunkedBody):
         params["context"].pop("checksum", None)
         params["headers"]["X-Amz-Decoded-Content-Length"] = str(body.size)
-        params["headers"]["X-Amz-Trailer"] = TRAILER
-        params["headers"]["x-amz-sdk-checksum-algorithm"] = "CRC32"  # as botocore's own sends
+        params["headers"]["X-Amz-Trailer"] = body.checksum.header
+        # as botocore's own sends
+        params["headers"]["x-amz-sdk-checksum-algorithm"] = body.checksum.name
 
 
 def _keep_send_error(
@@ -242,7 +242,12 @@ def _keep_send_error(
 def _sign_as_trailer(request: Any, **_: Any) -> None:
     """botocore ``before-sign``: botocore's SigV4 signer names the payload
     STREAMING-UNSIGNED-PAYLOAD-TRAILER when the context says the checksum is in a trailer."""
-    if isinstance(request.body, ChunkedBody):
+    body = request.body
+    if isinstance(body, ChunkedBody):
         request.context["checksum"] = {
-            "request_algorithm": {"in": "trailer", "algorithm": "crc32", "name": TRAILER}
+            "request_algorithm": {
+                "in": "trailer",
+                "algorithm": body.checksum.algorithm,
+                "name": body.checksum.header,
+            }
         }
