@@ -201,3 +201,33 @@ def test_a_blank_line_is_a_contact_with_an_empty_value() -> None:
         None,
         "b@example.com",
     ]
+
+
+#: A timestamp cell in either of the guide's styles, with 0-9 digits of fraction and any offset.
+TIMESTAMP_CELL = st.builds(
+    lambda moment, separator, fraction, offset: (
+        f"{moment:%Y-%m-%d}{separator}{moment:%H:%M:%S}{fraction} "
+        f"{'-' if offset < 0 else '+'}{abs(offset) // 60:02d}{abs(offset) % 60:02d}"
+    ),
+    st.datetimes(datetime(1900, 1, 1), datetime(2100, 1, 1)),
+    st.sampled_from([" ", "T"]),
+    st.one_of(st.just(""), st.text("0123456789", min_size=1, max_size=9).map(lambda d: f".{d}")),
+    st.integers(-14 * 60, 14 * 60),
+)
+
+
+@given(cells=st.lists(TIMESTAMP_CELL | st.just(""), min_size=1, max_size=20))
+@settings(max_examples=60, deadline=None)
+def test_timestamps_are_what_the_reference_reads_to_the_millisecond(cells: list[str]) -> None:
+    """``Column.value`` is the reference; Arrow keeps milliseconds, cut (not rounded) as the
+    reference's ISO text would be. A column whose fractions are all of three digits or fewer
+    takes Arrow's cast directly, any other the regular expression first: both are drawn here,
+    alone and mixed."""
+    [column] = columns_of(["Updated At"])
+    body = "".join(f"{cell}\n" for cell in cells).encode()
+    [batch] = list(typed.typed_batches([column], [body]))
+    expected = [
+        None if value is None else value.replace(microsecond=value.microsecond // 1000 * 1000)
+        for value in (column.value(cell) for cell in cells)
+    ]
+    assert batch.column(0).to_pylist() == expected

@@ -44,6 +44,7 @@ _ISO_OFFSET = (
     r"([+-][0-9]{2})([0-9]{2})$",
     r"\1T\2\3:\4",
 )
+_MS_UTC = pa.timestamp("ms", tz="UTC")
 #: Control characters JSON wants as ``\\u00XX``, beyond the ones escaped by name below.
 _OTHER_CONTROLS = r"[\x00-\x07\x0b\x0e-\x1f]"
 #: What JSON escapes in a string: a quote, a backslash or a control character.
@@ -78,7 +79,10 @@ def typed_batches(columns: list[Column], body: Iterable[bytes | bytearray]) -> I
         misshapen.append(row)
         return "error"
 
-    read_options = pcsv.ReadOptions(column_names=[c.name for c in columns])
+    # One thread per slab: the slab's parse is already beside the caller's writing (``_ahead``),
+    # and Arrow's own pool on top of it only contended for the same two cores (bench/formats.py
+    # at 514 MiB: 68 MiB/s with it, 75 without).
+    read_options = pcsv.ReadOptions(column_names=[c.name for c in columns], use_threads=False)
     # Constant Contact quotes line breaks inside values (notes, addresses).
     # A blank line is a row: in a one-column export, a contact whose value is empty.
     parse_options = pcsv.ParseOptions(
@@ -92,18 +96,24 @@ def typed_batches(columns: list[Column], body: Iterable[bytes | bytearray]) -> I
     )
     target = schema(columns)
 
-    def parse(slab: bytes) -> Any:
-        return pcsv.read_csv(
+    def parse(slab: bytes) -> list[tuple[Any, list[Any]]]:
+        """A slab's batches, each with its typed columns (None where a value misfits)."""
+        table = pcsv.read_csv(
             pa.py_buffer(slab),
             read_options=read_options,
             parse_options=parse_options,
             convert_options=convert_options,
         )
+        return [
+            (batch, [_converted(c, batch.column(i)) for i, c in enumerate(columns)])
+            for batch in table.to_batches()
+            if batch.num_rows
+        ]
 
     rows = 0
     for parsed in _ahead(parse, record_slabs(body, SLAB_BYTES)):
         try:
-            table = parsed.result()
+            batches = parsed.result()
         except pa.ArrowInvalid as error:
             if misshapen:
                 row = misshapen[0]
@@ -112,19 +122,21 @@ def typed_batches(columns: list[Column], body: Iterable[bytes | bytearray]) -> I
                     f"has {row.expected_columns}"
                 ) from None
             raise ConversionError(f"after row {rows}: not CSV Arrow can read ({error})") from None
-        for batch in table.to_batches():
-            if batch.num_rows == 0:
-                continue
-            arrays = [_typed(c, batch.column(i), rows) for i, c in enumerate(columns)]
+        for batch, arrays in batches:
+            for i, column in enumerate(columns):
+                if arrays[i] is None:
+                    raise _misfit(column, batch.column(i), rows)
             rows += batch.num_rows
             yield pa.RecordBatch.from_arrays(arrays, schema=target)
 
 
 def _ahead(parse: Callable[[bytes], Any], slabs: Iterator[bytes]) -> Iterator[Future[Any]]:
-    """Each slab's parse, the next one started before the one before is handed over: Arrow
-    parses (without the GIL) on a thread of its own while the caller types and writes, as
-    pyarrow's streaming reader does for its own writer. The slabs themselves, and the body
-    they come from, are read in the caller's thread; one slab waits parsed at most."""
+    """Each slab's parse and typing, the next one started before the one before is handed
+    over: Arrow parses and types (without the GIL) on a thread of its own while the caller
+    writes, as pyarrow's streaming reader parses for its own writer. Typing moved there from
+    the caller's thread, which had been the busier of the two (bench/formats.py: it typed and
+    wrote while the parse thread waited). The slabs themselves, and the body they come from,
+    are read in the caller's thread; one slab waits parsed and typed at most."""
     with ThreadPoolExecutor(1, thread_name_prefix="csv-parse") as pool:
         pending: Future[Any] | None = None
         for slab in slabs:
@@ -180,7 +192,8 @@ def _last_record_end(data: bytearray) -> int:
         del view  # it pins ``data``, which the caller resizes
 
 
-def _typed(column: Column, text: Any, rows_before: int) -> Any:
+def _converted(column: Column, text: Any) -> Any:
+    """The column typed, or None if a value does not fit it (``_misfit`` then finds which)."""
     if column.type == "string":
         return text
     try:
@@ -189,7 +202,7 @@ def _typed(column: Column, text: Any, rows_before: int) -> Any:
             return _CAST[column.type](text)
     except pa.ArrowInvalid:
         pass  # a value of the right shape that is still not one (2019-02-30)
-    raise _misfit(column, text, rows_before)
+    return None
 
 
 def _misfit(column: Column, text: Any, rows_before: int) -> ConversionError:
@@ -208,8 +221,20 @@ def _misfit(column: Column, text: Any, rows_before: int) -> ConversionError:
 
 
 def _timestamps(text: Any) -> Any:
+    """Values that fit TIMESTAMP, in milliseconds UTC.
+
+    Arrow's cast reads ``2018-11-29 15:10:15-0500`` (no space before the offset) with up to
+    three digits of fraction. Each fitting value has that space six bytes from its end, so it is
+    cut by position, no search; only a column with a finer fraction takes the regular
+    expression, which cuts it to milliseconds (a fifth of the speed: it was the costliest step
+    of the typed formats, bench/formats.py).
+    """
+    try:
+        return pc.binary_replace_slice(text, start=-6, stop=-5, replacement="").cast(_MS_UTC)
+    except pa.ArrowInvalid:
+        pass  # a fraction finer than milliseconds, which the cast refuses to round
     iso = pc.replace_substring_regex(text, pattern=_ISO_OFFSET[0], replacement=_ISO_OFFSET[1])
-    return iso.cast(pa.timestamp("ms", tz="UTC"))
+    return iso.cast(_MS_UTC)
 
 
 _FITS: dict[str, Callable[[Any], Any]] = {
