@@ -3,6 +3,7 @@ the same file on its own, single-threaded, side by side in one run.
 
     .venv/bin/python -m bench.formats              # 64 and 512 MiB
     .venv/bin/python -m bench.formats --sizes 64 512 2048
+    .venv/bin/python -m bench.formats --formats parquet --repeat 3   # medians of 3 rounds
 
 The CSV is a sandbox export with every column (``bench.corpus``, rendered once into
 ``bench/.spool``). Each measurement runs in a fresh process, so its RSS growth is its own: from
@@ -25,6 +26,7 @@ import argparse
 import hashlib
 import multiprocessing
 import resource
+import statistics
 import time
 import zlib
 from collections.abc import Callable, Iterator
@@ -136,12 +138,50 @@ def run(target: Callable[[str, Path], None], fmt: str, path: Path) -> tuple[floa
     return result
 
 
+def round_of(fmt: str, path: Path) -> dict[str, tuple[float, float, float]]:
+    """One round of a format: the worker, then each baseline it has, back to back."""
+    trials = {"worker": run(worker_side, fmt, path)}
+    if fmt != "jsonl.gz":
+        trials["baseline"] = run(baseline, fmt, path)
+    if fmt == "parquet":
+        trials["threaded"] = run(threaded_baseline, fmt, path)
+    return trials
+
+
+def row(mib: float, fmt: str, rounds: list[dict[str, tuple[float, float, float]]]) -> str:
+    """Medians over the rounds: MiB/s of each side, and of each round's ratio."""
+
+    def rate(side: str) -> str:
+        if side not in rounds[0]:
+            return "n/a"
+        return f"{mib / statistics.median(r[side][0] for r in rounds):.0f}"
+
+    def ratio(side: str) -> str:
+        if side not in rounds[0]:
+            return "n/a"
+        each = [r[side][0] / r["worker"][0] for r in rounds]
+        spread = f" ({min(each):.0%}-{max(each):.0%})" if len(each) > 1 else ""
+        return f"{statistics.median(each):.0%}{spread}"
+
+    cpu = statistics.median(r["worker"][1] for r in rounds)
+    rss = max(r["worker"][2] for r in rounds)
+    return (
+        f"| {mib:.0f} MiB | {fmt} | {rate('worker')} | {rate('baseline')} | {ratio('baseline')} "
+        f"| {cpu:.1f} | {rss:.0f} | {rate('threaded')} | {ratio('threaded')} |"
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", type=int, nargs="+", default=[64, 512])
     parser.add_argument("--formats", nargs="+", default=list(FORMAT_NAMES), choices=FORMAT_NAMES)
+    parser.add_argument(
+        "--repeat", type=int, default=1, help="rounds, the formats interleaved; medians reported"
+    )
     args = parser.parse_args()
     print(
+        f"{args.repeat} round(s); MiB/s and CPU are medians, ratios the median of each round's "
+        "(lowest-highest), RSS growth the most seen\n\n"
         "| CSV | format | worker MiB/s | baseline MiB/s | worker / baseline "
         "| worker CPU s | worker RSS growth MiB | baseline with Arrow's threads MiB/s "
         "| worker / it |\n|---|---|---|---|---|---|---|---|---|"
@@ -150,24 +190,14 @@ def main() -> None:
         with corpus_sandbox(size) as sandbox:
             csv_file = export_all(sandbox, size)
         mib = csv_file.size / 2**20
+        rounds: dict[str, list[dict[str, tuple[float, float, float]]]] = {
+            fmt: [] for fmt in args.formats
+        }
+        for _ in range(args.repeat):
+            for fmt in args.formats:
+                rounds[fmt].append(round_of(fmt, csv_file.path))
         for fmt in args.formats:
-            seconds, cpu, rss = run(worker_side, fmt, csv_file.path)
-            if fmt == "jsonl.gz":
-                base, ratio = "n/a", "n/a"
-            else:
-                base_seconds = run(baseline, fmt, csv_file.path)[0]
-                base = f"{mib / base_seconds:.0f}"
-                ratio = f"{base_seconds / seconds:.0%}"
-            threaded, threaded_ratio = "n/a", "n/a"
-            if fmt == "parquet":
-                threaded_seconds = run(threaded_baseline, fmt, csv_file.path)[0]
-                threaded = f"{mib / threaded_seconds:.0f}"
-                threaded_ratio = f"{threaded_seconds / seconds:.0%}"
-            print(
-                f"| {mib:.0f} MiB | {fmt} | {mib / seconds:.0f} | {base} | {ratio} "
-                f"| {cpu:.1f} | {rss:.0f} | {threaded} | {threaded_ratio} |",
-                flush=True,
-            )
+            print(row(mib, fmt, rounds[fmt]), flush=True)
 
 
 if __name__ == "__main__":
