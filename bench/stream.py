@@ -80,13 +80,15 @@ LEVERS: dict[str, tuple[str, dict[str, str]]] = {
     "16 MiB x 2": ("pipeline", {"S3_PARTS_IN_FLIGHT": "2"}),
     "16 MiB x 3": ("pipeline", {"S3_PARTS_IN_FLIGHT": "3"}),
     "16 MiB x 6": ("pipeline", {"S3_PARTS_IN_FLIGHT": "6"}),
-    "no CRC32 (when_required), signed": (
+    "no checksum (when_required), signed": (
         "pipeline",
         {"S3_CHECKSUM": "when_required"},
     ),
-    "CRC32 + signed payload": ("pipeline", {"S3_PAYLOAD_SIGNING": "always"}),
-    "CRC32 + Content-MD5": ("pipeline", {"S3_CONTENT_MD5": "true"}),
-    "one streaming PUT, CRC32 trailer (workers.s3.streamput)": ("single-put", {}),
+    "CRC32C + signed payload": ("pipeline", {"S3_PAYLOAD_SIGNING": "always"}),
+    "CRC32C + Content-MD5": ("pipeline", {"S3_CONTENT_MD5": "true"}),
+    "CRC32 instead of CRC32C": ("pipeline", {"S3_CHECKSUM_ALGORITHM": "crc32"}),
+    "one streaming PUT, CRC32C trailer (workers.s3.streamput)": ("single-put", {}),
+    "one streaming PUT, read and measured ahead on a thread": ("single-put-ahead", {}),
 }
 
 Trial = dict[str, Any]
