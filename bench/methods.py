@@ -39,6 +39,8 @@ CHUNK = 1024 * 1024
 #: The clients, made in ``main`` before the clock starts: a plain one and this project's.
 CLIENT: Any = None
 PROJECT_CLIENT: Any = None
+#: This project's settings, from the environment a lever sets (its checksum, say).
+SETTINGS: Settings
 
 
 def plain_client() -> Any:
@@ -92,6 +94,7 @@ def pipeline_method(url: str, bucket: str, key: str, *, in_place: bool = True) -
         key,
         part_size=settings.part_size,
         parts_in_flight=settings.s3_parts_in_flight,
+        checksum=settings.checksum,
     )
     with writer:
         if in_place:
@@ -108,7 +111,7 @@ def single_put_method(url: str, bucket: str, key: str) -> dict[str, Any]:
     give."""
     response = get(url)
     size = int(response.headers["Content-Length"])
-    body = ChunkedBody(ResultsBody(response, size), size)
+    body = ChunkedBody(ResultsBody(response, size), size, checksum=SETTINGS.checksum)
     summary, _ = put_stream(PROJECT_CLIENT, bucket, key, body, metadata={})
     return {"sha256": summary.sha256, "rows": summary.rows}
 
@@ -123,7 +126,7 @@ class ReadAheadBody(ChunkedBody):
     AHEAD = 3
 
     def __init__(self, source: Any, size: int) -> None:
-        super().__init__(source, size)
+        super().__init__(source, size, checksum=SETTINGS.checksum)
         import queue
         import threading
 
@@ -190,9 +193,10 @@ METHODS: dict[str, Callable[[str, str, str], dict[str, Any]]] = {
 
 def main(argv: list[str]) -> None:
     method, url, bucket, key = argv
-    global CLIENT, PROJECT_CLIENT
+    global CLIENT, PROJECT_CLIENT, SETTINGS
     CLIENT = plain_client()
-    PROJECT_CLIENT = make_s3_client(Settings(cc_access_token=TOKEN))
+    SETTINGS = Settings(cc_access_token=TOKEN)
+    PROJECT_CLIENT = make_s3_client(SETTINGS)
     if method == "smart_open":
         import smart_open  # noqa: F401 — imported before the clock starts
     idle = psutil.Process().memory_info().rss

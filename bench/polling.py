@@ -4,6 +4,7 @@
     .venv/bin/python bench/polling.py --long     # adds 10-minute activities
     .venv/bin/python bench/polling.py --curves   # 5, 20, 60 s activities on every progress
                                                  # curve and timestamp resolution (--long: 10 min)
+    .venv/bin/python bench/polling.py --curves --durations 600 --only late:seconds
 
 The sandbox's and the project's rate limits are raised: this measures the chain and the poll
 schedule, not the API budget. Results go to bench/results/polling.md.
@@ -102,6 +103,16 @@ def main() -> None:
     parser.add_argument(
         "--curves", action="store_true", help="only the goal run: every curve and resolution"
     )
+    parser.add_argument(
+        "--only",
+        default="",
+        help="with --curves: these curve:resolution pairs, e.g. late:seconds,steps:seconds",
+    )
+    parser.add_argument(
+        "--durations",
+        default="",
+        help="with --curves: activity seconds instead of 5,20,60 (and 600 with --long)",
+    )
     args = parser.parse_args()
     with ExitStack() as stack:
         root = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="bench-polling-")))
@@ -132,7 +143,9 @@ def main() -> None:
         client = Celery(broker=broker.url, backend=broker.url)
         bench = Bench(sandbox, client)
         if args.curves:
-            curves(bench, sandbox, args.long)
+            durations = [float(d) for d in args.durations.split(",") if d] or None
+            only = [tuple(pair.split(":", 1)) for pair in args.only.split(",") if pair]
+            curves(bench, sandbox, args.long, durations=durations, only=only)
             client.close()
             return
         lines = [
@@ -174,9 +187,18 @@ def main() -> None:
 MAX_POLLS = 6
 
 
-def curves(bench: Bench, sandbox: SandboxProcess, long: bool) -> None:
+def curves(
+    bench: Bench,
+    sandbox: SandboxProcess,
+    long: bool,
+    *,
+    durations: list[float] | None = None,
+    only: list[tuple[str, ...]] | None = None,
+) -> None:
     """Every progress curve the sandbox serves, with timestamps in milliseconds or whole
-    seconds, for 5, 20 and 60 s activities (and 10 min with ``long``), 3 exports each.
+    seconds, for 5, 20 and 60 s activities (and 10 min with ``long``), 3 exports each;
+    ``durations`` and ``only`` (curve, resolution) narrow it, for a 10-minute run of a few
+    curves (each row takes twice its activity's duration).
 
     Each row runs twice: *cold*, with no history of the request (its durations are deleted
     first, as for a request never sent before), then *warm*, the same request again, polled
@@ -187,9 +209,11 @@ def curves(bench: Bench, sandbox: SandboxProcess, long: bool) -> None:
         "(worst) | goal: polls ≤ 6, delay ≤ max(2 s, 10 %) |\n|---|---|---:|---|---:|---:|---|"
     )
     jobs = redis.Redis.from_url(bench.client.conf.result_backend)
-    durations = [5.0, 20.0, 60.0] + ([600.0] if long else [])
+    durations = durations or [5.0, 20.0, 60.0] + ([600.0] if long else [])
     for curve in ("linear", "steps", "late"):
         for resolution in ("millis", "seconds"):
+            if only and (curve, resolution) not in only:
+                continue
             sandbox.configure(progress_curve=curve, timestamp_resolution=resolution)
             for seconds in durations:
                 for key in jobs.scan_iter(durations_key("*", "*")):

@@ -16,7 +16,6 @@ thing on the download's path.
 
 from __future__ import annotations
 
-import codecs
 import csv
 import io
 
@@ -99,14 +98,9 @@ class CsvStats:
 
     @property
     def columns(self) -> list[str]:
-        """The header row's names, with a UTF-8 byte-order mark removed."""
-        raw = bytes(self._header)
-        if raw.startswith(codecs.BOM_UTF8):
-            raw = raw[len(codecs.BOM_UTF8) :]
-        text = raw.decode("utf-8", errors="replace")
-        for row in csv.reader(io.StringIO(text, newline="")):
-            return row
-        return []
+        """The header row's names (a byte that is not UTF-8 read as U+FFFD: the stored object is
+        Constant Contact's bytes whatever they are, and its names only describe it)."""
+        return header_fields(bytes(self._header), errors="replace")
 
 
 def _word_mask(hits: npt.NDArray[np.bool_]) -> Words:
@@ -131,6 +125,13 @@ def _inside_quotes(quotes: Words, in_quotes: bool) -> tuple[Words, bool]:
     before[1:] = through[:-1] ^ np.uint8(in_quotes)
     inside ^= np.negative(before.astype(np.int64)).view(np.uint64)
     return inside, bool(through[-1]) != in_quotes
+
+
+def header_fields(header: bytes, errors: str = "strict") -> list[str]:
+    """The fields of a header record, a UTF-8 byte-order mark dropped; ``errors`` as for
+    ``bytes.decode`` (``strict`` raises UnicodeDecodeError)."""
+    text = header.decode("utf-8-sig", errors=errors)
+    return next(csv.reader(io.StringIO(text, newline="")), [])
 
 
 def header_end(data: bytes | bytearray) -> int | None:

@@ -20,7 +20,7 @@ from contact_exports_client.signing import MessageSigning
 from workers.constant_contact.ratelimit import DEFAULT_PER_DAY, DEFAULT_PER_SECOND
 from workers.exceptions import ConfigurationError
 from workers.export.keytemplate import placeholders
-from workers.s3.checksums import Checksum
+from workers.s3.checksums import Algorithm, Checksum
 from workers.s3.destinations import AllowedDestinations
 from workers.s3.objectoptions import ObjectOptions, parse_tags
 
@@ -103,7 +103,7 @@ class Settings(BaseSettings):
     s3_checksum: Literal["when_supported", "when_required"] = "when_supported"
     #: Which checksum: ``crc32c`` (computed in hardware, a sixth of CRC32's CPU here) or ``crc32``
     #: for stores that know no other (``workers.s3.checksums``).
-    s3_checksum_algorithm: Literal["crc32c", "crc32"] = "crc32c"
+    s3_checksum_algorithm: Algorithm = "crc32c"
     #: 16 MiB, one part uploading while the next downloads. One part in flight was the fastest of
     #: the levers measured on rclone (bench/stream.py --levers) in two sessions on different
     #: machines, ahead of 2, 3 or 6: rclone streams parts to disk in order and holds the part it
@@ -116,11 +116,11 @@ class Settings(BaseSettings):
     s3_part_size_mib: int = Field(default=16, ge=5, le=512)
     s3_parts_in_flight: int = Field(default=1, ge=1, le=16)
     #: Exports up to this size (the results link announces it) go in one streaming PUT, with a
-    #: CRC32 trailer, instead of a multipart upload (``workers.s3.streamput``); 0 turns it off. One
-    #: PUT was ahead of parts at 64 and 512 MiB (bench/stream.py --levers: 89 against 79 %, 91
+    #: checksum trailer, instead of a multipart upload (``workers.s3.streamput``); 0 turns it off.
+    #: One PUT was ahead of parts at 64 and 512 MiB (bench/stream.py --levers: 89 against 79 %, 91
     #: against 83 % of curl) and holds 1 MiB instead of two parts. What it risks is a failed PUT
-    #: starting the download over, at most 1 GiB at this default, where a failed part is sent
-    #: again on its own; a broken download starts over either way.
+    #: starting the download over, at most 1 GiB at this default, where a failed part is sent again
+    #: on its own; a broken download starts over either way.
     s3_single_put_max_mib: int = Field(default=1024, ge=0, le=5120)
     #: Whether SigV4 signs the sha256 of every part: ``auto`` only where neither TLS (https) nor a
     #: checksum the server checks (S3_CHECKSUM=when_supported, S3_CONTENT_MD5) protects the body;

@@ -23,6 +23,7 @@ from tests.integration.helpers import open_uploads
 from tests.rawhttp import raw_server
 from workers.constant_contact.results import ResultsBody
 from workers.exceptions import BodyIncomplete, StorageError
+from workers.s3.checksums import DEFAULT
 from workers.s3.storage import MIN_PART_SIZE, MultipartWriter, make_s3_client
 from workers.settings import Settings
 from workers.transfer import copy_measured
@@ -65,7 +66,9 @@ def stream(s3: Any, key: str, body: bytes, announced: int, *, in_flight: int = 2
         results = ResultsBody(response, int(response.headers["Content-Length"]))
         with (
             contextlib.closing(response),
-            MultipartWriter(s3, BUCKET, key, part_size=PART, parts_in_flight=in_flight) as writer,
+            MultipartWriter(
+                s3, BUCKET, key, part_size=PART, parts_in_flight=in_flight, checksum=DEFAULT
+            ) as writer,
         ):
             summary = copy_measured(results.chunks(1 << 20), writer)
             stored = writer.complete()
@@ -95,7 +98,9 @@ def test_a_body_cut_short_leaves_no_object_and_no_open_upload(s3: Any) -> None:
 def test_memory_stays_at_parts_in_flight_plus_one_however_many_parts(s3: Any) -> None:
     key = f"bounded/{uuid.uuid4().hex}.csv"
     block = os.urandom(1 << 20)
-    with MultipartWriter(s3, BUCKET, key, part_size=PART, parts_in_flight=2) as writer:
+    with MultipartWriter(
+        s3, BUCKET, key, part_size=PART, parts_in_flight=2, checksum=DEFAULT
+    ) as writer:
         for _ in range(12 * 5):  # twelve parts
             writer.write(block)
             assert writer.buffers_allocated <= 3
@@ -107,7 +112,7 @@ def test_memory_stays_at_parts_in_flight_plus_one_however_many_parts(s3: Any) ->
 def test_a_failing_part_upload_stops_the_writer_and_aborts(s3: Any) -> None:
     key = f"failing/{uuid.uuid4().hex}.csv"
     block = bytes(1 << 20)
-    writer = MultipartWriter(s3, BUCKET, key, part_size=PART, parts_in_flight=1)
+    writer = MultipartWriter(s3, BUCKET, key, part_size=PART, parts_in_flight=1, checksum=DEFAULT)
     with pytest.raises(StorageError, match="upload_part"), writer:
         s3.abort_multipart_upload(Bucket=BUCKET, Key=key, UploadId=writer.upload_id)
         for _ in range(40):

@@ -25,6 +25,7 @@ from devstack.seaweedfs import SeaweedS3
 from tests.integration.helpers import sent_headers
 from workers.exceptions import StorageError
 from workers.s3 import storage
+from workers.s3.checksums import DEFAULT
 from workers.s3.storage import MIN_PART_SIZE, MultipartWriter, make_s3_client, payload_signing
 from workers.s3.streamput import ChunkedBody, put_stream
 from workers.settings import Settings
@@ -93,7 +94,9 @@ def exists(server: S3Server, key: str) -> bool:
 
 
 def upload_parts(s3: Any, key: str, body: bytes) -> storage.StoredObject:
-    with MultipartWriter(s3, BUCKET, key, part_size=MIN_PART_SIZE, parts_in_flight=2) as writer:
+    with MultipartWriter(
+        s3, BUCKET, key, part_size=MIN_PART_SIZE, parts_in_flight=2, checksum=DEFAULT
+    ) as writer:
         writer.write(body)
         return writer.complete()
 
@@ -109,7 +112,11 @@ def test_one_streaming_put_stores_the_exact_bytes_over_https(
     sent = sent_headers(s3, "PutObject")
     key = f"put/{uuid.uuid4().hex}.csv"
     summary, _ = put_stream(
-        s3, BUCKET, key, ChunkedBody(io.BytesIO(SMALL), len(SMALL)), metadata=METADATA
+        s3,
+        BUCKET,
+        key,
+        ChunkedBody(io.BytesIO(SMALL), len(SMALL), checksum=DEFAULT),
+        metadata=METADATA,
     )
     assert stored(server, key) == SMALL
     assert summary.sha256 == hashlib.sha256(SMALL).hexdigest()
@@ -171,7 +178,7 @@ def test_an_untrusted_certificate_fails_a_streaming_put_saying_so(
     # As a worker has it: botocore retries the failed connection, which a stream cannot.
     monkeypatch.setattr(storage, "S3_MAX_ATTEMPTS", WORKER_ATTEMPTS)
     key = f"untrusted-put/{uuid.uuid4().hex}.csv"
-    body = ChunkedBody(io.BytesIO(SMALL), len(SMALL))
+    body = ChunkedBody(io.BytesIO(SMALL), len(SMALL), checksum=DEFAULT)
     with pytest.raises(StorageError, match=UNTRUSTED) as caught:
         put_stream(client_for(server, session), BUCKET, key, body, metadata=METADATA)
     assert "AWS_CA_BUNDLE" in str(caught.value)

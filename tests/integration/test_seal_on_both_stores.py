@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 
 from tests.integration.conftest import BUCKET
+from workers.s3.checksums import DEFAULT
 from workers.s3.objectmeta import identity, seal, sealed_export
 from workers.s3.storage import MIN_PART_SIZE, MultipartWriter
 from workers.transfer import copy_measured
@@ -24,7 +25,13 @@ def stored_export(s3: Any, job_id: str, data: bytes = CSV) -> tuple[Any, Any, di
     key = f"objectmeta/{job_id}.csv"
     metadata = identity(job_id, ["act-1", "act-2"])
     with MultipartWriter(
-        s3, BUCKET, key, part_size=MIN_PART_SIZE, parts_in_flight=2, metadata=metadata
+        s3,
+        BUCKET,
+        key,
+        part_size=MIN_PART_SIZE,
+        parts_in_flight=2,
+        metadata=metadata,
+        checksum=DEFAULT,
     ) as writer:
         summary = copy_measured([data[i : i + 65536] for i in range(0, len(data), 65536)], writer)
         stored = writer.complete()

@@ -171,7 +171,9 @@ def test_the_writer_sends_every_part_with_its_crc32c_and_the_store_keeps_it(s3: 
     """MultipartWriter as the download uses it, with the worker's default settings."""
     key = new_key("writer")
     sent = sent_headers(s3, "UploadPart")
-    with MultipartWriter(s3, BUCKET, key, part_size=MIN_PART_SIZE, parts_in_flight=2) as writer:
+    with MultipartWriter(
+        s3, BUCKET, key, part_size=MIN_PART_SIZE, parts_in_flight=2, checksum=DEFAULT
+    ) as writer:
         writer.write(BODY)
         stored = writer.complete()
     assert stored.parts == 1 and len(BODY) < MIN_PART_SIZE
@@ -244,7 +246,11 @@ def test_a_streaming_put_with_a_wrong_trailer_is_refused_and_not_stored(
 def test_a_streaming_put_stores_exactly_the_bytes(s3: Any) -> None:
     key = new_key("stream")
     summary, stored = put_stream(
-        s3, BUCKET, key, ChunkedBody(io.BytesIO(BODY), len(BODY)), metadata=METADATA
+        s3,
+        BUCKET,
+        key,
+        ChunkedBody(io.BytesIO(BODY), len(BODY), checksum=DEFAULT),
+        metadata=METADATA,
     )
     got = s3.get_object(Bucket=BUCKET, Key=key)
     content = got["Body"].read()
@@ -261,7 +267,13 @@ def test_a_streaming_put_alone_leaves_aws_chunked_as_the_objects_encoding(s3: An
     on an object written by one streaming PUT. This is why the download step seals such an
     object before it publishes the result (test_published_objects_on_both_stores.py)."""
     key = new_key("encoding")
-    put_stream(s3, BUCKET, key, ChunkedBody(io.BytesIO(BODY), len(BODY)), metadata=METADATA)
+    put_stream(
+        s3,
+        BUCKET,
+        key,
+        ChunkedBody(io.BytesIO(BODY), len(BODY), checksum=DEFAULT),
+        metadata=METADATA,
+    )
     got = s3.get_object(Bucket=BUCKET, Key=key)
     assert got["Body"].read() == BODY  # the framing itself is decoded: only the header is wrong
     assert got.get("ContentEncoding") == "aws-chunked"
@@ -270,7 +282,11 @@ def test_a_streaming_put_alone_leaves_aws_chunked_as_the_objects_encoding(s3: An
 def test_after_the_seal_a_reader_sees_no_aws_chunked(s3: Any) -> None:
     key = new_key("sealed")
     summary, stored = put_stream(
-        s3, BUCKET, key, ChunkedBody(io.BytesIO(BODY), len(BODY)), metadata=METADATA
+        s3,
+        BUCKET,
+        key,
+        ChunkedBody(io.BytesIO(BODY), len(BODY), checksum=DEFAULT),
+        metadata=METADATA,
     )
     assert s3.head_object(Bucket=BUCKET, Key=key).get("ContentEncoding") == "aws-chunked"
     seal(s3, stored, METADATA, summary)

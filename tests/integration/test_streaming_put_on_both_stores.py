@@ -67,7 +67,7 @@ def test_the_object_is_stored_byte_for_byte_from_one_signed_streaming_put(s3: An
     key = f"whole/{uuid.uuid4().hex}.csv"
     sent = sent_headers(s3, "PutObject")
     with results(CSV, len(CSV)) as source:
-        body = ChunkedBody(source, len(CSV))
+        body = ChunkedBody(source, len(CSV), checksum=DEFAULT)
         summary, stored = put_stream(s3, BUCKET, key, body, metadata=METADATA)
     stored_object = s3.get_object(Bucket=BUCKET, Key=key)
     assert stored_object["Body"].read() == CSV
@@ -91,7 +91,7 @@ def test_the_object_is_stored_byte_for_byte_from_one_signed_streaming_put(s3: An
 def test_a_body_cut_short_raises_body_incomplete_and_stores_nothing(s3: Any) -> None:
     key = f"short/{uuid.uuid4().hex}.csv"
     with results(CSV[: 2 * 1024 * 1024 + 123], len(CSV)) as source:
-        body = ChunkedBody(source, len(CSV))
+        body = ChunkedBody(source, len(CSV), checksum=DEFAULT)
         with pytest.raises(BodyIncomplete):
             put_stream(s3, BUCKET, key, body, metadata=METADATA)
     assert not exists(s3, key)
@@ -104,7 +104,7 @@ def test_a_lease_lost_before_the_end_stores_nothing(s3: Any) -> None:
         raise TransientError("download lease lost")
 
     with results(CSV, len(CSV)) as source:
-        body = ChunkedBody(source, len(CSV), before_end=lease_lost)
+        body = ChunkedBody(source, len(CSV), before_end=lease_lost, checksum=DEFAULT)
         with pytest.raises(TransientError, match="lease lost"):
             put_stream(s3, BUCKET, key, body, metadata=METADATA)
     assert body.measurement.size == len(CSV)  # every content byte had been sent
@@ -118,7 +118,7 @@ def test_the_seal_leaves_no_aws_chunked_content_encoding_behind(s3: Any) -> None
     key = f"sealed/{uuid.uuid4().hex}.csv"
     with results(CSV, len(CSV)) as source:
         summary, stored = put_stream(
-            s3, BUCKET, key, ChunkedBody(source, len(CSV)), metadata=METADATA
+            s3, BUCKET, key, ChunkedBody(source, len(CSV), checksum=DEFAULT), metadata=METADATA
         )
     seal(s3, stored, METADATA, summary)
     head = s3.head_object(Bucket=BUCKET, Key=key)

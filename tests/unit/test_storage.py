@@ -20,6 +20,7 @@ import crc32c
 import pytest
 from botocore.exceptions import ClientError, EndpointConnectionError
 
+from workers.s3.checksums import DEFAULT
 from workers.s3.storage import MIN_PART_SIZE, MultipartWriter, payload_signing, storage_error
 from workers.settings import Settings
 from workers.transfer import Measurement, copy_measured
@@ -38,6 +39,7 @@ class FakeS3:
         self.parts: dict[int, bytes] = {}
         self.checksums: dict[int, dict[str, str]] = {}
         self.created: dict[str, Any] = {}
+        self.completed: list[dict[str, Any]] = []
         self.on_part = lambda number: None
         config = SimpleNamespace(request_checksum_calculation=checksums)
         self.meta = SimpleNamespace(config=config)
@@ -52,7 +54,8 @@ class FakeS3:
         self.on_part(PartNumber)
         return {"ETag": f'"{PartNumber}"'}
 
-    def complete_multipart_upload(self, **_: Any) -> dict[str, Any]:
+    def complete_multipart_upload(self, **kw: Any) -> dict[str, Any]:
+        self.completed = kw["MultipartUpload"]["Parts"]
         return {"ETag": '"done"'}
 
     def abort_multipart_upload(self, **_: Any) -> dict[str, Any]:
@@ -64,7 +67,9 @@ class FakeS3:
 
 def test_parts_are_stored_in_order_from_two_reused_buffers() -> None:
     s3 = FakeS3()
-    with MultipartWriter(s3, "b", "k", part_size=PART, parts_in_flight=1) as writer:  # type: ignore[arg-type]
+    with MultipartWriter(
+        s3, "b", "k", part_size=PART, parts_in_flight=1, checksum=DEFAULT
+    ) as writer:  # type: ignore[arg-type]
         writer.write(DATA)
         stored = writer.complete()
     assert s3.stored() == DATA
@@ -74,7 +79,9 @@ def test_parts_are_stored_in_order_from_two_reused_buffers() -> None:
 
 def test_copy_measured_measures_each_part_where_it_lies() -> None:
     s3 = FakeS3()
-    with MultipartWriter(s3, "b", "k", part_size=PART, parts_in_flight=1) as writer:  # type: ignore[arg-type]
+    with MultipartWriter(
+        s3, "b", "k", part_size=PART, parts_in_flight=1, checksum=DEFAULT
+    ) as writer:  # type: ignore[arg-type]
         summary = copy_measured(io.BytesIO(DATA), writer)
         writer.complete()
     assert summary.size == len(DATA) == len(s3.stored())
@@ -85,7 +92,9 @@ def test_copy_measured_measures_each_part_where_it_lies() -> None:
 
 def test_each_part_carries_the_crc32c_of_its_own_bytes_by_default() -> None:
     s3 = FakeS3(checksums="when_supported")
-    with MultipartWriter(s3, "b", "k", part_size=PART, parts_in_flight=1) as writer:  # type: ignore[arg-type]
+    with MultipartWriter(
+        s3, "b", "k", part_size=PART, parts_in_flight=1, checksum=DEFAULT
+    ) as writer:  # type: ignore[arg-type]
         copy_measured(io.BytesIO(DATA), writer)
         writer.complete()
     assert s3.created["ChecksumAlgorithm"] == "CRC32C"  # S3 wants the parts' algorithm up front
@@ -93,6 +102,10 @@ def test_each_part_carries_the_crc32c_of_its_own_bytes_by_default() -> None:
     for number, body in s3.parts.items():
         expected = base64.b64encode(crc32c.crc32c(body).to_bytes(4, "big")).decode()
         assert s3.checksums[number] == {"ChecksumCRC32C": expected}
+    # The complete call lists every part with the checksum it was sent with, as S3 requires.
+    assert s3.completed == [
+        {"PartNumber": n, "ETag": f'"{n}"', **s3.checksums[n]} for n in range(1, 6)
+    ]
 
 
 def test_crc32_when_configured_so() -> None:
@@ -109,7 +122,9 @@ def test_crc32_when_configured_so() -> None:
 
 def test_no_checksum_and_no_algorithm_when_checksums_are_off() -> None:
     s3 = FakeS3(checksums="when_required")
-    with MultipartWriter(s3, "b", "k", part_size=PART, parts_in_flight=1) as writer:  # type: ignore[arg-type]
+    with MultipartWriter(
+        s3, "b", "k", part_size=PART, parts_in_flight=1, checksum=DEFAULT
+    ) as writer:  # type: ignore[arg-type]
         copy_measured(io.BytesIO(DATA), writer)
         writer.complete()
     assert "ChecksumAlgorithm" not in s3.created
@@ -133,7 +148,9 @@ def test_a_part_starts_uploading_before_it_is_measured() -> None:
 
     with (
         mock.patch.object(Measurement, "feed", feed_after_upload_began),
-        MultipartWriter(s3, "b", "k", part_size=PART, parts_in_flight=1) as writer,  # type: ignore[arg-type]
+        MultipartWriter(
+            s3, "b", "k", part_size=PART, parts_in_flight=1, checksum=DEFAULT
+        ) as writer,  # type: ignore[arg-type]
     ):
         summary = copy_measured(io.BytesIO(DATA), writer)
         writer.complete()

@@ -86,7 +86,7 @@ class Trickle:
 def test_the_wire_is_the_content_framed_with_its_crc32c_in_the_trailer(
     data: bytes, chunk: int, read_size: int, source_read: int
 ) -> None:
-    body = ChunkedBody(Trickle(data, source_read), len(data), chunk_bytes=chunk)
+    body = ChunkedBody(Trickle(data, source_read), len(data), chunk_bytes=chunk, checksum=DEFAULT)
     wire = read_all(body, read_size)
     assert len(wire) == body.length  # what Content-Length announces, before a byte is read
     content, trailers, sizes = decode(wire)
@@ -97,7 +97,7 @@ def test_the_wire_is_the_content_framed_with_its_crc32c_in_the_trailer(
 
 
 def test_the_stream_is_measured_as_it_is_sent() -> None:
-    body = ChunkedBody(io.BytesIO(CSV), len(CSV), chunk_bytes=1000)
+    body = ChunkedBody(io.BytesIO(CSV), len(CSV), chunk_bytes=1000, checksum=DEFAULT)
     read_all(body, 16384)
     summary = body.measurement.summary()
     assert summary.size == len(CSV)
@@ -109,13 +109,13 @@ def test_the_stream_is_measured_as_it_is_sent() -> None:
 def test_progress_is_reported_every_16_mib_not_every_chunk() -> None:
     data = b"x" * (40 * 1024 * 1024)
     seen: list[int] = []
-    body = ChunkedBody(io.BytesIO(data), len(data), on_progress=seen.append)
+    body = ChunkedBody(io.BytesIO(data), len(data), on_progress=seen.append, checksum=DEFAULT)
     read_all(body)
     assert seen == [16 << 20, 32 << 20]
 
 
 def test_a_source_shorter_than_announced_never_reaches_the_trailer() -> None:
-    body = ChunkedBody(io.BytesIO(CSV[:-10]), len(CSV), chunk_bytes=1000)
+    body = ChunkedBody(io.BytesIO(CSV[:-10]), len(CSV), chunk_bytes=1000, checksum=DEFAULT)
     wire = bytearray()
     with pytest.raises(BodyIncomplete, match=f"{len(CSV) - 10} of {len(CSV)} announced"):
         while block := body.read():
@@ -132,7 +132,9 @@ def test_before_end_runs_once_the_last_chunk_is_read_and_before_it_is_sent() -> 
         calls.append(body.measurement.size)
         raise RuntimeError("lease lost")
 
-    body = ChunkedBody(io.BytesIO(CSV), len(CSV), chunk_bytes=1000, before_end=before_end)
+    body = ChunkedBody(
+        io.BytesIO(CSV), len(CSV), chunk_bytes=1000, before_end=before_end, checksum=DEFAULT
+    )
     with pytest.raises(RuntimeError, match="lease lost"):
         while block := body.read():
             sent += block
@@ -144,7 +146,11 @@ def test_before_end_runs_once_the_last_chunk_is_read_and_before_it_is_sent() -> 
 def test_before_end_that_passes_changes_nothing() -> None:
     calls: list[int] = []
     body = ChunkedBody(
-        io.BytesIO(CSV), len(CSV), chunk_bytes=1000, before_end=lambda: calls.append(1)
+        io.BytesIO(CSV),
+        len(CSV),
+        chunk_bytes=1000,
+        before_end=lambda: calls.append(1),
+        checksum=DEFAULT,
     )
     content, trailers, _ = decode(read_all(body))
     assert (content, calls) == (CSV, [1])
@@ -199,7 +205,7 @@ class FailingS3:
 def test_a_failed_put_is_retried_from_the_download_only_where_botocore_would_retry(
     error: Exception, raised: type[Exception]
 ) -> None:
-    body = ChunkedBody(io.BytesIO(CSV), len(CSV))
+    body = ChunkedBody(io.BytesIO(CSV), len(CSV), checksum=DEFAULT)
     with pytest.raises(raised) as caught:
         put_stream(FailingS3(error), "b", "k", body, metadata={})  # type: ignore[arg-type]
     assert type(caught.value) is raised
@@ -218,7 +224,7 @@ class RetryingS3(FailingS3):
 
 
 def test_a_source_that_breaks_mid_put_surfaces_as_itself_not_as_botocores_retry() -> None:
-    body = ChunkedBody(io.BytesIO(CSV[:-10]), len(CSV), chunk_bytes=1000)
+    body = ChunkedBody(io.BytesIO(CSV[:-10]), len(CSV), chunk_bytes=1000, checksum=DEFAULT)
     with pytest.raises(BodyIncomplete):
         put_stream(RetryingS3(RuntimeError()), "b", "k", body, metadata={})  # type: ignore[arg-type]
 

@@ -112,7 +112,7 @@ def download_step(services: Services, job: Job) -> Finished | Again:
             log.info("job %s: %s is stored already; not downloaded again", job.job_id, stored.uri)
         result = result_of(job, summary, stored)
         # The completion marker, once the object is whole; then the result.
-        written = write_manifest(services.s3, job, result, summary, settings.checksum)
+        written = write_manifest(services.s3, job, result, summary, checksum=settings.checksum)
         result["manifest"] = f"s3://{stored.bucket}/{written}"
         owed = seal_owed(job, summary, stored)
         # Sealed where messages are signed: the janitor may ask for an owed seal again.

@@ -7,12 +7,13 @@ CSV arrives, so memory stays bounded at any size.
 - ``csv.gz``, ``csv.zst``: the same rows and text values under the new names, gzip (level 6) or
   zstd (level 3, ``zstandard``). Only the header record changes, so the rows after it are
   Constant Contact's bytes, passed to the compressor as they come: the cost is the compressor's
-  own, plus the row count (``workers.csvstats``) that the ``csv`` format pays as well.
+  own, with the row count (``workers.csvstats``), which the ``csv`` format pays as well, beside
+  it on a thread of its own.
 - ``jsonl.gz``: one JSON object per row, gzip, with typed values: ISO 8601 UTC timestamps,
   ISO dates, integers, booleans, empty cells as null.
 - ``parquet``: the same types in Parquet, in row groups of ``ROW_GROUP_ROWS``.
 
-The typed two parse with pyarrow's streaming CSV reader and convert whole columns with Arrow's
+The typed two parse with pyarrow's CSV reader and convert whole columns with Arrow's
 kernels (``workers.export.typed``). zstandard and pyarrow are the libraries made for these
 formats (pyarrow is the reference Parquet writer and a fast CSV reader, zstandard the binding of
 the reference zstd); both are the ``formats`` extra and are imported only when a job asks for
@@ -34,7 +35,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
-from workers.csvstats import MAX_HEADER_BYTES, CsvStats, header_end
+from workers.csvstats import MAX_HEADER_BYTES, CsvStats, header_end, header_fields
 from workers.exceptions import ConversionError, HeaderTooLong
 from workers.export.columns import Column, columns_of
 
@@ -73,7 +74,8 @@ CSV = FORMATS["csv"]
 
 class Converted:
     """The converted object as chunks of bytes, from ``chunks`` of Constant Contact's CSV (one
-    header row); ``rows`` and ``columns`` once it is exhausted."""
+    header row); ``rows`` and ``columns`` once it is exhausted. A chunk must not be changed once
+    yielded: the row count may still be reading it on its own thread."""
 
     def __init__(self, fmt: Format, chunks: Iterable[bytes | bytearray]) -> None:
         self.format = fmt
@@ -175,12 +177,11 @@ def split_header(
 
 
 def header_names(header: bytes) -> list[str]:
-    """The labels of a header record (a UTF-8 byte-order mark dropped)."""
+    """The labels of a header record, which name the converted columns: they must be UTF-8."""
     try:
-        text = header.decode("utf-8-sig")
+        return header_fields(header)
     except UnicodeDecodeError as error:
         raise ConversionError(f"the results' header row is not UTF-8: {error}") from None
-    return next(csv.reader(io.StringIO(text, newline="")), [])
 
 
 def _csv_line(values: list[str], newline: str) -> str:

@@ -19,7 +19,6 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from workers.export.job import Job
 from workers.export.request import Manifest, ManifestColumn
-from workers.s3.checksums import DEFAULT as DEFAULT_CHECKSUM
 from workers.s3.checksums import Checksum, body_checksum
 from workers.s3.objectoptions import ObjectOptions
 from workers.s3.storage import storage_error
@@ -82,7 +81,8 @@ def write_manifest(
     job: Job,
     result: dict[str, Any],
     summary: TransferSummary | None = None,
-    checksum: Checksum = DEFAULT_CHECKSUM,
+    *,
+    checksum: Checksum,
 ) -> str:
     """PUT the manifest beside the object; its key. A StorageError if S3 refuses it."""
     key = manifest_key(result["key"])

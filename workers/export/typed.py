@@ -1,10 +1,10 @@
 """Constant Contact's CSV rows as typed Arrow record batches, and those batches as JSON lines.
 
-The typed formats (``jsonl.gz``, ``parquet``) parse with pyarrow's streaming CSV reader and
-convert whole columns at once with Arrow's compute kernels: a C++ pass per column instead of
-Python work per cell, which was 10-30 times slower (``bench/formats.py``). The rules are those
-of ``workers.export.columns``; ``Column.value`` stays their reference, and when a column does
-not convert, it is what finds the row and value to name in the error.
+The typed formats (``jsonl.gz``, ``parquet``) parse slabs of whole records with pyarrow's CSV reader
+and convert whole columns at once with Arrow's compute kernels: a C++ pass per column instead of
+Python work per cell, which was 10-30 times slower (``bench/formats.py``). The rules are those of
+``workers.export.columns``; ``Column.value`` stays their reference, and when a column does not
+convert, it is what finds the row and value to name in the error.
 
 Every column is read as text (Arrow infers nothing; ``NA`` stays ``NA``) and only an empty cell
 is null. Checks come before casts: a cast alone would accept values the reference rejects
@@ -27,8 +27,8 @@ from workers.exceptions import ConversionError
 from workers.export.columns import DATE, INTEGER, TIMESTAMP, Column
 
 #: CSV bytes Arrow reads at once (a slab of whole records): large enough for Arrow's
-#: per-call costs to vanish and for its threads to share the parsing, small enough that a
-#: slab's columns, and their JSON or Parquet, stay a few MiB.
+#: per-call costs to vanish, small enough that a slab's columns, and their JSON or Parquet, stay
+#: a few MiB (8 MiB gave no more speed for 40 MiB more memory, bench/formats.py).
 SLAB_BYTES = 2 * 1024 * 1024
 #: A record (one contact) longer than this is not one.
 MAX_RECORD_BYTES = 64 * 1024 * 1024

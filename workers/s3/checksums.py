@@ -7,11 +7,11 @@ botocore neither reads a body again nor wraps it in its own chunked stream.
 
 Why CRC32C: it is the checksum S3 takes that CPUs compute in hardware (SSE 4.2 ``crc32``). Here
 (Intel Xeon, AVX-512) the ``crc32c`` package takes 0.09 CPU-s/GiB where zlib's CRC32 takes 0.53,
-more than half of sha256's 0.96 (bench/results, goal 2): the largest share of the download's CPU
-after sha256 and the row count. AWS S3, MinIO and SeaweedFS check CRC32C; ``rclone serve s3``
-checks neither. botocore computes CRC32C only through ``awscrt``, whose signer breaks streamed
-uploads (``workers.startup.check_s3_signer``), which is why the worker does not ask it to.
-CRC32 stays for stores that know no other (``S3_CHECKSUM_ALGORITHM=crc32``).
+more than half of sha256's 0.96 (``bench/passes.py``, bench/results/passes.md): it was the largest
+share of the download's CPU after sha256 and the row count. AWS S3, MinIO and SeaweedFS check
+CRC32C; ``rclone serve s3`` checks neither. botocore computes CRC32C only through ``awscrt``, whose
+signer breaks streamed uploads (``workers.startup.check_s3_signer``), which is why the worker does
+not ask it to. CRC32 stays for stores that know no other (``S3_CHECKSUM_ALGORITHM=crc32``).
 
 A multipart upload names its algorithm when it is created, as S3 requires of parts that carry
 one; its parts' checksums are listed again at completion (``MultipartWriter``).
@@ -23,9 +23,12 @@ import base64
 import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import crc32c
+
+if TYPE_CHECKING:
+    from mypy_boto3_s3 import S3Client
 
 #: The algorithms S3 takes that the worker can compute without awscrt.
 Algorithm = Literal["crc32c", "crc32"]
@@ -37,7 +40,7 @@ Chunk = bytes | bytearray | memoryview
 
 
 def _crc32c(data: Chunk, value: int) -> int:
-    return int(crc32c.crc32c(data, value))
+    return crc32c.crc32c(data, value)
 
 
 def _crc32(data: Chunk, value: int) -> int:
@@ -52,6 +55,10 @@ class Checksum:
     """One algorithm's names in S3's API, and its values as S3 writes them."""
 
     algorithm: Algorithm
+
+    def __post_init__(self) -> None:
+        if self.algorithm not in _FUNCTIONS:
+            raise ValueError(f"unknown checksum algorithm {self.algorithm!r}")
 
     @property
     def header(self) -> str:
@@ -85,7 +92,7 @@ class Checksum:
 DEFAULT = Checksum("crc32c")
 
 
-def body_checksum(client: Any, checksum: Checksum, body: Chunk) -> dict[str, Any]:
+def body_checksum(client: S3Client, checksum: Checksum, body: Chunk) -> dict[str, Any]:
     """``checksum.of(body)`` when ``client`` sends checksums (``S3_CHECKSUM=when_supported``).
 
     Given the value, botocore sends the body as it is; left to compute it on https, it wraps the
@@ -97,7 +104,7 @@ def body_checksum(client: Any, checksum: Checksum, body: Chunk) -> dict[str, Any
     return checksum.of(body)
 
 
-def sends_checksums(client: Any) -> bool:
+def sends_checksums(client: S3Client) -> bool:
     """Whether ``client`` was configured to send a checksum with every body it can."""
     config = getattr(getattr(client, "meta", None), "config", None)
     return getattr(config, "request_checksum_calculation", None) == "when_supported"

@@ -34,7 +34,7 @@ from typing import TYPE_CHECKING, Any
 from botocore.exceptions import BotoCoreError, ClientError, UnseekableStreamError
 
 from workers.exceptions import BodyIncomplete, TransientError
-from workers.s3.checksums import B64_LENGTH, DEFAULT, Checksum
+from workers.s3.checksums import B64_LENGTH, Checksum
 from workers.s3.storage import StoredObject, storage_error, untrusted_certificate
 from workers.transfer import PROGRESS_EVERY, Measurement, Progress, Readable, TransferSummary
 
@@ -66,7 +66,7 @@ def single_put_allowed(settings: Settings, size: int | None) -> bool:
     )
 
 
-def encoded_length(size: int, chunk_bytes: int = CHUNK_BYTES, trailer: str = DEFAULT.header) -> int:
+def encoded_length(size: int, chunk_bytes: int, trailer: str) -> int:
     """Bytes on the wire for ``size`` bytes of content, framing and its ``trailer`` included."""
     full, rest = divmod(size, chunk_bytes)
     length = full * _framed(chunk_bytes) + (_framed(rest) if rest else 0)
@@ -93,7 +93,7 @@ class ChunkedBody:
         size: int,
         *,
         chunk_bytes: int = CHUNK_BYTES,
-        checksum: Checksum = DEFAULT,
+        checksum: Checksum,
         on_progress: Callable[[int], None] | None = None,
         before_end: Callable[[], None] | None = None,
     ) -> None:
