@@ -20,7 +20,7 @@ import crc32c
 import pytest
 from botocore.exceptions import ClientError, EndpointConnectionError
 
-from workers.s3.checksums import DEFAULT
+from workers.s3.checksums import DEFAULT, Checksum
 from workers.s3.storage import MIN_PART_SIZE, MultipartWriter, payload_signing, storage_error
 from workers.settings import Settings
 from workers.transfer import Measurement, copy_measured
@@ -74,7 +74,11 @@ def test_parts_are_stored_in_order_from_two_reused_buffers() -> None:
         stored = writer.complete()
     assert s3.stored() == DATA
     assert stored.parts == 5 and stored.size == len(DATA)
-    assert writer.buffers_allocated == 2
+    # At most parts in flight + 1 buffers, each reused: 5 parts went through them. Not exactly
+    # 2: when part 1's upload ends before the writer asks for space again (a loaded machine
+    # descheduling the writer), its buffer comes back first and a second is never made. That
+    # race failed this test once as ``== 2``; the bound is what the writer promises.
+    assert 1 <= writer.buffers_allocated <= writer.max_buffers == 2
 
 
 def test_copy_measured_measures_each_part_where_it_lies() -> None:
@@ -90,13 +94,24 @@ def test_copy_measured_measures_each_part_where_it_lies() -> None:
     assert summary.columns == ["id", "note"]
 
 
-def test_each_part_carries_the_crc32c_of_its_own_bytes_by_default() -> None:
-    s3 = FakeS3(checksums="when_supported")
+def written(checksums: str, checksum: Checksum = DEFAULT) -> FakeS3:
+    """DATA through a writer whose client sends checksums (``when_supported``) or not."""
+    s3 = FakeS3(checksums=checksums)
     with MultipartWriter(
-        s3, "b", "k", part_size=PART, parts_in_flight=1, checksum=DEFAULT
-    ) as writer:  # type: ignore[arg-type]
+        s3,  # type: ignore[arg-type]
+        "b",
+        "k",
+        part_size=PART,
+        parts_in_flight=1,
+        checksum=checksum,
+    ) as writer:
         copy_measured(io.BytesIO(DATA), writer)
         writer.complete()
+    return s3
+
+
+def test_each_part_carries_the_crc32c_of_its_own_bytes_by_default() -> None:
+    s3 = written("when_supported")
     assert s3.created["ChecksumAlgorithm"] == "CRC32C"  # S3 wants the parts' algorithm up front
     assert sorted(s3.checksums) == [1, 2, 3, 4, 5]
     for number, body in s3.parts.items():
@@ -109,11 +124,9 @@ def test_each_part_carries_the_crc32c_of_its_own_bytes_by_default() -> None:
 
 
 def test_crc32_when_configured_so() -> None:
-    s3 = FakeS3(checksums="when_supported")
-    checksum = Settings(cc_access_token="t", s3_checksum_algorithm="crc32").checksum
-    with MultipartWriter(s3, "b", "k", part_size=PART, parts_in_flight=1, checksum=checksum) as w:  # type: ignore[arg-type]
-        copy_measured(io.BytesIO(DATA), w)
-        w.complete()
+    s3 = written(
+        "when_supported", Settings(cc_access_token="t", s3_checksum_algorithm="crc32").checksum
+    )
     assert s3.created["ChecksumAlgorithm"] == "CRC32"
     for number, body in s3.parts.items():
         expected = base64.b64encode(zlib.crc32(body).to_bytes(4, "big")).decode()
@@ -121,12 +134,7 @@ def test_crc32_when_configured_so() -> None:
 
 
 def test_no_checksum_and_no_algorithm_when_checksums_are_off() -> None:
-    s3 = FakeS3(checksums="when_required")
-    with MultipartWriter(
-        s3, "b", "k", part_size=PART, parts_in_flight=1, checksum=DEFAULT
-    ) as writer:  # type: ignore[arg-type]
-        copy_measured(io.BytesIO(DATA), writer)
-        writer.complete()
+    s3 = written("when_required")
     assert "ChecksumAlgorithm" not in s3.created
     assert list(s3.checksums.values()) == [{}] * 5
 
