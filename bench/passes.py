@@ -18,16 +18,14 @@ import argparse
 import hashlib
 import statistics
 import time
-import zlib
 from collections.abc import Callable
 from pathlib import Path
-
-import crc32c
 
 from bench import report
 from bench.corpus import CONTACTS_FOR_MIB, corpus_sandbox, export_all
 from workers import malloc
 from workers.csvstats import CsvStats
+from workers.s3.checksums import Checksum
 
 #: Bytes per call: a part, as the multipart path measures it.
 PART = 16 * 1024 * 1024
@@ -46,23 +44,22 @@ def _rows(parts: list[memoryview]) -> None:
         stats.feed(part)
 
 
-def _crc32(parts: list[memoryview]) -> None:
-    value = 0
-    for part in parts:
-        value = zlib.crc32(part, value)
+def _checksum(checksum: Checksum) -> Callable[[list[memoryview]], None]:
+    """The part checksum as the worker computes it (``workers.s3.checksums``)."""
 
+    def run(parts: list[memoryview]) -> None:
+        value = 0
+        for part in parts:
+            value = checksum.update(part, value)
 
-def _crc32c(parts: list[memoryview]) -> None:
-    value = 0
-    for part in parts:
-        value = crc32c.crc32c(part, value)
+    return run
 
 
 PASSES: dict[str, Callable[[list[memoryview]], None]] = {
     "sha256 (hashlib)": _sha256,
     "CSV row count (workers.csvstats)": _rows,
-    "CRC32 (zlib)": _crc32,
-    "CRC32C (crc32c)": _crc32c,
+    "CRC32 (zlib)": _checksum(Checksum("crc32")),
+    "CRC32C (crc32c)": _checksum(Checksum("crc32c")),
 }
 
 

@@ -39,15 +39,10 @@ B64_LENGTH = 8
 Chunk = bytes | bytearray | memoryview
 
 
-def _crc32c(data: Chunk, value: int) -> int:
-    return crc32c.crc32c(data, value)
-
-
-def _crc32(data: Chunk, value: int) -> int:
-    return zlib.crc32(data, value)
-
-
-_FUNCTIONS: dict[Algorithm, Callable[[Chunk, int], int]] = {"crc32c": _crc32c, "crc32": _crc32}
+_FUNCTIONS: dict[Algorithm, Callable[[Chunk, int], int]] = {
+    "crc32c": crc32c.crc32c,
+    "crc32": zlib.crc32,
+}
 
 
 @dataclass(frozen=True)
@@ -106,5 +101,4 @@ def body_checksum(client: S3Client, checksum: Checksum, body: Chunk) -> dict[str
 
 def sends_checksums(client: S3Client) -> bool:
     """Whether ``client`` was configured to send a checksum with every body it can."""
-    config = getattr(getattr(client, "meta", None), "config", None)
-    return getattr(config, "request_checksum_calculation", None) == "when_supported"
+    return getattr(client.meta.config, "request_checksum_calculation", None) == "when_supported"

@@ -7,15 +7,15 @@ Exports above S3_SINGLE_PUT_MAX_MIB stay multipart: a part that fails is sent ag
 where a PUT that fails starts the download over, and S3 takes at most 5 GiB in one PUT.
 
 How: the body goes ``Content-Encoding: aws-chunked`` with ``x-amz-content-sha256:
-STREAMING-UNSIGNED-PAYLOAD-TRAILER``, each chunk framed by its length, and the CRC32C (or
-CRC32, ``workers.s3.checksums``) of the whole object in the trailer, where AWS S3, MinIO and
-SeaweedFS check it (rclone decodes the framing and ignores the checksum, as it ignores the
-parts'). ``Content-Length`` is the encoded length,
-exact because every chunk but the last is full, as the AWS SDK for Rust sends it (its
-``AwsChunkedBodyOptions`` counts the trailer in); rclone refuses ``Transfer-Encoding: chunked``
-(MissingContentLength). botocore's own trailer wrapper is not used: it chooses it only on https,
-it sends chunked, and it re-slices a 1 MiB bytes object on every read urllib3 makes (128 KiB).
-Here each read hands out a view of the chunk buffer, which is read into in place and reused.
+STREAMING-UNSIGNED-PAYLOAD-TRAILER``, each chunk framed by its length, and the CRC32C (or CRC32,
+``workers.s3.checksums``) of the whole object in the trailer, where AWS S3, MinIO and SeaweedFS
+check it (rclone decodes the framing and ignores the checksum, as it ignores the parts').
+``Content-Length`` is the encoded length, exact because every chunk but the last is full, as the
+AWS SDK for Rust sends it (its ``AwsChunkedBodyOptions`` counts the trailer in); rclone refuses
+``Transfer-Encoding: chunked`` (MissingContentLength). botocore's own trailer wrapper is not
+used: it chooses it only on https, it sends chunked, and it re-slices a 1 MiB bytes object on
+every read urllib3 makes (128 KiB). Here each read hands out a view of the chunk buffer, which
+is read into in place and reused.
 
 The object appears only once all its content has arrived (and, on S3, its trailer is checked):
 a source that breaks, a body cut short, or ``before_end`` raising (the download lease was lost)
@@ -225,8 +225,7 @@ def _announce_framing(params: dict[str, Any], **_: Any) -> None:
         params["context"].pop("checksum", None)
         params["headers"]["X-Amz-Decoded-Content-Length"] = str(body.size)
         params["headers"]["X-Amz-Trailer"] = body.checksum.header
-        # as botocore's own sends
-        params["headers"]["x-amz-sdk-checksum-algorithm"] = body.checksum.name
+        params["headers"]["x-amz-sdk-checksum-algorithm"] = body.checksum.name  # as botocore's
 
 
 def _keep_send_error(
