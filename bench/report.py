@@ -94,6 +94,12 @@ def summarize(trials: Sequence[Trial]) -> list[dict[str, Any]]:
             if deferred
             else None,
             "cpu_s_per_gib": median_of(cpu),
+            "store_cpu_s_per_gib": median_of(
+                t["store_cpu_seconds"] / (t["size"] / GIB)
+                for t in group
+                if t.get("store_cpu_seconds") is not None
+            ),
+            "busy_cores": median_of(t["busy_cores"] for t in group if t.get("busy_cores")),
             "peak_rss_mib": max(t["peak_rss"] for t in group) / MIB,
             "rss_growth_mib": max((t["rss_growth"] for t in group if "rss_growth" in t), default=0)
             / MIB
@@ -174,11 +180,15 @@ def goal1_detail(rows: Sequence[dict[str, Any]]) -> list[str]:
         "",
         "Every method, per store and size. *Deferred* is what the store left for later: for "
         "curl, copyurl and aws the first HEAD after the upload (rclone computes a new file's "
-        "MD5 there), for the worker its seal task after the result (whose copy pays the same).",
+        "MD5 there), for the worker its seal task after the result (whose copy pays the same). "
+        "*Store CPU* is the S3 server's process over the whole trial, deferred work included; "
+        "*busy cores*, the machine's over the same span (2 is all of it): where the store's "
+        "own CPU fills the machine, a method's speed is what the store leaves it.",
         "",
         "| store | size | method | MiB/s, median | vs curl PUT, median of rounds | rounds, MiB/s "
-        "| deferred s, median | CPU s/GiB, median | peak RSS MiB | RSS growth MiB |",
-        "|---|---:|---|---:|---:|---|---:|---:|---:|---:|",
+        "| deferred s, median | CPU s/GiB, median | store CPU s/GiB, median "
+        "| busy cores, median | peak RSS MiB | RSS growth MiB |",
+        "|---|---:|---|---:|---:|---|---:|---:|---:|---:|---:|---:|",
     ]
     for row in rows:
         if row["lever"]:
@@ -188,6 +198,7 @@ def goal1_detail(rows: Sequence[dict[str, Any]]) -> list[str]:
             f"| {number(row['mib_per_s'])} | {percent(row['vs_curl'])} "
             f"| {', '.join(f'{v:.0f}' for v in row['all_mib_per_s'])} "
             f"| {number(row['deferred_seconds'], 2)} | {number(row['cpu_s_per_gib'], 2)} "
+            f"| {number(row['store_cpu_s_per_gib'], 1)} | {number(row['busy_cores'], 2)} "
             f"| {number(row['peak_rss_mib'])} | {number(row['rss_growth_mib'])} |"
         )
     return lines

@@ -1,9 +1,12 @@
-"""Peak RSS of a process while it works, sampled from outside by psutil."""
+"""Peak RSS of a process while it works, and the CPU a trial cost the store and the machine,
+sampled from outside by psutil."""
 
 from __future__ import annotations
 
+import contextlib
 import subprocess
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -67,3 +70,59 @@ class RssSampler:
         if process.returncode != 0:
             raise RuntimeError(f"{command[:4]} exited {process.returncode}: {stderr[-2000:]}")
         yield sampler
+
+
+def busy_seconds() -> float:
+    """The machine's busy CPU seconds so far, summed over its cores: not idle, not waiting for
+    I/O, not stolen by the hypervisor (Linux counts guest time inside user time already)."""
+    times = psutil.cpu_times()._asdict()
+    neither = ("idle", "iowait", "steal", "guest", "guest_nice")
+    return sum(value for name, value in times.items() if name not in neither)
+
+
+class StoreLoad:
+    """The S3 server's CPU and the machine's busy cores, sampled with the wall clock in a thread,
+    so that what a span cost can be read back once its start is known (``since``).
+
+    On two cores the store competes with the method it serves: a store that spends 20 CPU
+    seconds a GiB (SeaweedFS here) leaves a method only what is left of the cores, so each
+    figure is read beside the store's CPU per GiB and the machine's busy cores.
+    """
+
+    def __init__(self, store_pid: int | None) -> None:
+        self._process = psutil.Process(store_pid) if store_pid is not None else None
+        #: (epoch seconds, the store's CPU seconds, the machine's busy seconds), oldest first.
+        self.samples: list[tuple[float, float, float]] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="store-load", daemon=True)
+
+    def __enter__(self) -> StoreLoad:
+        self.sample()
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._stop.set()
+        self._thread.join()
+        self.sample()
+
+    def sample(self) -> None:
+        store = 0.0
+        if self._process is not None:
+            with contextlib.suppress(psutil.Error):
+                times = self._process.cpu_times()
+                store = times.user + times.system
+        self.samples.append((time.time(), store, busy_seconds()))
+
+    def _run(self) -> None:
+        while not self._stop.wait(SAMPLE_SECONDS):
+            self.sample()
+
+    def since(self, moment: float | None = None) -> tuple[float | None, float]:
+        """The store's CPU seconds (None without a store process) and the machine's busy
+        cores, from the last sample at or before ``moment`` (the first without one) to the end."""
+        before = [s for s in self.samples if moment is not None and s[0] <= moment]
+        started, store, busy = before[-1] if before else self.samples[0]
+        ended, last_store, last_busy = self.samples[-1]
+        cores = (last_busy - busy) / (ended - started) if ended > started else 0.0
+        return (None if self._process is None else last_store - store), cores

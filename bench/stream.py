@@ -52,7 +52,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from bench import report, tools
 from bench.corpus import CONTACTS_FOR_MIB, CsvFile, corpus_sandbox, export_all
 from bench.floor import sha256_floor
-from bench.sampling import RssSampler
+from bench.sampling import RssSampler, StoreLoad
 from bench.stores import BUCKET, DEFAULT_STORES, STORES, RunningStore
 from bench.worker_run import WorkerBench, results_get_started
 from sandbox.testing import SandboxProcess
@@ -230,12 +230,17 @@ def one_trial(
     base = {"kind": "transfer", "method": method, "lever": lever, "mib": file.nominal_mib}
     base["round"] = round_
     try:
-        if method == "worker":
-            trial = worker.export(file, key)
-        elif method in tools.COMMANDS:
-            trial = bench.command(method, key)
-        else:
-            trial = bench.child(method, key, env or {})
+        with StoreLoad(bench.store.server.pid) as load:
+            if method == "worker":
+                trial = worker.export(file, key)
+            elif method in tools.COMMANDS:
+                trial = bench.command(method, key)
+            else:
+                trial = bench.child(method, key, env or {})
+        # The worker's span is its download (its create and polls are mostly idle); a
+        # command's, all of it.
+        store_cpu, busy = load.since(trial.get("download_logged_at"))
+        trial.update(store_cpu_seconds=store_cpu, busy_cores=busy)
         bench.verify(key, trial)
     except Exception as error:  # one failed trial is reported, not the end of the run
         print(f"  {label:40} FAILED: {type(error).__name__}: {error}")
@@ -244,6 +249,9 @@ def one_trial(
     extra = f"  peak RSS {trial['peak_rss'] >> 20} MiB"
     if "cpu_seconds" in trial:
         extra += f"  CPU {trial['cpu_seconds'] / (file.size / 2**30):.2f} s/GiB"
+    if trial["store_cpu_seconds"] is not None:
+        extra += f"  store CPU {trial['store_cpu_seconds'] / (file.size / 2**30):.2f} s/GiB"
+    extra += f"  machine {trial['busy_cores']:.2f} cores busy"
     print(f"  {label:40} {trial['mib_per_s']:7.1f} MiB/s{extra}")
     return trial
 

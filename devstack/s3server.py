@@ -96,6 +96,11 @@ class S3Server(Managed):
         scheme = "http" if self.tls is None else "https"
         return f"{scheme}://127.0.0.1:{self.port}"
 
+    @property
+    def pid(self) -> int | None:
+        """The server process's id while it runs (the benchmark reads its CPU by it)."""
+        return None if self._process is None else self._process.pid
+
     def env(self) -> dict[str, str]:
         """The environment a boto3 client (or a worker) needs to reach this server."""
         env = {
