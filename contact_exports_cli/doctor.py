@@ -7,6 +7,8 @@ rotating refresh tokens that would log every worker out of the account.
 
 from __future__ import annotations
 
+import contextlib
+import io
 import uuid
 from dataclasses import asdict, dataclass
 from enum import StrEnum
@@ -28,9 +30,23 @@ from workers.constant_contact.tokens import (
     Record,
     make_cipher,
 )
-from workers.exceptions import ConstantContactError, RateLimited, TransientApiError, TransientError
+from workers.exceptions import (
+    ConstantContactError,
+    RateLimited,
+    StorageError,
+    StreamRefused,
+    TransientApiError,
+    TransientError,
+)
 from workers.s3.checksums import Checksum, body_checksum
-from workers.s3.storage import make_s3_client, untrusted_certificate
+from workers.s3.objectmeta import EncodingCheck
+from workers.s3.storage import (
+    MIN_PART_SIZE,
+    MultipartWriter,
+    make_s3_client,
+    untrusted_certificate,
+)
+from workers.s3.streamput import ChunkedBody, put_stream, single_put_allowed
 from workers.settings import Settings
 
 if TYPE_CHECKING:
@@ -132,17 +148,20 @@ def check_bucket(settings: Settings, bucket: str | None, s3: S3Client | None = N
             "set S3_BUCKET to the bucket exports land in (or check one with --bucket)",
         )
     where = str(settings.s3_endpoint_url) if settings.s3_endpoint_url else "AWS S3"
-    checksum = settings.checksum  # as the workers send it
     if s3 is not None:
-        return _probe(name, s3, bucket, where, checksum)
+        return _probe(name, s3, bucket, where, settings)
     client = make_s3_client(settings)
     try:
-        return _probe(name, client, bucket, where, checksum)
+        return _probe(name, client, bucket, where, settings)
     finally:
         client.close()
 
 
-def _probe(name: str, client: S3Client, bucket: str, where: str, checksum: Checksum) -> Check:
+def _probe(name: str, client: S3Client, bucket: str, where: str, settings: Settings) -> Check:
+    """The bucket is there, then takes each kind of write a worker makes: a PUT (the manifest),
+    a multipart upload and, where exports may go in one, a streaming PUT; each probe object is
+    deleted."""
+    checksum = settings.checksum  # as the workers send it
     try:
         client.head_bucket(Bucket=bucket)
     except ClientError as error:
@@ -184,6 +203,74 @@ def _probe(name: str, client: S3Client, bucket: str, where: str, checksum: Check
             "the store rejects checksum headers, set S3_CHECKSUM_ALGORITHM=crc32 (a store that "
             "knows no CRC32C) or S3_CHECKSUM=when_required (one that takes none)",
         )
+    deleted = _delete_probe(name, client, bucket, probe)
+    if deleted is not None:
+        return deleted
+    probe = f"{PROBE_PREFIX}{uuid.uuid4().hex}.txt"
+    try:
+        with MultipartWriter(
+            client,
+            bucket,
+            probe,
+            part_size=MIN_PART_SIZE,
+            parts_in_flight=1,
+            content_type="text/plain",
+            checksum=checksum,
+        ) as writer:
+            writer.write(PROBE_BODY)
+            writer.complete()
+    except StorageError as error:
+        return Check(
+            name,
+            Outcome.PROBLEM,
+            f"bucket {bucket} at {where} takes a PUT but refuses a multipart upload: {error}",
+            "let these credentials make multipart uploads (s3:PutObject, "
+            "s3:AbortMultipartUpload) and, if the store rejects checksums, set "
+            "S3_CHECKSUM_ALGORITHM=crc32 or S3_CHECKSUM=when_required",
+        )
+    deleted = _delete_probe(name, client, bucket, probe)
+    if deleted is not None:
+        return deleted
+    if single_put_allowed(settings, len(PROBE_BODY)):
+        return _probe_streaming_put(name, client, bucket, where, checksum)
+    return Check(name, Outcome.OK, f"{bucket} at {where} exists and takes every write")
+
+
+def _probe_streaming_put(
+    name: str, client: S3Client, bucket: str, where: str, checksum: Checksum
+) -> Check:
+    """One streaming PUT, as exports up to S3_SINGLE_PUT_MAX_MIB go, and its size read back:
+    a store that refuses it, or stores its framing, costs each worker process one try of it
+    (``workers.s3.objectmeta.EncodingCheck``) before it sends parts."""
+    probe = f"{PROBE_PREFIX}{uuid.uuid4().hex}.txt"
+    body = ChunkedBody(io.BytesIO(PROBE_BODY), len(PROBE_BODY), checksum=checksum)
+    try:
+        try:
+            _, stored = put_stream(client, bucket, probe, body, metadata={})
+            EncodingCheck().keeps_chunked(client, stored)
+        finally:
+            with contextlib.suppress(ClientError, BotoCoreError):
+                client.delete_object(Bucket=bucket, Key=probe)
+    except StreamRefused as refused:
+        return Check(
+            name,
+            Outcome.WARNING,
+            f"{bucket} at {where} is writable, but exports cannot go in one streaming PUT:"
+            f" {refused}",
+            "set S3_SINGLE_PUT_MAX_MIB=0: the workers send parts then, where each process "
+            "otherwise tries one streaming PUT first",
+        )
+    except (StorageError, TransientError) as error:
+        return Check(
+            name,
+            Outcome.PROBLEM,
+            f"bucket {bucket} at {where} takes parts but not a streaming PUT: {error}",
+            "set S3_SINGLE_PUT_MAX_MIB=0 to send every export in parts",
+        )
+    return Check(name, Outcome.OK, f"{bucket} at {where} exists and takes every write")
+
+
+def _delete_probe(name: str, client: S3Client, bucket: str, probe: str) -> Check | None:
     try:
         client.delete_object(Bucket=bucket, Key=probe)
     except (ClientError, BotoCoreError) as error:
@@ -193,7 +280,7 @@ def _probe(name: str, client: S3Client, bucket: str, where: str, checksum: Check
             f"bucket {bucket} takes objects but the probe {probe} could not be deleted: {error}",
             "delete the probe object by hand and let these credentials use s3:DeleteObject",
         )
-    return Check(name, Outcome.OK, f"{bucket} at {where} exists and is writable")
+    return None
 
 
 def _bucket_refused(name: str, bucket: str, where: str, error: ClientError) -> Check:

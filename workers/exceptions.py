@@ -14,7 +14,8 @@ context in attributes with defaults.
     │   ├── HeaderTooLong       a results "CSV" whose header never ends
     │   └── ConversionError     a value that does not fit its column's type (the formats)
     ├── StorageError            (contract) the object could not be written
-    │   └── ObjectChanged       the object to seal is gone or was replaced since it was stored
+    │   ├── ObjectChanged       the object to seal is gone or was replaced since it was stored
+    │   └── StreamRefused       the store does not take a streaming PUT (the download sends parts)
     ├── ExportCancelled         (contract) cancelled (contact_exports.cancel); nothing stored
     └── TransientError          worth retrying: 429, 5xx, timeouts, dropped connections
         ├── TransientApiError   the API answered with a retryable status
@@ -101,6 +102,12 @@ class ConversionError(ConstantContactError):
 
 class ObjectChanged(StorageError):  # noqa: N818 — reads as the condition it reports
     """The object a seal names is gone, or another upload replaced it (its ETag differs)."""
+
+
+class StreamRefused(StorageError):  # noqa: N818 — reads as the condition it reports
+    """The store does not take one streaming PUT (``workers.s3.streamput``): it refused the
+    aws-chunked request, or stored its framing as the object's content. The process sends that
+    store parts from then on (``workers.s3.objectmeta.EncodingCheck``); never a job's failure."""
 
 
 class TransientError(ExportError):

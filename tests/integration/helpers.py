@@ -8,16 +8,21 @@ import os
 import signal
 import subprocess
 import time
+import uuid
 from pathlib import Path
 from typing import Any
 
 import jsonschema  # type: ignore[import-untyped]  # no stubs among the dev dependencies
 import psutil
+import redis
 from celery import Celery
 from celery.result import AsyncResult
 
+from contact_exports_client.keys import OWNED_ACTIVITIES_KEY
 from devstack.worker import WorkerProcess, stop_all
 from sandbox.testing import SandboxProcess
+from workers.constant_contact.client import ActivityState, ConstantContactClient
+from workers.export.job import ActivityRef, Job
 from workers.export.manifest import manifest_key
 from workers.export.request import SCHEMA_DIR
 
@@ -169,3 +174,34 @@ def sent_headers(s3: Any, operation: str) -> list[dict[str, str]]:
 
 def _text(value: str | bytes) -> str:
     return value.decode() if isinstance(value, bytes) else value
+
+
+def completed_job(api: ConstantContactClient, owned: redis.Redis, bucket: str) -> Job:
+    """A job whose one activity the sandbox has finished: what download_csv is handed. The
+    activity is owned, as the create step records it, so no lost create takes it for its own."""
+    activity = api.create_export({"fields": ["email_address", "first_name"]})
+    owned.sadd(OWNED_ACTIVITIES_KEY, activity.activity_id)
+    wait_until(
+        lambda: api.get_activity(activity.self_href).state is ActivityState.COMPLETED,
+        what="the sandbox to finish the activity",
+    )
+    done = api.get_activity(activity.self_href)
+    job_id = str(uuid.uuid4())
+    return Job(
+        job_id=job_id,
+        result_id=job_id,
+        account="default",
+        requests=[{}],
+        bucket=bucket,
+        key=f"downloading/{job_id}.csv",
+        deadline=time.time() + 600,
+        started_at="2026-11-26T00:00:00.000Z",
+        activities=[
+            ActivityRef(
+                activity_id=done.activity_id,
+                self_href=done.self_href,
+                results_href=done.results_href,
+                completed=True,
+            )
+        ],
+    )

@@ -6,21 +6,18 @@ the seal it owes describes the object it stored."""
 from __future__ import annotations
 
 import hashlib
-import time
-import uuid
 from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
 import redis
 
-from contact_exports_client.keys import OWNED_ACTIVITIES_KEY
 from sandbox.testing import SandboxProcess
 from tests.integration.conftest import BUCKET, TOKEN, Store
-from tests.integration.helpers import open_uploads, wait_until
-from workers.constant_contact.client import ActivityState, ConstantContactClient, StaticToken
+from tests.integration.helpers import completed_job, open_uploads
+from workers.constant_contact.client import ConstantContactClient, StaticToken
 from workers.export.download import stream_to_s3, sweep_uploads
-from workers.export.job import ActivityRef, Job
+from workers.export.job import Job
 from workers.export.seal import seal_as_owed, seal_owed
 from workers.s3.objectmeta import EncodingCheck, identity, sealed_export
 from workers.s3.storage import StoredObject
@@ -58,37 +55,6 @@ def owned(redis_url: str) -> Iterator[redis.Redis]:
     client = redis.Redis.from_url(redis_url)
     yield client
     client.close()
-
-
-def completed_job(api: ConstantContactClient, owned: redis.Redis) -> Job:
-    """A job whose one activity the sandbox has finished: what download_csv is handed. The
-    activity is owned, as the create step records it, so no lost create takes it for its own."""
-    activity = api.create_export({"fields": ["email_address", "first_name"]})
-    owned.sadd(OWNED_ACTIVITIES_KEY, activity.activity_id)
-    wait_until(
-        lambda: api.get_activity(activity.self_href).state is ActivityState.COMPLETED,
-        what="the sandbox to finish the activity",
-    )
-    done = api.get_activity(activity.self_href)
-    job_id = str(uuid.uuid4())
-    return Job(
-        job_id=job_id,
-        result_id=job_id,
-        account="default",
-        requests=[{}],
-        bucket=BUCKET,
-        key=f"downloading/{job_id}.csv",
-        deadline=time.time() + 600,
-        started_at="2026-11-26T00:00:00.000Z",
-        activities=[
-            ActivityRef(
-                activity_id=done.activity_id,
-                self_href=done.self_href,
-                results_href=done.results_href,
-                completed=True,
-            )
-        ],
-    )
 
 
 Download = Callable[[Job], tuple[TransferSummary, StoredObject]]
@@ -152,7 +118,7 @@ def test_a_sealed_export_is_adopted_without_fetching_the_file_again(
     s3: Any,
     download: Download,
 ) -> None:
-    job = completed_job(api, owned)
+    job = completed_job(api, owned, BUCKET)
     first, stored = download(job)
     assert results_fetched(sandbox, job) == 1
     # As if a Redis restart lost the result after the object was sealed: the step runs again.
@@ -172,7 +138,7 @@ def test_an_unsealed_object_is_rewritten_with_identical_bytes_and_sealed(
     s3: Any,
     download: Download,
 ) -> None:
-    job = completed_job(api, owned)
+    job = completed_job(api, owned, BUCKET)
     first, _ = download(job)
     # As if the worker died between completing the upload and recording the result.
     s3.copy_object(
@@ -193,7 +159,7 @@ def test_an_unsealed_object_is_rewritten_with_identical_bytes_and_sealed(
 def test_an_upload_no_record_names_is_swept_but_not_one_at_another_key(
     api: ConstantContactClient, owned: redis.Redis, s3: Any, store: JobStore
 ) -> None:
-    job = completed_job(api, owned)
+    job = completed_job(api, owned, BUCKET)
     # A process killed between S3 creating an upload and Redis recording it leaves the first.
     lost = s3.create_multipart_upload(Bucket=BUCKET, Key=job.key)["UploadId"]
     recorded = s3.create_multipart_upload(Bucket=BUCKET, Key=job.key)["UploadId"]
@@ -214,7 +180,7 @@ def test_the_stream_is_timed_in_the_log(
     download: Download,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    job = completed_job(api, owned)
+    job = completed_job(api, owned, BUCKET)
     with caplog.at_level("INFO", logger="workers.export.download"):
         summary, _ = download(job)
     [line] = [r for r in caplog.records if r.getMessage().startswith(f"job {job.job_id}: streamed")]
@@ -232,7 +198,7 @@ def test_the_stored_object_is_unsealed_until_the_seal_it_owes_is_applied(
     # As on a store that drops aws-chunked (AWS S3): rclone keeps it, and there an object stored
     # in one PUT is sealed before the result (workers.s3.objectmeta.EncodingCheck).
     encoding.keeps = False
-    job = completed_job(api, owned)
+    job = completed_job(api, owned, BUCKET)
     summary, stored = stream(job)
     assert sealed_export(s3, BUCKET, job.key, identity(job.job_id, [job.activity_id or ""])) is None
     owed = seal_owed(job, summary, stored)
@@ -249,7 +215,7 @@ def test_the_log_says_how_the_export_is_stored(
     settings: Settings,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    job = completed_job(api, owned)
+    job = completed_job(api, owned, BUCKET)
     with caplog.at_level("INFO", logger="workers.export.download"):
         summary, stored = download(job)
     answered = f"job {job.job_id}: results answered ({summary.size} bytes); storing them "

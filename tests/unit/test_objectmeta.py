@@ -26,7 +26,8 @@ class Heads:
         self.calls += 1
         if self.fail:
             raise ClientError({"Error": {"Code": "403", "Message": "Forbidden"}}, "HeadObject")
-        return {} if self.encoding is None else {"ContentEncoding": self.encoding}
+        head: dict[str, Any] = {"ContentLength": STORED.size}
+        return head if self.encoding is None else {**head, "ContentEncoding": self.encoding}
 
 
 def test_a_store_that_drops_the_encoding_costs_one_head_per_process() -> None:

@@ -11,6 +11,7 @@ import csv
 import hashlib
 import io
 from types import SimpleNamespace
+from typing import Any
 
 import crc32c
 import pytest
@@ -25,6 +26,7 @@ from workers.s3.streamput import (
     MAX_PUT_BYTES,
     ChunkedBody,
     put_stream,
+    refusal,
     single_put_allowed,
 )
 from workers.settings import Settings
@@ -242,3 +244,39 @@ def test_the_wire_is_byte_for_byte_what_botocores_own_trailer_path_sends(
     ).read()
     body = ChunkedBody(io.BytesIO(data), len(data), chunk_bytes=chunk, checksum=crc32)
     assert read_all(body) == botocore_wire
+
+
+def answer(status: int, code: str) -> ClientError:
+    response: Any = {"Error": {"Code": code}, "ResponseMetadata": {"HTTPStatusCode": status}}
+    return ClientError(response, "PutObject")
+
+
+@pytest.mark.parametrize(
+    ("status", "code"),
+    [
+        (501, "NotImplemented"),
+        (400, "InvalidRequest"),
+        (400, "AuthorizationHeaderMalformed"),
+        (411, "MissingContentLength"),
+        (403, "SignatureDoesNotMatch"),
+        (501, ""),  # whatever a 501 is called: the server lacks what the request needs
+    ],
+)
+def test_answers_that_refuse_the_request_form_are_refusals(status: int, code: str) -> None:
+    assert refusal(answer(status, code)) == f"{status} {code}".strip()
+
+
+@pytest.mark.parametrize(
+    ("status", "code"),
+    [
+        (400, "BadDigest"),  # the bytes went wrong on the way: the stream is retried as it is
+        (400, "InvalidDigest"),
+        (403, "AccessDenied"),
+        (404, "NoSuchBucket"),
+        (500, "InternalError"),
+        (503, "SlowDown"),
+    ],
+)
+def test_other_answers_are_not_refusals(status: int, code: str) -> None:
+    assert refusal(answer(status, code)) is None
+    assert refusal(EndpointConnectionError(endpoint_url="http://s3")) is None

@@ -26,7 +26,13 @@ from workers import metrics
 from workers.constant_contact.client import ConstantContactClient, epoch_seconds
 from workers.constant_contact.results import ResultsBody
 from workers.csvmerge import without_header
-from workers.exceptions import ExportCancelled, LeaseHeld, StorageError, TransientError
+from workers.exceptions import (
+    ExportCancelled,
+    LeaseHeld,
+    StorageError,
+    StreamRefused,
+    TransientError,
+)
 from workers.export.formats import CSV, FORMATS, Converted, Format
 from workers.export.job import Job
 from workers.export.manifest import manifest_key, write_manifest
@@ -261,6 +267,7 @@ def stream_to_s3(
             and len(job.activities) == 1
             and single_put_allowed(settings, first.expected_size)
             and encoding.keeps is not True  # such a store takes parts, which need no early seal
+            and encoding.refused is None
         )
         log.info(
             "job %s: results answered (%s bytes); storing them %s",
@@ -268,19 +275,23 @@ def stream_to_s3(
             "unannounced" if first.expected_size is None else first.expected_size,
             "in one PUT" if in_one else "in parts",
         )
+        put = None
         if in_one:
-            assert first.expected_size is not None
-            body = ChunkedBody(
+            put = _put_in_one(
+                job,
                 first,
-                first.expected_size,
-                checksum=settings.checksum,
+                s3=s3,
+                settings=settings,
+                lease=lease,
+                metadata=metadata,
                 on_progress=on_progress,
-                before_end=lambda: _check_lease(lease),  # before the object can appear
+                options=options,
+                encoding=encoding,
             )
-            summary, stored = put_stream(
-                s3, job.bucket, job.key, body, metadata=metadata, extra=options.write_args()
-            )
+        if put is not None:
+            summary, stored, keeps_chunked = put
         else:
+            keeps_chunked = False
             summary, stored = _upload_in_parts(
                 job,
                 first,
@@ -295,7 +306,7 @@ def stream_to_s3(
                 options=options,
             )
     stream_seconds = time.monotonic() - started
-    if in_one and encoding.keeps_chunked(s3, stored):
+    if keeps_chunked:
         stored = _seal_now(s3, stored, metadata, summary, options)
     # Otherwise the seal comes after, as a task of its own (workers.export.seal), timed there.
     log.info(
@@ -306,6 +317,56 @@ def stream_to_s3(
         extra={"stream_seconds": round(stream_seconds, 4), "parts": stored.parts},
     )
     return summary, stored
+
+
+def _put_in_one(
+    job: Job,
+    first: ResultsBody,
+    *,
+    s3: S3Client,
+    settings: Settings,
+    lease: Lease,
+    metadata: dict[str, str],
+    on_progress: Callable[[int], None],
+    options: ObjectOptions,
+    encoding: EncodingCheck,
+) -> tuple[TransferSummary, StoredObject, bool] | None:
+    """The export in one streaming PUT, and whether the store kept aws-chunked on it (it is
+    then sealed before the result); None if the store refused the PUT before a byte of
+    ``first`` was read, so that the caller sends it in parts from the same answer.
+
+    A store that does not take the PUT (``EncodingCheck``) is sent no other by this process.
+    Refused once the results were being read, or stored as other than the content (whose object
+    is deleted: no manifest names it yet), the download starts over, in parts.
+    """
+    assert first.expected_size is not None
+    body = ChunkedBody(
+        first,
+        first.expected_size,
+        checksum=settings.checksum,
+        on_progress=on_progress,
+        before_end=lambda: _check_lease(lease),  # before the object can appear
+    )
+    stored: StoredObject | None = None
+    try:
+        summary, stored = put_stream(
+            s3, job.bucket, job.key, body, metadata=metadata, extra=options.write_args()
+        )
+        return summary, stored, encoding.keeps_chunked(s3, stored)
+    except StreamRefused as refused:
+        encoding.refuse(str(refused))
+        log.warning(
+            "job %s: %s; this process sends the store parts from now on"
+            " (S3_SINGLE_PUT_MAX_MIB=0 skips the streaming PUT)",
+            job.job_id,
+            refused,
+        )
+        if stored is not None:
+            with contextlib.suppress(ClientError, BotoCoreError):  # the retry overwrites it
+                s3.delete_object(Bucket=job.bucket, Key=job.key)
+        elif body.measurement.size == 0:
+            return None
+        raise TransientError(f"{refused}; the download starts over, in parts") from refused
 
 
 def copy_converted(

@@ -25,7 +25,7 @@ from boto3.s3.transfer import TransferConfig
 from botocore.exceptions import BotoCoreError, ClientError
 
 from workers.csvstats import MAX_HEADER_BYTES, CsvStats
-from workers.exceptions import ObjectChanged
+from workers.exceptions import ObjectChanged, StreamRefused
 from workers.s3.storage import StoredObject, storage_error
 from workers.transfer import TransferSummary
 
@@ -107,26 +107,44 @@ def seal(
 
 
 class EncodingCheck:
-    """Whether the store keeps ``Content-Encoding: aws-chunked`` on an object written by one
-    streaming PUT (``workers.s3.streamput``).
+    """How the store takes one streaming PUT (``workers.s3.streamput``), as this process learnt.
 
-    AWS S3 and MinIO drop it, as the protocol says; ``rclone serve s3`` and SeaweedFS keep it,
-    so a reader would be told of an encoding no HTTP client knows until the seal's copy drops
-    it. Learnt from the first such object a process writes (one HEAD), then remembered, so a
-    store that behaves costs one request per process, not per export. That first object is
-    sealed before its result is published; on such a store later exports go in parts, whose
-    object carries no such header, and whose seal can come after the result again.
+    Whether it keeps ``Content-Encoding: aws-chunked`` on the object: AWS S3 and MinIO drop it,
+    as the protocol says; ``rclone serve s3`` and SeaweedFS keep it, so a reader would be told
+    of an encoding no HTTP client knows until the seal's copy drops it. Learnt from the first
+    such object a process writes (one HEAD), then remembered, so a store that behaves costs one
+    request per process, not per export. That first object is sealed before its result is
+    published; on such a store later exports go in parts, whose object carries no such header,
+    and whose seal can come after the result again.
+
+    Whether it takes the request at all (``refused``): some S3-compatible stores refuse it
+    (StreamRefused, from ``put_stream``), and some that know no aws-chunked store its framing
+    as the content (s3rver 3.7.1 kept 1,200,060 bytes of a 1,200,004-byte CSV). The same HEAD
+    compares the stored size with the content's. Either way this process sends the store parts
+    from then on.
     """
 
     def __init__(self) -> None:
         self.keeps: bool | None = None
+        #: Why this process sends its store no more streaming PUTs; None while it takes them.
+        self.refused: str | None = None
+
+    def refuse(self, reason: str) -> None:
+        self.refused = reason
 
     def keeps_chunked(self, s3: S3Client, stored: StoredObject) -> bool:
+        """Whether the store kept aws-chunked on ``stored``, just written by a streaming PUT;
+        StreamRefused if what it kept is not the content (its size differs)."""
         if self.keeps is None:
             try:
                 head = s3.head_object(Bucket=stored.bucket, Key=stored.key)
             except (ClientError, BotoCoreError):
                 return False  # unknown: the seal task drops it later, as on any store
+            if head["ContentLength"] != stored.size:
+                raise StreamRefused(
+                    f"{stored.uri}: the store kept {head['ContentLength']} bytes of a streaming"
+                    f" PUT of {stored.size}: it does not decode aws-chunked"
+                )
             self.keeps = "aws-chunked" in str(head.get("ContentEncoding", "")).lower()
         return self.keeps
 

@@ -23,6 +23,10 @@ drops the connection before the last chunk is sent, and nothing is stored. botoc
 retry a streamed body; the task retries from the download. What made botocore want a retry is
 kept (``ChunkedBody.send_error``), since its own error says only that the stream cannot rewind:
 an https server whose certificate is not trusted is a StorageError saying so, not a retry.
+
+Not every S3-compatible store takes this request. Some refuse it (REFUSAL_CODES: StreamRefused)
+and some, knowing no aws-chunked, store the framing as the object's content; the download sends
+such a store parts instead (``workers.s3.objectmeta.EncodingCheck`` learns which it is).
 """
 
 from __future__ import annotations
@@ -33,7 +37,7 @@ from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import BotoCoreError, ClientError, UnseekableStreamError
 
-from workers.exceptions import BodyIncomplete, TransientError
+from workers.exceptions import BodyIncomplete, StreamRefused, TransientError
 from workers.s3.checksums import B64_LENGTH, Checksum
 from workers.s3.storage import StoredObject, storage_error, untrusted_certificate
 from workers.transfer import PROGRESS_EVERY, Measurement, Progress, Readable, TransferSummary
@@ -47,6 +51,24 @@ if TYPE_CHECKING:
 CHUNK_BYTES = 1024 * 1024
 #: S3's largest single PUT.
 MAX_PUT_BYTES = 5 * 1024**3
+#: How stores that know no aws-chunked streaming PUT answer one (seen in S3 gateways' issue
+#: trackers): 501 NotImplemented, AWS's word for a header implying what a store lacks; 400
+#: InvalidRequest, InvalidArgument or AuthorizationHeaderMalformed, or XAmzContentSHA256Mismatch,
+#: for a payload hash it cannot parse; 411 MissingContentLength; MalformedTrailerError; and
+#: SignatureDoesNotMatch from a gateway that signs the literal. Not among them: BadDigest and
+#: the checksum mismatches, which say the bytes went wrong on the way, not the request's form.
+REFUSAL_CODES = frozenset(
+    {
+        "NotImplemented",
+        "InvalidRequest",
+        "InvalidArgument",
+        "AuthorizationHeaderMalformed",
+        "XAmzContentSHA256Mismatch",
+        "MissingContentLength",
+        "MalformedTrailerError",
+        "SignatureDoesNotMatch",
+    }
+)
 
 
 def single_put_allowed(settings: Settings, size: int | None) -> bool:
@@ -201,6 +223,10 @@ def put_stream(
             raise body.error from error  # the source failed (or the lease was lost), not S3
         cause = body.send_error if isinstance(error, UnseekableStreamError) else None
         failed = f"S3 put_object failed for s3://{bucket}/{key}"
+        refused = refusal(error)
+        if refused is not None:
+            message = f"{failed}: the store refuses a streaming PUT ({refused})"
+            raise StreamRefused(message) from error
         if untrusted_certificate(cause or error) is not None:
             raise storage_error(failed, cause or error) from cause or error  # permanent
         if isinstance(error, UnseekableStreamError):
@@ -210,6 +236,18 @@ def put_stream(
         raise storage_error(failed, error) from error
     summary = body.measurement.summary()
     return summary, StoredObject(bucket, key, summary.size, 1, answer.get("ETag"))
+
+
+def refusal(error: BaseException) -> str | None:
+    """What in the store's answer says it does not take a streaming PUT at all (its status and
+    code, see REFUSAL_CODES), or None for any other failure."""
+    if not isinstance(error, ClientError):
+        return None
+    code = str(error.response.get("Error", {}).get("Code", ""))
+    status = error.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+    if code in REFUSAL_CODES or status == 501:
+        return f"{status} {code}".strip()
+    return None
 
 
 _ANNOUNCE = "contact-exports.streamput.announce"
