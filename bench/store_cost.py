@@ -1,0 +1,191 @@
+"""What a store's own process spends per GiB on each form of upload, from one file in page cache.
+
+    .venv/bin/python -m bench.store_cost                      # SeaweedFS, 512 MiB, 2 rounds
+    .venv/bin/python -m bench.store_cost --stores seaweedfs,rclone-tmpfs --rounds 3
+
+On two cores a store that spends 20 CPU seconds a GiB leaves a client little (bench/stream.py
+prints the store's CPU beside every method): what the store charges for a request's form then
+sets the client's speed as much as the client's own work does. Each form here sends the same
+spooled CSV (``bench/.spool``, rendered by ``python -m bench.corpus 512``) from memory, so the
+client's work is small and alike; the store's CPU seconds per GiB and the machine's busy cores
+are read around each upload (``bench.sampling.StoreLoad``). Forms run interleaved, round by
+round. Results go to ``bench/results/store-cost.md``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import statistics
+import sys
+import time
+from collections import defaultdict
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import boto3
+from botocore.config import Config
+
+from bench import tools
+from bench.corpus import SPOOL_DIR
+from bench.report import header, machine
+from bench.sampling import StoreLoad
+from bench.stores import BUCKET, STORES, RunningStore
+from devstack.s3server import rclone_binary
+from workers.s3.checksums import DEFAULT
+from workers.s3.streamput import ChunkedBody, put_stream
+
+RESULTS = Path(__file__).resolve().parent / "results" / "store-cost.md"
+GIB = 2**30
+PART = 16 * 2**20
+
+Upload = Callable[[RunningStore, bytes, Path, str], None]
+
+
+def client(store: RunningStore, *, checksums: bool) -> Any:
+    env = store.server.env()
+    return boto3.client(
+        "s3",
+        endpoint_url=store.server.endpoint_url,
+        aws_access_key_id=env["AWS_ACCESS_KEY_ID"],
+        aws_secret_access_key=env["AWS_SECRET_ACCESS_KEY"],
+        region_name="us-east-1",
+        config=Config(
+            request_checksum_calculation="when_supported" if checksums else "when_required",
+            s3={"addressing_style": "path", "payload_signing_enabled": False},
+        ),
+    )
+
+
+def put(content_type: str) -> Upload:
+    def run(store: RunningStore, data: bytes, _: Path, key: str) -> None:
+        client(store, checksums=False).put_object(
+            Bucket=BUCKET, Key=key, Body=data, ContentType=content_type
+        )
+
+    return run
+
+
+def streaming_put(store: RunningStore, data: bytes, _: Path, key: str) -> None:
+    body = ChunkedBody(io.BytesIO(data), len(data), checksum=DEFAULT)
+    put_stream(client(store, checksums=True), BUCKET, key, body, metadata={})
+
+
+def multipart(checksums: bool) -> Upload:
+    def run(store: RunningStore, data: bytes, _: Path, key: str) -> None:
+        s3 = client(store, checksums=checksums)
+        upload = s3.create_multipart_upload(Bucket=BUCKET, Key=key, ContentType="text/csv")
+        parts = []
+        with memoryview(data) as view:
+            for number, offset in enumerate(range(0, len(data), PART), 1):
+                answer = s3.upload_part(
+                    Bucket=BUCKET,
+                    Key=key,
+                    UploadId=upload["UploadId"],
+                    PartNumber=number,
+                    Body=bytes(view[offset : offset + PART]),
+                )
+                parts.append({"PartNumber": number, "ETag": answer["ETag"]})
+        s3.complete_multipart_upload(
+            Bucket=BUCKET, Key=key, UploadId=upload["UploadId"], MultipartUpload={"Parts": parts}
+        )
+
+    return run
+
+
+def rclone(*flags: str) -> Upload:
+    """``rclone copyto`` of the file: its multipart upload (5 MiB x 4 by default) or, with a
+    cutoff above the size, one PUT."""
+
+    def run(store: RunningStore, _: bytes, path: Path, key: str) -> None:
+        server = store.server
+        remote = (
+            f":s3,provider=Other,endpoint='{server.endpoint_url}',"
+            f"access_key_id={server.env()['AWS_ACCESS_KEY_ID']},"
+            f"secret_access_key={server.env()['AWS_SECRET_ACCESS_KEY']}:{BUCKET}/{key}"
+        )
+        tools.run([[rclone_binary(), "copyto", "--quiet", *flags, str(path), remote]])
+
+    return run
+
+
+FORMS: dict[str, Upload] = {
+    "boto3 put_object, text/csv": put("text/csv"),
+    "boto3 put_object, application/octet-stream": put("application/octet-stream"),
+    "this project's streaming PUT (aws-chunked, CRC32C trailer)": streaming_put,
+    "boto3 multipart, 16 MiB parts, no checksum": multipart(False),
+    "boto3 multipart, 16 MiB parts, CRC32 per part": multipart(True),
+    "rclone copyto, multipart (5 MiB x 4)": rclone(),
+    "rclone copyto, multipart 16 MiB x 1": rclone(
+        "--s3-chunk-size", "16M", "--s3-upload-concurrency", "1"
+    ),
+    "rclone copyto, one PUT": rclone("--s3-upload-cutoff", "4G"),
+}
+
+
+def measure(store: RunningStore, data: bytes, path: Path, rounds: int) -> dict[str, list[Any]]:
+    figures: dict[str, list[Any]] = defaultdict(list)
+    checker = store.server.client()
+    for round_ in range(rounds):
+        for number, (name, upload) in enumerate(FORMS.items()):
+            key = f"cost-{round_}-{number}.csv"
+            with StoreLoad(store.server.pid) as load:
+                started = time.monotonic()
+                upload(store, data, path, key)
+                seconds = time.monotonic() - started
+            store_cpu, busy = load.since()
+            stored = checker.head_object(Bucket=BUCKET, Key=key)["ContentLength"]
+            if stored != len(data):
+                raise RuntimeError(f"{name}: {stored} bytes stored of {len(data)}")
+            checker.delete_object(Bucket=BUCKET, Key=key)
+            assert store_cpu is not None
+            row = (len(data) / seconds / 2**20, store_cpu / (len(data) / GIB), busy)
+            figures[name].append(row)
+            print(
+                f"  {name:62} {row[0]:6.1f} MiB/s  store {row[1]:5.1f} CPU-s/GiB  "
+                f"{row[2]:.2f} cores busy",
+                flush=True,
+            )
+        store.reclaim()
+    return figures
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--stores", default="seaweedfs")
+    parser.add_argument("--rounds", type=int, default=2)
+    args = parser.parse_args()
+    files = sorted(SPOOL_DIR.glob("*.csv"), key=lambda p: p.stat().st_size)
+    path = next((p for p in files if 500 * 2**20 < p.stat().st_size < 600 * 2**20), None)
+    if path is None:
+        sys.exit("no 512 MiB CSV in bench/.spool: run python -m bench.corpus 512 first")
+    data = path.read_bytes()
+    command = " ".join(["bench/store_cost.py", *sys.argv[1:]])
+    context = {
+        "machine": machine(),
+        "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
+        "source": f"`bench/.spool/{path.name}` ({len(data):,} bytes), read into memory first",
+    }
+    lines = [*header(command, context), ""]
+    lines += [
+        f"Medians of {args.rounds} interleaved rounds; store CPU is its server process's user +"
+        " sys over the upload, busy cores the machine's over the same span (2 is all of it).",
+        "",
+        "| store | form of upload | MiB/s | store CPU s/GiB | busy cores |",
+        "|---|---|---:|---:|---:|",
+    ]
+    for name in args.stores.split(","):
+        with STORES[name].running() as store:
+            print(f"== {store.describe()}", flush=True)
+            lines.insert(4, f"- store `{name}`: {store.describe()}")
+            for form, rows in measure(store, data, path, args.rounds).items():
+                speed, cpu, busy = (statistics.median(column) for column in zip(*rows, strict=True))
+                lines.append(f"| {name} | {form} | {speed:.0f} | {cpu:.1f} | {busy:.2f} |")
+    RESULTS.write_text("\n".join(lines) + "\n")
+    print(f"wrote {RESULTS}")
+
+
+if __name__ == "__main__":
+    main()
