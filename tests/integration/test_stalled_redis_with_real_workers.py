@@ -1,4 +1,4 @@
-"""A Redis that stalls under a real ``celery worker``: paused for 10 s (``CLIENT PAUSE``), and
+"""A Redis that stalls under a real ``celery worker``: paused for 6 s (``CLIENT PAUSE``), and
 one whose every answer comes late. Exports downloading and polling through it complete once —
 one activity, one download, one object each — and the worker keeps running.
 
@@ -34,7 +34,8 @@ from workers.state.jobs import JobStore
 
 pytestmark = pytest.mark.integration
 
-PAUSE_MS = 10_000
+#: Twice the lease TTL of the test that pauses it.
+PAUSE_MS = 6_000
 #: Seconds each answer of the slow Redis comes late (a heartbeat renews every TTL / 3).
 SLOW = 0.03
 
@@ -86,7 +87,7 @@ def exports_through(
     assert "Unrecoverable error" not in worker.log()
 
 
-def test_exports_ride_out_a_redis_paused_for_ten_seconds(
+def test_exports_ride_out_a_redis_paused_for_twice_the_lease_ttl(
     own_redis: RedisServer,
     start_worker: WorkerFactory,
     sandbox: SandboxProcess,
