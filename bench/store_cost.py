@@ -113,6 +113,7 @@ def rclone(*flags: str) -> Upload:
 
 FORMS: dict[str, Upload] = {
     "boto3 put_object, text/csv": put("text/csv"),
+    "boto3 put_object, text/csv; charset=utf-8 (as rclone sends)": put("text/csv; charset=utf-8"),
     "boto3 put_object, application/octet-stream": put("application/octet-stream"),
     "this project's streaming PUT (aws-chunked, CRC32C trailer)": streaming_put,
     "boto3 multipart, 16 MiB parts, no checksum": multipart(False),
@@ -162,27 +163,30 @@ def main() -> None:
     if path is None:
         sys.exit("no 512 MiB CSV in bench/.spool: run python -m bench.corpus 512 first")
     data = path.read_bytes()
-    command = " ".join(["bench/store_cost.py", *sys.argv[1:]])
+    described: dict[str, str] = {}
+    table: list[str] = []
+    for name in args.stores.split(","):
+        with STORES[name].running() as store:
+            described[name] = store.describe()
+            print(f"== {described[name]}", flush=True)
+            for form, rows in measure(store, data, path, args.rounds).items():
+                speed, cpu, busy = (statistics.median(column) for column in zip(*rows, strict=True))
+                table.append(f"| {name} | {form} | {speed:.0f} | {cpu:.1f} | {busy:.2f} |")
     context = {
         "machine": machine(),
         "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
         "source": f"`bench/.spool/{path.name}` ({len(data):,} bytes), read into memory first",
+        "stores": described,
     }
-    lines = [*header(command, context), ""]
-    lines += [
+    lines = [
+        *header(" ".join(["bench/store_cost.py", *sys.argv[1:]]), context),
         f"Medians of {args.rounds} interleaved rounds; store CPU is its server process's user +"
         " sys over the upload, busy cores the machine's over the same span (2 is all of it).",
         "",
         "| store | form of upload | MiB/s | store CPU s/GiB | busy cores |",
         "|---|---|---:|---:|---:|",
+        *table,
     ]
-    for name in args.stores.split(","):
-        with STORES[name].running() as store:
-            print(f"== {store.describe()}", flush=True)
-            lines.insert(4, f"- store `{name}`: {store.describe()}")
-            for form, rows in measure(store, data, path, args.rounds).items():
-                speed, cpu, busy = (statistics.median(column) for column in zip(*rows, strict=True))
-                lines.append(f"| {name} | {form} | {speed:.0f} | {cpu:.1f} | {busy:.2f} |")
     RESULTS.write_text("\n".join(lines) + "\n")
     print(f"wrote {RESULTS}")
 
