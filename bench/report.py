@@ -181,7 +181,8 @@ def goal1_detail(rows: Sequence[dict[str, Any]]) -> list[str]:
         "Every method, per store and size. *Deferred* is what the store left for later: for "
         "curl, copyurl and aws the first HEAD after the upload (rclone computes a new file's "
         "MD5 there), for the worker its seal task after the result (whose copy pays the same). "
-        "*Store CPU* is the S3 server's process over the whole trial, deferred work included; "
+        "*Store CPU* is the S3 server's process over the trial (the worker's from its download's "
+        "start, the seal included; a command's whole run, its first HEAD included); "
         "*busy cores*, the machine's over the same span (2 is all of it): where the store's "
         "own CPU fills the machine, a method's speed is what the store leaves it.",
         "",

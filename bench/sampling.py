@@ -3,7 +3,6 @@ sampled from outside by psutil."""
 
 from __future__ import annotations
 
-import contextlib
 import subprocess
 import threading
 import time
@@ -91,7 +90,8 @@ class StoreLoad:
 
     def __init__(self, store_pid: int | None) -> None:
         self._process = psutil.Process(store_pid) if store_pid is not None else None
-        #: (epoch seconds, the store's CPU seconds, the machine's busy seconds), oldest first.
+        #: (epoch seconds, the store's CPU seconds, the machine's busy seconds), oldest first;
+        #: a moment psutil could not read the store is not sampled.
         self.samples: list[tuple[float, float, float]] = []
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="store-load", daemon=True)
@@ -109,9 +109,11 @@ class StoreLoad:
     def sample(self) -> None:
         store = 0.0
         if self._process is not None:
-            with contextlib.suppress(psutil.Error):
+            try:
                 times = self._process.cpu_times()
-                store = times.user + times.system
+            except psutil.Error:
+                return
+            store = times.user + times.system
         self.samples.append((time.time(), store, busy_seconds()))
 
     def _run(self) -> None:
@@ -124,5 +126,7 @@ class StoreLoad:
         before = [s for s in self.samples if moment is not None and s[0] <= moment]
         started, store, busy = before[-1] if before else self.samples[0]
         ended, last_store, last_busy = self.samples[-1]
-        cores = (last_busy - busy) / (ended - started) if ended > started else 0.0
+        if ended <= started:
+            raise RuntimeError(f"no samples after {moment}: the span was not sampled")
+        cores = (last_busy - busy) / (ended - started)
         return (None if self._process is None else last_store - store), cores

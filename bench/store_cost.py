@@ -15,6 +15,7 @@ round. Results go to ``bench/results/store-cost.md``.
 from __future__ import annotations
 
 import argparse
+import functools
 import io
 import statistics
 import sys
@@ -44,7 +45,9 @@ PART = 16 * 2**20
 Upload = Callable[[RunningStore, bytes, Path, str], None]
 
 
+@functools.cache
 def client(store: RunningStore, *, checksums: bool) -> Any:
+    """One client per store and setting, made before any upload is timed (``measure``)."""
     env = store.server.env()
     return boto3.client(
         "s3",
@@ -129,6 +132,8 @@ FORMS: dict[str, Upload] = {
 def measure(store: RunningStore, data: bytes, path: Path, rounds: int) -> dict[str, list[Any]]:
     figures: dict[str, list[Any]] = defaultdict(list)
     checker = store.server.client()
+    for checksums in (False, True):
+        client(store, checksums=checksums)
     for round_ in range(rounds):
         for number, (name, upload) in enumerate(FORMS.items()):
             key = f"cost-{round_}-{number}.csv"

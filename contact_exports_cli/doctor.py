@@ -7,7 +7,6 @@ rotating refresh tokens that would log every worker out of the account.
 
 from __future__ import annotations
 
-import contextlib
 import io
 import uuid
 from dataclasses import asdict, dataclass
@@ -244,15 +243,12 @@ def _probe_streaming_put(
     (``workers.s3.objectmeta.EncodingCheck``) before it sends parts."""
     probe = f"{PROBE_PREFIX}{uuid.uuid4().hex}.txt"
     body = ChunkedBody(io.BytesIO(PROBE_BODY), len(PROBE_BODY), checksum=checksum)
+    outcome = Check(name, Outcome.OK, f"{bucket} at {where} exists and takes every write")
     try:
-        try:
-            _, stored = put_stream(client, bucket, probe, body, metadata={})
-            EncodingCheck().keeps_chunked(client, stored)
-        finally:
-            with contextlib.suppress(ClientError, BotoCoreError):
-                client.delete_object(Bucket=bucket, Key=probe)
+        _, stored = put_stream(client, bucket, probe, body, metadata={})
+        EncodingCheck().keeps_chunked(client, stored)
     except StreamRefused as refused:
-        return Check(
+        outcome = Check(
             name,
             Outcome.WARNING,
             f"{bucket} at {where} is writable, but exports cannot go in one streaming PUT:"
@@ -261,13 +257,20 @@ def _probe_streaming_put(
             "otherwise tries one streaming PUT first",
         )
     except (StorageError, TransientError) as error:
-        return Check(
+        if isinstance(error, StorageError) and error.permanent:
+            return Check(
+                name,
+                Outcome.PROBLEM,
+                f"bucket {bucket} at {where} takes parts but not a streaming PUT: {error}",
+                "set S3_SINGLE_PUT_MAX_MIB=0 to send every export in parts",
+            )
+        outcome = Check(
             name,
-            Outcome.PROBLEM,
-            f"bucket {bucket} at {where} takes parts but not a streaming PUT: {error}",
-            "set S3_SINGLE_PUT_MAX_MIB=0 to send every export in parts",
+            Outcome.WARNING,
+            f"{bucket} at {where} takes a PUT and parts; a streaming PUT was not checked: {error}",
+            "run doctor again: the store failed for now",
         )
-    return Check(name, Outcome.OK, f"{bucket} at {where} exists and takes every write")
+    return _delete_probe(name, client, bucket, probe) or outcome
 
 
 def _delete_probe(name: str, client: S3Client, bucket: str, probe: str) -> Check | None:

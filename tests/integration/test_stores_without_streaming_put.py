@@ -53,9 +53,10 @@ class _Raw:
         yield self._body
 
 
-def refuse_streaming_puts(s3: Any) -> list[str]:
-    """Answer every streaming PUT ``s3`` sends as a store without aws-chunked does, before any
-    of its body goes; the keys so refused are listed."""
+def refuse_streaming_puts(s3: Any, *, after: int = 0) -> list[str]:
+    """Answer every streaming PUT ``s3`` sends as a store without aws-chunked does: at once
+    (``after=0``), or once it has read ``after`` bytes of the body. The keys so refused are
+    listed."""
     refused: list[str] = []
 
     def answer(request: Any, **_: Any) -> AWSResponse | None:
@@ -63,6 +64,8 @@ def refuse_streaming_puts(s3: Any) -> list[str]:
         if (sha.decode() if isinstance(sha, bytes) else sha) != STREAMING:
             return None
         refused.append(request.url)
+        if after:
+            request.body.read(after)  # as a store that reads some of the body before it answers
         return AWSResponse(request.url, 501, {}, _Raw(NOT_IMPLEMENTED))
 
     s3.meta.events.register("before-send.s3.PutObject", answer)
@@ -174,6 +177,30 @@ def test_a_store_that_refuses_the_streaming_put_is_sent_parts_from_the_same_answ
     later = completed_job(api, owned, BUCKET)
     stream(later)
     assert len(refused) == 1
+
+
+def test_a_refusal_after_the_results_were_read_sends_the_jobs_retry_in_parts_anywhere(
+    sandbox: SandboxProcess,
+    api: ConstantContactClient,
+    owned: redis.Redis,
+    s3: Any,
+    stream: Download,
+    encoding: EncodingCheck,
+    store: JobStore,
+) -> None:
+    refused = refuse_streaming_puts(s3, after=1024 * 1024)
+    job = completed_job(api, owned, BUCKET)
+    with pytest.raises(TransientError, match="501 NotImplemented"):
+        stream(job)
+    assert not s3.list_objects_v2(Bucket=BUCKET, Prefix=job.key).get("KeyCount")
+    assert encoding.refused is None  # not yet believed: the job's own options may draw it
+    assert "501 NotImplemented" in (store.in_parts(job.job_id) or "")
+    # The retry: this process has learnt nothing of the store, as another would not have; the
+    # job's record sends it in parts, after which the process believes the refusal.
+    summary, _ = stream(job)
+    assert len(refused) == 1 and results_fetched(sandbox, job) == 2
+    assert hashlib.sha256(stored_bytes(s3, job.key)).hexdigest() == summary.sha256
+    assert encoding.refused is not None and "501 NotImplemented" in encoding.refused
 
 
 def test_a_store_that_keeps_the_framing_as_content_loses_that_object_and_gets_parts(

@@ -8,8 +8,10 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
 from botocore.exceptions import ClientError
 
+from workers.exceptions import StorageError, StreamRefused
 from workers.s3.objectmeta import EncodingCheck
 from workers.s3.storage import StoredObject
 
@@ -21,12 +23,13 @@ class Heads:
 
     def __init__(self, encoding: str | None, *, fail: bool = False) -> None:
         self.encoding, self.fail, self.calls = encoding, fail, 0
+        self.length: int | None = STORED.size
 
     def head_object(self, **_: Any) -> dict[str, Any]:
         self.calls += 1
         if self.fail:
             raise ClientError({"Error": {"Code": "403", "Message": "Forbidden"}}, "HeadObject")
-        head: dict[str, Any] = {"ContentLength": STORED.size}
+        head: dict[str, Any] = {} if self.length is None else {"ContentLength": self.length}
         return head if self.encoding is None else {**head, "ContentEncoding": self.encoding}
 
 
@@ -42,8 +45,20 @@ def test_a_store_that_keeps_it_is_remembered() -> None:
     assert s3.calls == 1
 
 
-def test_a_head_that_fails_decides_nothing() -> None:
+def test_a_head_that_fails_decides_nothing_and_the_object_is_not_taken_unchecked() -> None:
     check, failing = EncodingCheck(), Heads("aws-chunked", fail=True)
-    assert not check.keeps_chunked(failing, STORED)  # type: ignore[arg-type]
-    assert check.keeps is None
+    with pytest.raises(StorageError, match="cannot be checked") as failed:
+        check.keeps_chunked(failing, STORED)  # type: ignore[arg-type]
+    assert not failed.value.permanent  # the download is retried
+    assert check.keeps is None and check.refused is None
     assert check.keeps_chunked(Heads("aws-chunked"), STORED)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("kept", [STORED.size + 56, None])
+def test_an_object_of_another_size_than_the_content_is_refused(kept: int | None) -> None:
+    """A store that knows no aws-chunked keeps the framing: 56 bytes more, here."""
+    check, s3 = EncodingCheck(), Heads(None)
+    s3.length = kept
+    with pytest.raises(StreamRefused, match="does not decode aws-chunked"):
+        check.keeps_chunked(s3, STORED)  # type: ignore[arg-type]
+    assert check.keeps is None  # nothing learnt of its encoding; the caller refuses the store

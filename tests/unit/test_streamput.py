@@ -258,7 +258,6 @@ def answer(status: int, code: str) -> ClientError:
         (400, "InvalidRequest"),
         (400, "AuthorizationHeaderMalformed"),
         (411, "MissingContentLength"),
-        (403, "SignatureDoesNotMatch"),
         (501, ""),  # whatever a 501 is called: the server lacks what the request needs
     ],
 )
@@ -272,6 +271,7 @@ def test_answers_that_refuse_the_request_form_are_refusals(status: int, code: st
         (400, "BadDigest"),  # the bytes went wrong on the way: the stream is retried as it is
         (400, "InvalidDigest"),
         (403, "AccessDenied"),
+        (403, "SignatureDoesNotMatch"),  # the credentials: permanent, in parts as in one PUT
         (404, "NoSuchBucket"),
         (500, "InternalError"),
         (503, "SlowDown"),

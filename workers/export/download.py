@@ -16,7 +16,7 @@ import logging
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, replace
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
 from botocore.exceptions import BotoCoreError, ClientError
 from kombu.exceptions import KombuError
@@ -260,6 +260,7 @@ def stream_to_s3(
     first_href = job.activities[0].results_href
     assert first_href is not None  # polled to completion
     fmt = FORMATS[job.format]
+    refused_before = store.in_parts(job.job_id)  # an earlier attempt's streaming PUT was refused
     with client.open_results(first_href) as first:
         started = time.monotonic()  # after the GET's turn under the rate limit, and its answer
         in_one = (
@@ -268,6 +269,7 @@ def stream_to_s3(
             and single_put_allowed(settings, first.expected_size)
             and encoding.keeps is not True  # such a store takes parts, which need no early seal
             and encoding.refused is None
+            and refused_before is None
         )
         log.info(
             "job %s: results answered (%s bytes); storing them %s",
@@ -275,12 +277,13 @@ def stream_to_s3(
             "unannounced" if first.expected_size is None else first.expected_size,
             "in one PUT" if in_one else "in parts",
         )
-        put = None
+        put: InOne | str | None = None
         if in_one:
             put = _put_in_one(
                 job,
                 first,
                 s3=s3,
+                store=store,
                 settings=settings,
                 lease=lease,
                 metadata=metadata,
@@ -288,7 +291,7 @@ def stream_to_s3(
                 options=options,
                 encoding=encoding,
             )
-        if put is not None:
+        if isinstance(put, InOne):
             summary, stored, keeps_chunked = put
         else:
             keeps_chunked = False
@@ -305,6 +308,17 @@ def stream_to_s3(
                 fmt=fmt,
                 options=options,
             )
+            refusal = put or refused_before
+            if refusal is not None and encoding.refused is None:
+                # Parts of the same export went where its streaming PUT did not: the refusal was
+                # the PUT's form, not the job's options, and holds for the store.
+                encoding.refuse(refusal)
+                log.warning(
+                    "job %s: %s; this process sends the store parts from now on"
+                    " (S3_SINGLE_PUT_MAX_MIB=0 skips the try)",
+                    job.job_id,
+                    refusal,
+                )
     stream_seconds = time.monotonic() - started
     if keeps_chunked:
         stored = _seal_now(s3, stored, metadata, summary, options)
@@ -319,25 +333,37 @@ def stream_to_s3(
     return summary, stored
 
 
+class InOne(NamedTuple):
+    """An export stored by one streaming PUT."""
+
+    summary: TransferSummary
+    stored: StoredObject
+    #: Whether the store kept aws-chunked on it: it is then sealed before the result.
+    keeps_chunked: bool
+
+
 def _put_in_one(
     job: Job,
     first: ResultsBody,
     *,
     s3: S3Client,
+    store: JobStore,
     settings: Settings,
     lease: Lease,
     metadata: dict[str, str],
     on_progress: Callable[[int], None],
     options: ObjectOptions,
     encoding: EncodingCheck,
-) -> tuple[TransferSummary, StoredObject, bool] | None:
-    """The export in one streaming PUT, and whether the store kept aws-chunked on it (it is
-    then sealed before the result); None if the store refused the PUT before a byte of
-    ``first`` was read, so that the caller sends it in parts from the same answer.
+) -> InOne | str:
+    """The export in one streaming PUT; or, if the store refused the PUT before a byte of
+    ``first`` was read, why, so that the caller sends the same answer in parts.
 
-    A store that does not take the PUT (``EncodingCheck``) is sent no other by this process.
-    Refused once the results were being read, or stored as other than the content (whose object
-    is deleted: no manifest names it yet), the download starts over, in parts.
+    Refused once the results were being read, or stored as other than the content (a store
+    that decodes no aws-chunked keeps its framing), the download starts over, and the job's
+    record says to send parts (``JobStore.store_in_parts``), whichever process retries it. A
+    wrong object is deleted first: no manifest or result names it yet. It also proves at once
+    that the store takes no streaming PUT; a refusal, which the job's own object options may
+    also draw, is believed for the store once parts of the same export have gone.
     """
     assert first.expected_size is not None
     body = ChunkedBody(
@@ -352,21 +378,21 @@ def _put_in_one(
         summary, stored = put_stream(
             s3, job.bucket, job.key, body, metadata=metadata, extra=options.write_args()
         )
-        return summary, stored, encoding.keeps_chunked(s3, stored)
+        return InOne(summary, stored, encoding.keeps_chunked(s3, stored))
     except StreamRefused as refused:
-        encoding.refuse(str(refused))
-        log.warning(
-            "job %s: %s; this process sends the store parts from now on"
-            " (S3_SINGLE_PUT_MAX_MIB=0 skips the streaming PUT)",
-            job.job_id,
-            refused,
-        )
+        reason = str(refused)
         if stored is not None:
-            with contextlib.suppress(ClientError, BotoCoreError):  # the retry overwrites it
+            encoding.refuse(reason)
+            log.warning(
+                "job %s: %s; this process sends the store parts from now on", job.job_id, reason
+            )
+            _check_lease(lease)  # the key is another attempt's once the lease is lost
+            with contextlib.suppress(ClientError, BotoCoreError):  # else the retry overwrites it
                 s3.delete_object(Bucket=job.bucket, Key=job.key)
         elif body.measurement.size == 0:
-            return None
-        raise TransientError(f"{refused}; the download starts over, in parts") from refused
+            return reason
+        store.store_in_parts(job.job_id, reason)
+        raise TransientError(f"{reason}; the download starts over, in parts") from refused
 
 
 def copy_converted(

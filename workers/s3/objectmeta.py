@@ -134,16 +134,20 @@ class EncodingCheck:
 
     def keeps_chunked(self, s3: S3Client, stored: StoredObject) -> bool:
         """Whether the store kept aws-chunked on ``stored``, just written by a streaming PUT;
-        StreamRefused if what it kept is not the content (its size differs)."""
+        StreamRefused if what it kept is not the content (its size differs). A HEAD that fails
+        is a StorageError: until one answers, the object is unchecked and must not be published.
+        """
         if self.keeps is None:
             try:
                 head = s3.head_object(Bucket=stored.bucket, Key=stored.key)
-            except (ClientError, BotoCoreError):
-                return False  # unknown: the seal task drops it later, as on any store
-            if head["ContentLength"] != stored.size:
+            except (ClientError, BotoCoreError) as error:
+                failed = f"{stored.uri}: what the store kept of its streaming PUT cannot be checked"
+                raise storage_error(failed, error) from error
+            kept = head.get("ContentLength")
+            if kept != stored.size:
                 raise StreamRefused(
-                    f"{stored.uri}: the store kept {head['ContentLength']} bytes of a streaming"
-                    f" PUT of {stored.size}: it does not decode aws-chunked"
+                    f"{stored.uri}: the store kept {kept} bytes of a streaming PUT of"
+                    f" {stored.size}: it does not decode aws-chunked"
                 )
             self.keeps = "aws-chunked" in str(head.get("ContentEncoding", "")).lower()
         return self.keeps

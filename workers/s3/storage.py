@@ -47,7 +47,7 @@ from botocore.exceptions import SSLError as BotocoreSSLError
 
 from contact_exports_client.redis_tls import causes
 from workers.exceptions import StorageError
-from workers.s3.checksums import Checksum, body_checksum, sends_checksums
+from workers.s3.checksums import Checksum, sends_checksums
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
@@ -208,6 +208,8 @@ class MultipartWriter:
         #: More CreateMultipartUpload arguments (encryption, storage class, tags).
         self._extra = extra or {}
         self._checksum = checksum
+        #: Settled once: the upload is created for the algorithm only if every part carries it.
+        self._sends_checksums = sends_checksums(client)
         #: One buffer fills while the others upload; allocated on demand, never more.
         self.max_buffers = parts_in_flight + 1
         self.buffers_allocated = 0
@@ -230,7 +232,7 @@ class MultipartWriter:
             ContentType=self._content_type,
             Metadata=self._metadata,
             # S3 takes parts with checksums only of an upload created for that algorithm.
-            **({"ChecksumAlgorithm": self._checksum.name} if sends_checksums(self._client) else {}),
+            **({"ChecksumAlgorithm": self._checksum.name} if self._sends_checksums else {}),
             **self._extra,
         )["UploadId"]
         return self
@@ -302,7 +304,7 @@ class MultipartWriter:
         # Computed here, in the reading thread, not by the upload thread: there it would stall
         # every upload after the first (zlib's CRC32 took 2.5 ms per 16 MiB on its own, and left
         # 3-7 ms gaps between parts; CRC32C takes a fifth of that).
-        checksum = body_checksum(self._client, self._checksum, buffer)
+        checksum = self._checksum.of(buffer) if self._sends_checksums else {}
         self._futures.append(self._pool.submit(self._upload_part, number, buffer, checksum))
 
     def _upload_part(

@@ -54,9 +54,11 @@ MAX_PUT_BYTES = 5 * 1024**3
 #: How stores that know no aws-chunked streaming PUT answer one (seen in S3 gateways' issue
 #: trackers): 501 NotImplemented, AWS's word for a header implying what a store lacks; 400
 #: InvalidRequest, InvalidArgument or AuthorizationHeaderMalformed, or XAmzContentSHA256Mismatch,
-#: for a payload hash it cannot parse; 411 MissingContentLength; MalformedTrailerError; and
-#: SignatureDoesNotMatch from a gateway that signs the literal. Not among them: BadDigest and
-#: the checksum mismatches, which say the bytes went wrong on the way, not the request's form.
+#: for a payload hash it cannot parse; 411 MissingContentLength; MalformedTrailerError. Not among
+#: them: BadDigest and the checksum mismatches, which say the bytes went wrong on the way, and
+#: SignatureDoesNotMatch, which says the credentials are (a permanent failure, storage.py). Some
+#: of these may also answer a job's own object options (SSE-KMS over http, say): the download
+#: believes the refusal for its store only once parts of the same export succeed.
 REFUSAL_CODES = frozenset(
     {
         "NotImplemented",
@@ -66,7 +68,6 @@ REFUSAL_CODES = frozenset(
         "XAmzContentSHA256Mismatch",
         "MissingContentLength",
         "MalformedTrailerError",
-        "SignatureDoesNotMatch",
     }
 )
 

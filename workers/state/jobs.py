@@ -52,6 +52,9 @@ class JobState(StrEnum):
 CANCELLED_AT = "cancelled_at"
 #: The record's field set when the janitor refused to send its work again (an untrusted seal).
 REFUSED_AT = "janitor_refused_at"
+#: The record's field set when the job's store did not take its streaming PUT: why. Every later
+#: attempt, in whichever process, sends the export in parts (``workers.export.download``).
+IN_PARTS = "in_parts"
 #: States a job does not leave (a late duplicate step must not reopen it).
 ENDED = frozenset({JobState.COMPLETED.value, JobState.FAILED.value, JobState.CANCELLED.value})
 
@@ -297,6 +300,15 @@ class JobStore:
         return bool(self._redis.sismember(OWNED_ACTIVITIES_KEY, activity_id))
 
     # -- uploads ---------------------------------------------------------------------------
+
+    def store_in_parts(self, job_id: str, reason: str) -> None:
+        """The job's streaming PUT was refused, or stored wrong, after its results were read:
+        the retry, in whichever process takes it, sends parts."""
+        self._write(job_id, **{IN_PARTS: reason})
+
+    def in_parts(self, job_id: str) -> str | None:
+        """Why the job goes in parts (``store_in_parts``), or None."""
+        return self._get(job_id, IN_PARTS)
 
     def add_upload(self, job_id: str, upload_id: str) -> None:
         key = job_uploads_key(job_id)
