@@ -258,18 +258,20 @@ def _probe_streaming_put(
         )
     except (StorageError, TransientError) as error:
         if isinstance(error, StorageError) and error.permanent:
-            return Check(
+            outcome = Check(
                 name,
                 Outcome.PROBLEM,
                 f"bucket {bucket} at {where} takes parts but not a streaming PUT: {error}",
                 "set S3_SINGLE_PUT_MAX_MIB=0 to send every export in parts",
             )
-        outcome = Check(
-            name,
-            Outcome.WARNING,
-            f"{bucket} at {where} takes a PUT and parts; a streaming PUT was not checked: {error}",
-            "run doctor again: the store failed for now",
-        )
+        else:
+            outcome = Check(
+                name,
+                Outcome.WARNING,
+                f"{bucket} at {where} takes a PUT and parts; a streaming PUT was not checked:"
+                f" {error}",
+                "run doctor again: the store failed for now",
+            )
     return _delete_probe(name, client, bucket, probe) or outcome
 
 

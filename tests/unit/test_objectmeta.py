@@ -21,14 +21,18 @@ STORED = StoredObject("b", "k.csv", 10, 1, etag='"e"')
 class Heads:
     """Answers HEAD with the given Content-Encoding (None: the header is absent), or an error."""
 
-    def __init__(self, encoding: str | None, *, fail: bool = False) -> None:
+    def __init__(self, encoding: str | None, *, fail: int | None = None) -> None:
         self.encoding, self.fail, self.calls = encoding, fail, 0
         self.length: int | None = STORED.size
 
     def head_object(self, **_: Any) -> dict[str, Any]:
         self.calls += 1
-        if self.fail:
-            raise ClientError({"Error": {"Code": "403", "Message": "Forbidden"}}, "HeadObject")
+        if self.fail is not None:  # a HEAD's error has no body: botocore names it by status
+            answer: Any = {
+                "Error": {"Code": str(self.fail)},
+                "ResponseMetadata": {"HTTPStatusCode": self.fail},
+            }
+            raise ClientError(answer, "HeadObject")
         head: dict[str, Any] = {} if self.length is None else {"ContentLength": self.length}
         return head if self.encoding is None else {**head, "ContentEncoding": self.encoding}
 
@@ -46,12 +50,18 @@ def test_a_store_that_keeps_it_is_remembered() -> None:
 
 
 def test_a_head_that_fails_decides_nothing_and_the_object_is_not_taken_unchecked() -> None:
-    check, failing = EncodingCheck(), Heads("aws-chunked", fail=True)
+    check, failing = EncodingCheck(), Heads("aws-chunked", fail=503)
     with pytest.raises(StorageError, match="cannot be checked") as failed:
         check.keeps_chunked(failing, STORED)  # type: ignore[arg-type]
-    assert not failed.value.permanent  # the download is retried
-    assert check.keeps is None and check.refused is None
+    assert not isinstance(failed.value, StreamRefused) and not failed.value.permanent  # retried
+    assert check.keeps is None
     assert check.keeps_chunked(Heads("aws-chunked"), STORED)  # type: ignore[arg-type]
+
+
+def test_a_head_that_is_forbidden_refuses_the_streaming_put() -> None:
+    """Without s3:GetObject nothing streamed can be checked; parts need no check."""
+    with pytest.raises(StreamRefused, match="cannot be read back"):
+        EncodingCheck().keeps_chunked(Heads("aws-chunked", fail=403), STORED)  # type: ignore[arg-type]
 
 
 @pytest.mark.parametrize("kept", [STORED.size + 56, None])

@@ -381,6 +381,9 @@ def _put_in_one(
         return InOne(summary, stored, encoding.keeps_chunked(s3, stored))
     except StreamRefused as refused:
         reason = str(refused)
+        if stored is None and body.measurement.size == 0:
+            return reason
+        store.store_in_parts(job.job_id, reason)  # whoever retries the job, even without lease
         if stored is not None:
             encoding.refuse(reason)
             log.warning(
@@ -389,9 +392,6 @@ def _put_in_one(
             _check_lease(lease)  # the key is another attempt's once the lease is lost
             with contextlib.suppress(ClientError, BotoCoreError):  # else the retry overwrites it
                 s3.delete_object(Bucket=job.bucket, Key=job.key)
-        elif body.measurement.size == 0:
-            return reason
-        store.store_in_parts(job.job_id, reason)
         raise TransientError(f"{reason}; the download starts over, in parts") from refused
 
 

@@ -133,14 +133,22 @@ class EncodingCheck:
         self.refused = reason
 
     def keeps_chunked(self, s3: S3Client, stored: StoredObject) -> bool:
-        """Whether the store kept aws-chunked on ``stored``, just written by a streaming PUT;
-        StreamRefused if what it kept is not the content (its size differs). A HEAD that fails
-        is a StorageError: until one answers, the object is unchecked and must not be published.
+        """Whether the store kept aws-chunked on ``stored``, just written by a streaming PUT.
+
+        Until a HEAD has answered, the object is unchecked and must not be published: a HEAD
+        that fails is a StorageError (the download is retried), and one that is forbidden (no
+        ``s3:GetObject``, which parts do not need) or finds another size than the content's (a
+        store that decodes no aws-chunked keeps the framing) is StreamRefused.
         """
         if self.keeps is None:
             try:
                 head = s3.head_object(Bucket=stored.bucket, Key=stored.key)
             except (ClientError, BotoCoreError) as error:
+                if _forbidden(error):
+                    raise StreamRefused(
+                        f"{stored.uri}: what the store kept of a streaming PUT cannot be read"
+                        f" back to check it ({error})"
+                    ) from error
                 failed = f"{stored.uri}: what the store kept of its streaming PUT cannot be checked"
                 raise storage_error(failed, error) from error
             kept = head.get("ContentLength")
@@ -151,6 +159,14 @@ class EncodingCheck:
                 )
             self.keeps = "aws-chunked" in str(head.get("ContentEncoding", "")).lower()
         return self.keeps
+
+
+def _forbidden(error: BaseException) -> bool:
+    """A 403: HEAD answers it with no body, so botocore names it "403", not AccessDenied."""
+    if not isinstance(error, ClientError):
+        return False
+    status = error.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+    return status == 403 or error.response.get("Error", {}).get("Code") in ("403", "AccessDenied")
 
 
 def metadata_of(head: Any) -> dict[str, str]:
