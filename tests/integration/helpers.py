@@ -22,9 +22,15 @@ from contact_exports_client.keys import OWNED_ACTIVITIES_KEY
 from devstack.worker import WorkerProcess, stop_all
 from sandbox.testing import SandboxProcess
 from workers.constant_contact.client import ActivityState, ConstantContactClient
+from workers.export.download import stream_to_s3
 from workers.export.job import ActivityRef, Job
 from workers.export.manifest import manifest_key
 from workers.export.request import SCHEMA_DIR
+from workers.s3.objectmeta import EncodingCheck
+from workers.s3.storage import StoredObject
+from workers.settings import Settings
+from workers.state.jobs import JobStore
+from workers.transfer import TransferSummary
 
 MANIFEST_SCHEMA = json.loads((SCHEMA_DIR / "export-manifest.schema.json").read_text())
 
@@ -205,3 +211,28 @@ def completed_job(api: ConstantContactClient, owned: redis.Redis, bucket: str) -
             )
         ],
     )
+
+
+def download_step(
+    job: Job,
+    *,
+    api: ConstantContactClient,
+    s3: Any,
+    store: JobStore,
+    settings: Settings,
+    encoding: EncodingCheck,
+) -> tuple[TransferSummary, StoredObject]:
+    """The download step's body for a job, as ``download_csv`` runs it under its lease;
+    ``encoding`` is what the process running it knows of its store."""
+    lease = store.lease(job.job_id, "download", ttl=30)
+    with lease:
+        return stream_to_s3(
+            job,
+            client=api,
+            s3=s3,
+            store=store,
+            settings=settings,
+            lease=lease,
+            on_progress=lambda _: None,
+            encoding=encoding,
+        )

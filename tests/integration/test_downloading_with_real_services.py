@@ -14,9 +14,9 @@ import redis
 
 from sandbox.testing import SandboxProcess
 from tests.integration.conftest import BUCKET, TOKEN, Store
-from tests.integration.helpers import completed_job, open_uploads
+from tests.integration.helpers import completed_job, download_step, open_uploads
 from workers.constant_contact.client import ConstantContactClient, StaticToken
-from workers.export.download import stream_to_s3, sweep_uploads
+from workers.export.download import sweep_uploads
 from workers.export.job import Job
 from workers.export.seal import seal_as_owed, seal_owed
 from workers.s3.objectmeta import EncodingCheck, identity, sealed_export
@@ -77,18 +77,7 @@ def stream(
     """Run the download step's body for a job, as ``download_csv`` does under its lease."""
 
     def run(job: Job) -> tuple[TransferSummary, StoredObject]:
-        lease = store.lease(job.job_id, "download", ttl=30)
-        with lease:
-            return stream_to_s3(
-                job,
-                client=api,
-                s3=s3,
-                store=store,
-                settings=settings,
-                lease=lease,
-                on_progress=lambda _: None,
-                encoding=encoding,
-            )
+        return download_step(job, api=api, s3=s3, store=store, settings=settings, encoding=encoding)
 
     return run
 

@@ -24,10 +24,9 @@ from contact_exports_cli.doctor import Outcome, check_bucket
 from devstack.s3server import ACCESS_KEY, SECRET_KEY
 from sandbox.testing import SandboxProcess
 from tests.integration.conftest import BUCKET, TOKEN, Store
-from tests.integration.helpers import completed_job
+from tests.integration.helpers import completed_job, download_step
 from workers.constant_contact.client import ConstantContactClient, StaticToken
 from workers.exceptions import TransientError
-from workers.export.download import stream_to_s3
 from workers.export.job import Job
 from workers.s3.objectmeta import EncodingCheck
 from workers.s3.storage import StoredObject, make_s3_client
@@ -130,18 +129,7 @@ def stream(
 ) -> Download:
     def run(job: Job, process: EncodingCheck = encoding) -> tuple[TransferSummary, StoredObject]:
         """``process``: what the process running the step knows of its store."""
-        lease = store.lease(job.job_id, "download", ttl=30)
-        with lease:
-            return stream_to_s3(
-                job,
-                client=api,
-                s3=s3,
-                store=store,
-                settings=settings,
-                lease=lease,
-                on_progress=lambda _: None,
-                encoding=process,
-            )
+        return download_step(job, api=api, s3=s3, store=store, settings=settings, encoding=process)
 
     return run
 
