@@ -9,6 +9,7 @@ import dataclasses
 import gzip
 import io
 import json
+import threading
 from datetime import UTC, date, datetime
 
 import pyarrow.parquet as pq
@@ -231,3 +232,26 @@ def test_timestamps_are_what_the_reference_reads_to_the_millisecond(cells: list[
         for value in (column.value(cell) for cell in cells)
     ]
     assert batch.column(0).to_pylist() == expected
+
+
+@pytest.mark.parametrize("name", ["csv.gz", "csv.zst"])
+def test_a_count_that_fails_on_its_thread_fails_the_conversion_and_leaves_no_thread(
+    name: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The rows are counted on a thread of their own (``Converted._renamed``): its failure
+    must reach the caller, not be lost with the thread, nor leave the thread behind."""
+    from workers import csvstats
+
+    feed = csvstats.CsvStats.feed
+    fed = []
+
+    def failing(self: csvstats.CsvStats, chunk: bytes) -> None:
+        fed.append(chunk)
+        if len(fed) == 4:  # the header, then the third chunk of the body
+            raise RuntimeError("count failed")
+        feed(self, chunk)
+
+    monkeypatch.setattr(csvstats.CsvStats, "feed", failing)
+    with pytest.raises(RuntimeError, match="count failed"):
+        b"".join(Converted(FORMATS[name], chunked(SOURCE, 7)))
+    assert not [t for t in threading.enumerate() if t.name.startswith("csv-rows")]
