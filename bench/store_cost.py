@@ -15,7 +15,9 @@ round. Results go to ``bench/results/store-cost.md``.
 from __future__ import annotations
 
 import argparse
+import base64
 import functools
+import hashlib
 import io
 import statistics
 import sys
@@ -62,13 +64,18 @@ def client(store: RunningStore, *, checksums: bool) -> Any:
     )
 
 
-def put(content_type: str) -> Upload:
+def put(content_type: str, *, md5: bool = False) -> Upload:
     def run(store: RunningStore, data: bytes, _: Path, key: str) -> None:
+        extra = {"ContentMD5": _md5(data)} if md5 else {}
         client(store, checksums=False).put_object(
-            Bucket=BUCKET, Key=key, Body=data, ContentType=content_type
+            Bucket=BUCKET, Key=key, Body=data, ContentType=content_type, **extra
         )
 
     return run
+
+
+def _md5(data: bytes | memoryview) -> str:
+    return base64.b64encode(hashlib.md5(data, usedforsecurity=False).digest()).decode()
 
 
 def streaming_put(store: RunningStore, data: bytes, _: Path, key: str) -> None:
@@ -76,19 +83,21 @@ def streaming_put(store: RunningStore, data: bytes, _: Path, key: str) -> None:
     put_stream(client(store, checksums=True), BUCKET, key, body, metadata={})
 
 
-def multipart(checksums: bool) -> Upload:
+def multipart(checksums: bool, *, md5: bool = False) -> Upload:
     def run(store: RunningStore, data: bytes, _: Path, key: str) -> None:
         s3 = client(store, checksums=checksums)
         upload = s3.create_multipart_upload(Bucket=BUCKET, Key=key, ContentType="text/csv")
         parts = []
         with memoryview(data) as view:
             for number, offset in enumerate(range(0, len(data), PART), 1):
+                part = bytes(view[offset : offset + PART])
                 answer = s3.upload_part(
                     Bucket=BUCKET,
                     Key=key,
                     UploadId=upload["UploadId"],
                     PartNumber=number,
-                    Body=bytes(view[offset : offset + PART]),
+                    Body=part,
+                    **({"ContentMD5": _md5(part)} if md5 else {}),
                 )
                 parts.append({"PartNumber": number, "ETag": answer["ETag"]})
         s3.complete_multipart_upload(
@@ -118,9 +127,11 @@ FORMS: dict[str, Upload] = {
     "boto3 put_object, text/csv": put("text/csv"),
     "boto3 put_object, text/csv; charset=utf-8 (as rclone sends)": put("text/csv; charset=utf-8"),
     "boto3 put_object, application/octet-stream": put("application/octet-stream"),
+    "boto3 put_object, text/csv, Content-MD5": put("text/csv", md5=True),
     "this project's streaming PUT (aws-chunked, CRC32C trailer)": streaming_put,
     "boto3 multipart, 16 MiB parts, no checksum": multipart(False),
     "boto3 multipart, 16 MiB parts, CRC32 per part": multipart(True),
+    "boto3 multipart, 16 MiB parts, Content-MD5 per part": multipart(False, md5=True),
     "rclone copyto, multipart (5 MiB x 4)": rclone(),
     "rclone copyto, multipart 16 MiB x 1": rclone(
         "--s3-chunk-size", "16M", "--s3-upload-concurrency", "1"
