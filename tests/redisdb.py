@@ -1,6 +1,6 @@
 """Which Redis database a test process uses, so that pytest-xdist's processes never share one.
 
-``make test`` runs the suite in two processes (``-n 2``). Unit tests flush their database around
+``make test`` runs the suite in three processes (``-n 3``). Unit tests flush their database around
 every test and integration tests flush theirs per session, so each process needs its own: the
 first (``gw0``, or no xdist at all) keeps the documented databases (unit 15, integration 14),
 the next one takes the two below (13, 12), and so on.

@@ -24,7 +24,8 @@ pytestmark = pytest.mark.integration
 
 TOKEN = f"quota-{uuid.uuid4().hex}"
 #: Seconds from now to the simulated midnight: a worker start, then a few seconds of waiting.
-RESET_IN = 7.0
+#: Long enough for a worker to start on a loaded machine (three test processes on two cores).
+RESET_IN = 10.0
 RESULT_TIMEOUT = 60.0
 
 
