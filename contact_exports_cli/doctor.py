@@ -42,6 +42,8 @@ from workers.s3.objectmeta import EncodingCheck
 from workers.s3.storage import (
     MIN_PART_SIZE,
     MultipartWriter,
+    answer_of,
+    forbidden,
     make_s3_client,
     untrusted_certificate,
 )
@@ -289,8 +291,7 @@ def _delete_probe(name: str, client: S3Client, bucket: str, probe: str) -> Check
 
 
 def _bucket_refused(name: str, bucket: str, where: str, error: ClientError) -> Check:
-    status = error.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
-    code = error.response.get("Error", {}).get("Code", "")
+    status, code = answer_of(error)
     if status == 404 or code in ("404", "NoSuchBucket"):
         return Check(
             name,
@@ -298,7 +299,7 @@ def _bucket_refused(name: str, bucket: str, where: str, error: ClientError) -> C
             f"bucket {bucket} does not exist at {where}",
             f"create it (aws s3 mb s3://{bucket}) or set S3_BUCKET to a bucket that exists",
         )
-    if status == 403 or code in ("403", "AccessDenied"):
+    if forbidden(error):
         return Check(
             name,
             Outcome.PROBLEM,

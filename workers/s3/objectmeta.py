@@ -26,7 +26,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from workers.csvstats import MAX_HEADER_BYTES, CsvStats
 from workers.exceptions import ObjectChanged, StreamRefused
-from workers.s3.storage import StoredObject, storage_error
+from workers.s3.storage import StoredObject, answer_of, forbidden, storage_error
 from workers.transfer import TransferSummary
 
 if TYPE_CHECKING:
@@ -98,7 +98,7 @@ def seal(
             ),
         )
     except ClientError as error:
-        code = str(error.response.get("Error", {}).get("Code", ""))
+        _, code = answer_of(error)
         if code in CHANGED_CODES:
             raise ObjectChanged(f"{stored.uri} changed before it was sealed: {code}") from error
         raise storage_error(f"S3 copy (sealing) failed for {stored.uri}", error) from error
@@ -144,7 +144,7 @@ class EncodingCheck:
             try:
                 head = s3.head_object(Bucket=stored.bucket, Key=stored.key)
             except (ClientError, BotoCoreError) as error:
-                if _forbidden(error):
+                if forbidden(error):
                     raise StreamRefused(
                         f"{stored.uri}: what the store kept of a streaming PUT cannot be read"
                         f" back to check it ({error})"
@@ -159,14 +159,6 @@ class EncodingCheck:
                 )
             self.keeps = "aws-chunked" in str(head.get("ContentEncoding", "")).lower()
         return self.keeps
-
-
-def _forbidden(error: BaseException) -> bool:
-    """A 403: HEAD answers it with no body, so botocore names it "403", not AccessDenied."""
-    if not isinstance(error, ClientError):
-        return False
-    status = error.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
-    return status == 403 or error.response.get("Error", {}).get("Code") in ("403", "AccessDenied")
 
 
 def metadata_of(head: Any) -> dict[str, str]:

@@ -105,6 +105,21 @@ PERMANENT_CODES = frozenset(
 )
 
 
+def answer_of(error: BaseException) -> tuple[int | None, str]:
+    """The HTTP status and S3 error code of a store's refusal (a ClientError); (None, "") for
+    any other failure, where the store answered nothing."""
+    if not isinstance(error, ClientError):
+        return None, ""
+    status = error.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+    return status, str(error.response.get("Error", {}).get("Code", ""))
+
+
+def forbidden(error: BaseException) -> bool:
+    """A 403. A HEAD's refusal has no body, so botocore names it "403", not AccessDenied."""
+    status, code = answer_of(error)
+    return status == 403 or code in ("403", "AccessDenied")
+
+
 def storage_error(message: str, error: BaseException) -> StorageError:
     """The StorageError for an S3 call that failed with ``error`` (after boto3's own retries).
 
@@ -114,11 +129,7 @@ def storage_error(message: str, error: BaseException) -> StorageError:
     the retry policy tries again later.
     """
     untrusted = untrusted_certificate(error)
-    code = (
-        str(error.response.get("Error", {}).get("Code", ""))
-        if isinstance(error, ClientError)
-        else ""
-    )
+    _, code = answer_of(error)
     return StorageError(
         f"{message}: {untrusted or error}",
         permanent=untrusted is not None or code in PERMANENT_CODES,

@@ -39,7 +39,7 @@ from botocore.exceptions import BotoCoreError, ClientError, UnseekableStreamErro
 
 from workers.exceptions import BodyIncomplete, StreamRefused, TransientError
 from workers.s3.checksums import B64_LENGTH, Checksum
-from workers.s3.storage import StoredObject, storage_error, untrusted_certificate
+from workers.s3.storage import StoredObject, answer_of, storage_error, untrusted_certificate
 from workers.transfer import PROGRESS_EVERY, Measurement, Progress, Readable, TransferSummary
 
 if TYPE_CHECKING:
@@ -242,10 +242,7 @@ def put_stream(
 def refusal(error: BaseException) -> str | None:
     """What in the store's answer says it does not take a streaming PUT at all (its status and
     code, see REFUSAL_CODES), or None for any other failure."""
-    if not isinstance(error, ClientError):
-        return None
-    code = str(error.response.get("Error", {}).get("Code", ""))
-    status = error.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+    status, code = answer_of(error)
     if code in REFUSAL_CODES or status == 501:
         return f"{status} {code}".strip()
     return None
