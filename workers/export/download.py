@@ -260,17 +260,18 @@ def stream_to_s3(
     first_href = job.activities[0].results_href
     assert first_href is not None  # polled to completion
     fmt = FORMATS[job.format]
-    refused_before = store.in_parts(job.job_id)  # an earlier attempt's streaming PUT was refused
     with client.open_results(first_href) as first:
         started = time.monotonic()  # after the GET's turn under the rate limit, and its answer
-        in_one = (
+        streamable = (
             fmt is CSV  # a converted object's size is known only at its end
             and len(job.activities) == 1
             and single_put_allowed(settings, first.expected_size)
             and encoding.keeps is not True  # such a store takes parts, which need no early seal
             and encoding.refused is None
-            and refused_before is None
         )
+        # Whether an earlier attempt's streaming PUT was refused: asked only where it matters.
+        refused_before = store.in_parts(job.job_id) if streamable else None
+        in_one = streamable and refused_before is None
         log.info(
             "job %s: results answered (%s bytes); storing them %s",
             job.job_id,
