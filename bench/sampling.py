@@ -6,7 +6,7 @@ from __future__ import annotations
 import subprocess
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 import psutil
@@ -79,9 +79,54 @@ def busy_seconds() -> float:
     return sum(value for name, value in times.items() if name not in neither)
 
 
+#: One reading of what a sampler watches (CPU seconds, say), as numbers that only rise.
+Reading = tuple[float, ...]
+
+
+class TimedSamples:
+    """Readings of ``read`` with the wall clock, taken in a thread every ``every`` seconds from
+    ``start`` to ``stop``, so that what a span cost can be read back once its start is known
+    (``change_since``): a download's start, say, is learnt from its log line afterwards. A
+    reading ``read`` cannot take (None) is left out."""
+
+    def __init__(self, read: Callable[[], Reading | None], *, every: float, name: str) -> None:
+        self._read = read
+        self._every = every
+        #: (epoch seconds, *reading), oldest first.
+        self.samples: list[tuple[float, ...]] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
+
+    def start(self) -> TimedSamples:
+        self.sample()
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join()
+        self.sample()
+
+    def sample(self) -> None:
+        reading = self._read()
+        if reading is not None:
+            self.samples.append((time.time(), *reading))
+
+    def _run(self) -> None:
+        while not self._stop.wait(self._every):
+            self.sample()
+
+    def change_since(self, moment: float | None) -> tuple[float, Reading]:
+        """Seconds from the last sample at or before ``moment`` (the first, without one) to the
+        last sample, and how much each reading rose over them."""
+        before = [s for s in self.samples if moment is not None and s[0] <= moment]
+        first = before[-1] if before else self.samples[0]
+        last = self.samples[-1]
+        return last[0] - first[0], tuple(b - a for a, b in zip(first[1:], last[1:], strict=True))
+
+
 class StoreLoad:
-    """The S3 server's CPU and the machine's busy cores, sampled with the wall clock in a thread,
-    so that what a span cost can be read back once its start is known (``since``).
+    """The S3 server's CPU and the machine's busy cores over a trial (``since``).
 
     On two cores the store competes with the method it serves: a store that spends 20 CPU
     seconds a GiB (SeaweedFS here) leaves a method only what is left of the cores, so each
@@ -90,43 +135,31 @@ class StoreLoad:
 
     def __init__(self, store_pid: int | None) -> None:
         self._process = psutil.Process(store_pid) if store_pid is not None else None
-        #: (epoch seconds, the store's CPU seconds, the machine's busy seconds), oldest first;
-        #: a moment psutil could not read the store is not sampled.
-        self.samples: list[tuple[float, float, float]] = []
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="store-load", daemon=True)
+        self._samples = TimedSamples(self._read, every=SAMPLE_SECONDS, name="store-load")
 
     def __enter__(self) -> StoreLoad:
-        self.sample()
-        self._thread.start()
+        self._samples.start()
         return self
 
     def __exit__(self, *_: object) -> None:
-        self._stop.set()
-        self._thread.join()
-        self.sample()
+        self._samples.stop()
 
-    def sample(self) -> None:
+    def _read(self) -> Reading | None:
+        """The store's CPU seconds and the machine's busy seconds; None when psutil could not
+        read the store."""
         store = 0.0
         if self._process is not None:
             try:
                 times = self._process.cpu_times()
             except psutil.Error:
-                return
+                return None
             store = times.user + times.system
-        self.samples.append((time.time(), store, busy_seconds()))
-
-    def _run(self) -> None:
-        while not self._stop.wait(SAMPLE_SECONDS):
-            self.sample()
+        return store, busy_seconds()
 
     def since(self, moment: float | None = None) -> tuple[float | None, float]:
         """The store's CPU seconds (None without a store process) and the machine's busy
         cores, from the last sample at or before ``moment`` (the first without one) to the end."""
-        before = [s for s in self.samples if moment is not None and s[0] <= moment]
-        started, store, busy = before[-1] if before else self.samples[0]
-        ended, last_store, last_busy = self.samples[-1]
-        if ended <= started:
+        seconds, (store, busy) = self._samples.change_since(moment)
+        if seconds <= 0:
             raise RuntimeError(f"no samples after {moment}: the span was not sampled")
-        cores = (last_busy - busy) / (ended - started)
-        return (None if self._process is None else last_store - store), cores
+        return (None if self._process is None else store), busy / seconds

@@ -31,7 +31,6 @@ from __future__ import annotations
 import json
 import os
 import tempfile
-import threading
 import time
 import uuid
 from dataclasses import dataclass
@@ -47,7 +46,7 @@ from celery.result import AsyncResult
 from cryptography.fernet import Fernet
 
 from bench.corpus import TOKEN, CsvFile
-from bench.sampling import RssSampler
+from bench.sampling import RssSampler, TimedSamples
 from devstack.s3server import S3Server
 from devstack.worker import WorkerProcess
 from sandbox.testing import SandboxProcess
@@ -95,41 +94,15 @@ def cpu_seconds(process: psutil.Process) -> float:
     return float(times.user + times.system)
 
 
-class CpuSampler:
-    """One process's CPU times (user, sys: all its threads), sampled with the wall clock in a
-    thread, so the CPU spent since a moment learnt only later can be read back (``since``)."""
+def cpu_sampler(process: psutil.Process) -> TimedSamples:
+    """One process's CPU times (user, sys: all its threads), sampled with the wall clock, so
+    the CPU spent since a moment learnt only later can be read back (``change_since``)."""
 
-    def __init__(self, process: psutil.Process) -> None:
-        self._process = process
-        #: (epoch seconds, user seconds, sys seconds), oldest first.
-        self.samples: list[tuple[float, float, float]] = []
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="cpu-sampler", daemon=True)
+    def read() -> tuple[float, float]:
+        times = process.cpu_times()
+        return times.user, times.system
 
-    def start(self) -> CpuSampler:
-        self.sample()
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        self._stop.set()
-        self._thread.join()
-        self.sample()
-
-    def sample(self) -> None:
-        times = self._process.cpu_times()
-        self.samples.append((time.time(), times.user, times.system))
-
-    def _run(self) -> None:
-        while not self._stop.wait(CPU_SAMPLE_SECONDS):
-            self.sample()
-
-    def since(self, moment: float) -> tuple[float, float]:
-        """User and sys seconds from the last sample at or before ``moment`` to the last one."""
-        before = [s for s in self.samples if s[0] <= moment] or self.samples[:1]
-        _, user, system = before[-1]
-        _, last_user, last_system = self.samples[-1]
-        return last_user - user, last_system - system
+    return TimedSamples(read, every=CPU_SAMPLE_SECONDS, name="cpu-sampler")
 
 
 @dataclass
@@ -240,7 +213,7 @@ class WorkerBench:
             time.sleep(0.02)
         sampler.peak = idle
         sampler.start()
-        cpu = CpuSampler(child).start()
+        cpu = cpu_sampler(child).start()
         try:
             summary = self._wait(sent := self._send(key))
         finally:
@@ -249,8 +222,8 @@ class WorkerBench:
             sampler.stop()
         started = results_get_started(self.sandbox, summary["activity_id"])
         figures = self._log_figures(sent)
-        user, system = cpu.since(figures["download_logged_at"])
-        whole_user, whole_system = cpu.since(0.0)
+        _, (user, system) = cpu.change_since(figures["download_logged_at"])
+        _, (whole_user, whole_system) = cpu.change_since(None)
         return {
             "seconds": ended - started,
             "peak_rss": sampler.peak,
