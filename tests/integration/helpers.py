@@ -12,6 +12,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+import boto3
 import jsonschema  # type: ignore[import-untyped]  # no stubs among the dev dependencies
 import psutil
 import redis
@@ -19,6 +20,7 @@ from celery import Celery
 from celery.result import AsyncResult
 
 from contact_exports_client.keys import OWNED_ACTIVITIES_KEY
+from devstack.s3server import ACCESS_KEY, SECRET_KEY
 from devstack.worker import WorkerProcess, stop_all
 from sandbox.testing import SandboxProcess
 from workers.constant_contact.client import ActivityState, ConstantContactClient
@@ -27,7 +29,7 @@ from workers.export.job import ActivityRef, Job
 from workers.export.manifest import manifest_key
 from workers.export.request import SCHEMA_DIR
 from workers.s3.objectmeta import EncodingCheck
-from workers.s3.storage import StoredObject
+from workers.s3.storage import StoredObject, make_s3_client
 from workers.settings import Settings
 from workers.state.jobs import JobStore
 from workers.transfer import TransferSummary
@@ -236,3 +238,13 @@ def download_step(
             on_progress=lambda _: None,
             encoding=encoding,
         )
+
+
+def worker_s3(env: dict[str, str], session: boto3.Session | None = None) -> Any:
+    """An S3 client made as a worker makes it from ``env`` (a store's environment, with any
+    settings over it) and the test stores' keys; ``session`` shares one across a module."""
+    session = session or boto3.Session(
+        aws_access_key_id=ACCESS_KEY, aws_secret_access_key=SECRET_KEY
+    )
+    values = {name.lower(): value for name, value in env.items()}
+    return make_s3_client(Settings(cc_access_token="unused", **values), session)

@@ -14,17 +14,16 @@ import uuid
 from collections.abc import Iterator
 from typing import Any
 
-import boto3
 import pytest
 import redis
 
-from devstack.s3server import ACCESS_KEY, SECRET_KEY, RcloneS3, S3Server
+from devstack.s3server import RcloneS3, S3Server
+from tests.integration.helpers import download_step, worker_s3
 from tests.rawhttp import raw_server
 from workers.constant_contact.client import ConstantContactClient, StaticToken
-from workers.export.download import stream_to_s3
 from workers.export.job import ActivityRef, Job
 from workers.s3.objectmeta import EncodingCheck
-from workers.s3.storage import StoredObject, make_s3_client
+from workers.s3.storage import StoredObject
 from workers.settings import Settings
 from workers.state.jobs import JobStore
 from workers.transfer import TransferSummary
@@ -53,9 +52,7 @@ def store(request: pytest.FixtureRequest) -> S3Server:
 
 
 def s3_for(server: S3Server) -> Any:
-    session = boto3.Session(aws_access_key_id=ACCESS_KEY, aws_secret_access_key=SECRET_KEY)
-    values = {k.lower(): v for k, v in server.env().items()}
-    return make_s3_client(Settings(cc_access_token="unused", **values), session)
+    return worker_s3(server.env())
 
 
 def download(
@@ -80,17 +77,10 @@ def download(
             started_at="2026-12-04T00:00:00Z",
             activities=[ActivityRef("a1", "/v3/activities/a1", href, completed=True)],
         )
-        with jobs.lease(job_id, "download") as lease:
-            summary, stored = stream_to_s3(
-                job,
-                client=client,
-                s3=s3,
-                store=jobs,
-                settings=Settings(cc_access_token="unused", s3_part_size_mib=5),
-                lease=lease,
-                on_progress=lambda _: None,
-                encoding=encoding,
-            )
+        settings = Settings(cc_access_token="unused", s3_part_size_mib=5)
+        summary, stored = download_step(
+            job, api=client, s3=s3, store=jobs, settings=settings, encoding=encoding
+        )
     return summary, stored, dict(s3.get_object(Bucket=BUCKET, Key=job.key))
 
 

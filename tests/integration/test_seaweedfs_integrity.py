@@ -23,13 +23,12 @@ from botocore.exceptions import ClientError
 
 from devstack.s3server import ACCESS_KEY, SECRET_KEY
 from devstack.seaweedfs import SeaweedS3
-from tests.integration.helpers import sent_headers
+from tests.integration.helpers import sent_headers, worker_s3
 from workers.exceptions import StorageError
 from workers.s3.checksums import DEFAULT, Algorithm, Checksum
 from workers.s3.objectmeta import seal
-from workers.s3.storage import MIN_PART_SIZE, MultipartWriter, make_s3_client
+from workers.s3.storage import MIN_PART_SIZE, MultipartWriter
 from workers.s3.streamput import ChunkedBody, put_stream
-from workers.settings import Settings
 
 pytestmark = pytest.mark.integration
 
@@ -54,8 +53,7 @@ def session() -> boto3.Session:
 
 def client_for(server: SeaweedS3, session: boto3.Session, **env: str) -> Any:
     """The worker's client: by default CRC32C checksums and, over http, unsigned payloads."""
-    values = {k.lower(): v for k, v in (server.env() | env).items()}
-    return make_s3_client(Settings(cc_access_token="unused", **values), session)
+    return worker_s3(server.env() | env, session)
 
 
 @pytest.fixture

@@ -15,21 +15,19 @@ import hashlib
 from collections.abc import Callable, Iterator
 from typing import Any
 
-import boto3
 import pytest
 import redis
 from botocore.awsrequest import AWSResponse
 
 from contact_exports_cli.doctor import Outcome, check_bucket
-from devstack.s3server import ACCESS_KEY, SECRET_KEY
 from sandbox.testing import SandboxProcess
 from tests.integration.conftest import BUCKET, TOKEN, Store
-from tests.integration.helpers import completed_job, download_step
+from tests.integration.helpers import completed_job, download_step, worker_s3
 from workers.constant_contact.client import ConstantContactClient, StaticToken
 from workers.exceptions import TransientError
 from workers.export.job import Job
 from workers.s3.objectmeta import EncodingCheck
-from workers.s3.storage import StoredObject, make_s3_client
+from workers.s3.storage import StoredObject
 from workers.s3.streamput import ChunkedBody
 from workers.settings import Settings
 from workers.state.jobs import JobStore
@@ -98,10 +96,9 @@ def settings(s3_store: Store) -> Settings:
 
 
 @pytest.fixture
-def s3(settings: Settings) -> Any:
+def s3(s3_store: Store) -> Any:
     """A client made as a worker makes it, of the test's own: the hooks above stay on it."""
-    session = boto3.Session(aws_access_key_id=ACCESS_KEY, aws_secret_access_key=SECRET_KEY)
-    return make_s3_client(settings, session)
+    return worker_s3(s3_store.env)
 
 
 @pytest.fixture

@@ -14,21 +14,17 @@ import uuid
 from collections.abc import Iterator
 from typing import Any
 
-import boto3
 import pytest
 import requests
 
-from devstack.s3server import ACCESS_KEY, SECRET_KEY
 from tests.integration.conftest import BUCKET, Store
-from tests.integration.helpers import sent_headers
+from tests.integration.helpers import sent_headers, worker_s3
 from tests.rawhttp import raw_server
 from workers.constant_contact.results import ResultsBody
 from workers.exceptions import BodyIncomplete, TransientError
 from workers.s3.checksums import DEFAULT
 from workers.s3.objectmeta import seal
-from workers.s3.storage import make_s3_client
 from workers.s3.streamput import ChunkedBody, put_stream
-from workers.settings import Settings
 
 pytestmark = [pytest.mark.integration, pytest.mark.both_stores]
 
@@ -41,9 +37,7 @@ METADATA = {"job-id": "j-1"}
 def s3(s3_store: Store) -> Any:
     """A fresh client each test, made as a worker makes it, so the request log below sees only
     that test's requests."""
-    session = boto3.Session(aws_access_key_id=ACCESS_KEY, aws_secret_access_key=SECRET_KEY)
-    values = {k.lower(): v for k, v in s3_store.env.items()}
-    return make_s3_client(Settings(cc_access_token="unused", **values), session)
+    return worker_s3(s3_store.env)
 
 
 def csv_response(body: bytes, announced: int) -> bytes:
