@@ -32,13 +32,15 @@ import boto3
 from botocore.config import Config
 
 from bench import tools
-from bench.corpus import SPOOL_DIR
+from bench.corpus import SPOOL_DIR, TOKEN
 from bench.report import header, machine
 from bench.sampling import StoreLoad
 from bench.stores import BUCKET, STORES, RunningStore
 from devstack.s3server import rclone_binary
 from workers.s3.checksums import DEFAULT
+from workers.s3.storage import MultipartWriter, make_s3_client
 from workers.s3.streamput import ChunkedBody, put_stream
+from workers.settings import Settings
 
 RESULTS = Path(__file__).resolve().parent / "results" / "store-cost.md"
 GIB = 2**30
@@ -48,10 +50,10 @@ Upload = Callable[[RunningStore, bytes, Path, str], None]
 
 
 @functools.cache
-def client(store: RunningStore, *, checksums: bool) -> Any:
+def client(store: RunningStore, *, checksums: bool, part_type: str | None = None) -> Any:
     """One client per store and setting, made before any upload is timed (``measure``)."""
     env = store.server.env()
-    return boto3.client(
+    s3 = boto3.client(
         "s3",
         endpoint_url=store.server.endpoint_url,
         aws_access_key_id=env["AWS_ACCESS_KEY_ID"],
@@ -62,6 +64,37 @@ def client(store: RunningStore, *, checksums: bool) -> Any:
             s3={"addressing_style": "path", "payload_signing_enabled": False},
         ),
     )
+    if part_type is not None:
+        s3.meta.events.register(
+            "before-call.s3.UploadPart",
+            lambda params, **_: params["headers"].__setitem__("Content-Type", part_type),
+        )
+    return s3
+
+
+@functools.cache
+def worker_client(store: RunningStore) -> Any:
+    """The worker's own client (``make_s3_client``) at its defaults, for this store."""
+    env = store.server.env()
+    settings = Settings(cc_access_token=TOKEN, s3_endpoint_url=store.server.endpoint_url)
+    session = boto3.Session(
+        aws_access_key_id=env["AWS_ACCESS_KEY_ID"],
+        aws_secret_access_key=env["AWS_SECRET_ACCESS_KEY"],
+    )
+    return make_s3_client(settings, session)
+
+
+def worker_parts(store: RunningStore, data: bytes, _: Path, key: str) -> None:
+    """The worker's MultipartWriter as an export in parts uses it: 16 MiB x 1, CRC32C."""
+    with (
+        MultipartWriter(
+            worker_client(store), BUCKET, key, part_size=PART, parts_in_flight=1, checksum=DEFAULT
+        ) as writer,
+        memoryview(data) as view,
+    ):
+        for offset in range(0, len(data), PART):
+            writer.write(view[offset : offset + PART])
+        writer.complete()
 
 
 def put(content_type: str, *, md5: bool = False) -> Upload:
@@ -83,9 +116,12 @@ def streaming_put(store: RunningStore, data: bytes, _: Path, key: str) -> None:
     put_stream(client(store, checksums=True), BUCKET, key, body, metadata={})
 
 
-def multipart(checksums: bool, *, md5: bool = False) -> Upload:
+def multipart(checksums: bool, *, md5: bool = False, part_type: str | None = None) -> Upload:
+    """boto3's multipart upload, its parts sent as botocore sends them (no Content-Type) or, with
+    ``part_type``, declared as that type, as the AWS SDK for Go and this worker send them."""
+
     def run(store: RunningStore, data: bytes, _: Path, key: str) -> None:
-        s3 = client(store, checksums=checksums)
+        s3 = client(store, checksums=checksums, part_type=part_type)
         upload = s3.create_multipart_upload(Bucket=BUCKET, Key=key, ContentType="text/csv")
         parts = []
         with memoryview(data) as view:
@@ -109,7 +145,9 @@ def multipart(checksums: bool, *, md5: bool = False) -> Upload:
 
 def rclone(*flags: str) -> Upload:
     """``rclone copyto`` of the file: its multipart upload (5 MiB x 4 by default) or, with a
-    cutoff above the size, one PUT."""
+    cutoff above the size and no multi-thread upload (which rclone starts at 256 MiB whatever
+    the cutoff), one PUT. Its parts say ``application/octet-stream``, as the AWS SDK for Go
+    sends them."""
 
     def run(store: RunningStore, _: bytes, path: Path, key: str) -> None:
         server = store.server
@@ -132,11 +170,15 @@ FORMS: dict[str, Upload] = {
     "boto3 multipart, 16 MiB parts, no checksum": multipart(False),
     "boto3 multipart, 16 MiB parts, CRC32 per part": multipart(True),
     "boto3 multipart, 16 MiB parts, Content-MD5 per part": multipart(False, md5=True),
+    "boto3 multipart, 16 MiB parts, each sent as application/octet-stream": multipart(
+        False, part_type="application/octet-stream"
+    ),
+    "this project's MultipartWriter (16 MiB x 1, CRC32C; parts as octet-stream)": worker_parts,
     "rclone copyto, multipart (5 MiB x 4)": rclone(),
     "rclone copyto, multipart 16 MiB x 1": rclone(
         "--s3-chunk-size", "16M", "--s3-upload-concurrency", "1"
     ),
-    "rclone copyto, one PUT": rclone("--s3-upload-cutoff", "4G"),
+    "rclone copyto, one PUT": rclone("--s3-upload-cutoff", "4G", "--multi-thread-streams", "0"),
 }
 
 
@@ -145,6 +187,8 @@ def measure(store: RunningStore, data: bytes, path: Path, rounds: int) -> dict[s
     checker = store.server.client()
     for checksums in (False, True):
         client(store, checksums=checksums)
+    client(store, checksums=False, part_type="application/octet-stream")
+    worker_client(store)
     for round_ in range(rounds):
         for number, (name, upload) in enumerate(FORMS.items()):
             key = f"cost-{round_}-{number}.csv"

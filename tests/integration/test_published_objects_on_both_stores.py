@@ -18,12 +18,12 @@ import pytest
 import redis
 
 from devstack.s3server import RcloneS3, S3Server
-from tests.integration.helpers import download_step, worker_s3
+from tests.integration.helpers import download_step, sent_headers, worker_s3
 from tests.rawhttp import raw_server
 from workers.constant_contact.client import ConstantContactClient, StaticToken
 from workers.export.job import ActivityRef, Job
 from workers.s3.objectmeta import EncodingCheck
-from workers.s3.storage import StoredObject
+from workers.s3.storage import PART_CONTENT_TYPE, StoredObject
 from workers.settings import Settings
 from workers.state.jobs import JobStore
 from workers.transfer import TransferSummary
@@ -112,3 +112,21 @@ def test_once_a_store_is_known_to_keep_it_exports_go_in_parts(
     assert "aws-chunked" not in got.get("ContentEncoding", "")
     assert hashlib.sha256(got["Body"].read()).hexdigest() == summary.sha256
     assert not stored.sealed  # in parts: the seal comes after the result, as ever
+
+
+def test_parts_are_sent_as_bytes_and_the_object_keeps_its_own_type(
+    store: S3Server, redis_url: str
+) -> None:
+    """Every part says application/octet-stream (SeaweedFS would otherwise gzip a part it
+    sniffs as text in its gateway and gunzip it again in its volume server); the store must
+    still give the object the type it was created with, not a part's."""
+    s3 = s3_for(store)
+    sent = sent_headers(s3, "UploadPart")
+    encoding = EncodingCheck()
+    encoding.keeps = True  # in parts, as above
+    summary, stored, got = download(s3, redis_url, encoding)
+    assert stored.parts == 1 and len(sent) == 1
+    assert sent[0]["content-type"] == PART_CONTENT_TYPE
+    assert got["ContentType"] == "text/csv"
+    assert s3.head_object(Bucket=BUCKET, Key=stored.key)["ContentType"] == "text/csv"
+    assert hashlib.sha256(got["Body"].read()).hexdigest() == summary.sha256

@@ -87,6 +87,7 @@ def make_s3_client(settings: Settings, session: boto3.Session | None = None) -> 
     client = (session or boto3.Session()).client(
         "s3", endpoint_url=endpoint, region_name=settings.aws_default_region, config=config
     )
+    client.meta.events.register("before-call.s3.UploadPart", declare_part_as_bytes)
     if settings.s3_content_md5:
         client.meta.events.register("before-call.s3.UploadPart", add_content_md5)
     return client
@@ -159,6 +160,25 @@ def untrusted_certificate(error: BaseException) -> str | None:
         f"S3 server's TLS certificate is not trusted ({endpoint}{reason}); "
         "set AWS_CA_BUNDLE to its CA"
     )
+
+
+#: What every part's body is declared as: its bytes, not the object's type.
+PART_CONTENT_TYPE = "application/octet-stream"
+
+
+def declare_part_as_bytes(params: dict[str, Any], **_: Any) -> None:
+    """botocore hook: every part upload says ``Content-Type: application/octet-stream``.
+
+    The object's type is the one its upload was created with; S3 has no type per part and
+    ignores the header there, as MinIO and rclone do, so what it costs elsewhere is nothing.
+    What it saves on SeaweedFS is a quarter of the store's CPU: its gateway sniffs a part sent
+    without a type, finds text, gzips the part, and its volume server gunzips it again to check
+    its MD5; a part declared as bytes is compressed once, where it is stored. Measured side by
+    side on a 512 MiB CSV in 16 MiB parts (``bench/store_cost.py``): 15.4 against 20.8
+    CPU-s/GiB of the store, 108-127 against 77-107 MiB/s. The AWS SDK for Go sends every part
+    so, which is why rclone's uploads never paid the difference.
+    """
+    params["headers"].setdefault("Content-Type", PART_CONTENT_TYPE)
 
 
 def add_content_md5(params: dict[str, Any], **_: Any) -> None:
