@@ -12,6 +12,8 @@ page cache). Each round runs every method once, interleaved (each round one meth
 into the same store:
 
 - ``curl``: curl PUT of the spooled file, the PUT alone: what the store takes (the limit);
+- ``curl_bytes``: the same PUT with the body declared ``application/octet-stream``, which
+  SeaweedFS charges less for than a body it sniffs as text (bench/tools.py): a second limit;
 - ``worker``: this project's export in a real celery worker (``-c 1``), timed from its results
   GET (the sandbox's request log) to its published result, its pool process's RSS and CPU
   measured (bench/worker_run.py);
@@ -59,7 +61,7 @@ from sandbox.testing import SandboxProcess
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 #: The methods of every round, in the order they run.
-METHODS = ("curl", "worker", "copyurl", "aws")
+METHODS = ("curl", "curl_bytes", "worker", "copyurl", "aws")
 #: The libraries' methods (``--libraries``), run in a child process each (bench/methods.py).
 LIBRARIES = ("smart_open", "upload_fileobj", "naive")
 #: What the source is, for the report.
@@ -112,7 +114,7 @@ class Bench:
             "peak_rss": ran.peak_rss,
             "cpu_seconds": ran.cpu_seconds,
         }
-        if method != "curl":  # a download too: timed from its results GET, as the worker is
+        if method not in tools.PUTS:  # a download too: timed from its results GET, as the worker
             ended = ran.started_at + ran.seconds
             got = results_get_started(self.sandbox, self.file.activity_id, after=ran.started_at)
             trial.update(seconds=ended - got, command_seconds=ran.seconds)

@@ -1,7 +1,10 @@
 """What a user would run instead of the worker, as command lines: the limit and two alternatives.
 
 - ``curl PUT``: the spooled file PUT into the store (SigV4 by curl itself): what the store can take
-  from one connection, with no download at all; the limit the worker is held to.
+  from one connection, with no download at all; the limit the worker is held to. curl declares
+  no type, and SeaweedFS, sniffing text, then gzips the object twice over (see
+  ``workers.s3.storage.declare_part_as_bytes``): ``curl PUT as bytes`` declares the body
+  ``application/octet-stream``, the form that store charges least for, as a second limit.
 - ``rclone copyurl``: the sandbox's results URL straight into the store through an S3 remote given
   on the command line (a connection string, no config file), with rclone's defaults.
 - ``curl URL | aws s3 cp -``: the results URL piped into awscli v1, with its defaults.
@@ -93,10 +96,14 @@ def get_results(file: CsvFile) -> list[str]:
     return ["curl", "--silent", "--show-error", "--fail", "-H", AUTHORIZATION, file.results_url]
 
 
-def curl_put(store: S3Server, file: CsvFile, bucket: str, key: str) -> list[list[str]]:
+def curl_put(
+    store: S3Server, file: CsvFile, bucket: str, key: str, content_type: str | None = None
+) -> list[list[str]]:
+    declared = ["-H", f"Content-Type: {content_type}"] if content_type else []
     return [
         [
             "curl",
+            *declared,
             "--silent",
             "--show-error",
             "--fail",
@@ -173,5 +180,16 @@ def versions() -> str:
     )
 
 
+def curl_put_bytes(store: S3Server, file: CsvFile, bucket: str, key: str) -> list[list[str]]:
+    return curl_put(store, file, bucket, key, content_type="application/octet-stream")
+
+
 #: The command-line methods: each builds its pipeline from the store, file, bucket and key.
-COMMANDS = {"curl": curl_put, "copyurl": rclone_copyurl, "aws": curl_aws}
+COMMANDS = {
+    "curl": curl_put,
+    "curl_bytes": curl_put_bytes,
+    "copyurl": rclone_copyurl,
+    "aws": curl_aws,
+}
+#: The methods that only PUT the spooled file (no download): timed as the PUT alone.
+PUTS = ("curl", "curl_bytes")
