@@ -291,7 +291,8 @@ def run_parallel(
                 for round_ in range(repeat):
                     base = {"kind": "parallel", "n": n, "mib": mib, "round": round_}
                     base["accounts"] = accounts
-                    trials.append({**base, **parallel_trial(bench, worker, n, round_, "curl")})
+                    for put in tools.PUTS:
+                        trials.append({**base, **parallel_trial(bench, worker, n, round_, put)})
                     trials.append({**base, **parallel_trial(bench, worker, n, round_, "worker")})
                     store.reclaim()
     for trial in trials:
@@ -308,7 +309,7 @@ def parallel_trial(bench: Bench, worker: WorkerBench, n: int, round_: int, metho
             for export in trial["exports"]:
                 bench.verify(export["key"], export)
         else:
-            trial = curl_many(bench, keys)
+            trial = curl_many(bench, keys, method)
             for key in keys:
                 bench.verify(key, {})
     except Exception as error:  # one failed trial is reported, not the end of the run
@@ -321,13 +322,13 @@ def parallel_trial(bench: Bench, worker: WorkerBench, n: int, round_: int, metho
     return trial
 
 
-def curl_many(bench: Bench, keys: list[str]) -> Trial:
-    """curl PUTs of the file at once, one per key: wall seconds from the first start to the
-    last exit."""
+def curl_many(bench: Bench, keys: list[str], method: str) -> Trial:
+    """curl PUTs (``method``, one of ``tools.PUTS``) of the file at once, one per key: wall
+    seconds from the first start to the last exit."""
     server = bench.store.server
 
     def put(key: str) -> tools.Ran:
-        return tools.run(tools.curl_put(server, bench.file, BUCKET, key), server.env())
+        return tools.run(tools.COMMANDS[method](server, bench.file, BUCKET, key), server.env())
 
     with ThreadPoolExecutor(len(keys)) as pool:
         runs = list(pool.map(put, keys))
