@@ -38,7 +38,7 @@ from bench.sampling import StoreLoad
 from bench.stores import BUCKET, STORES, RunningStore
 from devstack.s3server import rclone_binary
 from workers.s3.checksums import DEFAULT
-from workers.s3.storage import MultipartWriter, make_s3_client
+from workers.s3.storage import MultipartWriter, declare_part_as_bytes, make_s3_client
 from workers.s3.streamput import ChunkedBody, put_stream
 from workers.settings import Settings
 
@@ -50,7 +50,7 @@ Upload = Callable[[RunningStore, bytes, Path, str], None]
 
 
 @functools.cache
-def client(store: RunningStore, *, checksums: bool, part_type: str | None = None) -> Any:
+def client(store: RunningStore, *, checksums: bool, as_bytes: bool = False) -> Any:
     """One client per store and setting, made before any upload is timed (``measure``)."""
     env = store.server.env()
     s3 = boto3.client(
@@ -64,17 +64,15 @@ def client(store: RunningStore, *, checksums: bool, part_type: str | None = None
             s3={"addressing_style": "path", "payload_signing_enabled": False},
         ),
     )
-    if part_type is not None:
-        s3.meta.events.register(
-            "before-call.s3.UploadPart",
-            lambda params, **_: params["headers"].__setitem__("Content-Type", part_type),
-        )
+    if as_bytes:
+        s3.meta.events.register("before-call.s3.UploadPart", declare_part_as_bytes)
     return s3
 
 
 @functools.cache
 def worker_client(store: RunningStore) -> Any:
-    """The worker's own client (``make_s3_client``) at its defaults, for this store."""
+    """The worker's own client (``make_s3_client``) for this store, at its defaults unless the
+    environment sets other ``S3_*`` values."""
     env = store.server.env()
     settings = Settings(cc_access_token=TOKEN, s3_endpoint_url=store.server.endpoint_url)
     session = boto3.Session(
@@ -116,12 +114,13 @@ def streaming_put(store: RunningStore, data: bytes, _: Path, key: str) -> None:
     put_stream(client(store, checksums=True), BUCKET, key, body, metadata={})
 
 
-def multipart(checksums: bool, *, md5: bool = False, part_type: str | None = None) -> Upload:
+def multipart(checksums: bool, *, md5: bool = False, as_bytes: bool = False) -> Upload:
     """boto3's multipart upload, its parts sent as botocore sends them (no Content-Type) or, with
-    ``part_type``, declared as that type, as the AWS SDK for Go and this worker send them."""
+    ``as_bytes``, declared application/octet-stream, as the AWS SDK for Go and this worker send
+    them."""
 
     def run(store: RunningStore, data: bytes, _: Path, key: str) -> None:
-        s3 = client(store, checksums=checksums, part_type=part_type)
+        s3 = client(store, checksums=checksums, as_bytes=as_bytes)
         upload = s3.create_multipart_upload(Bucket=BUCKET, Key=key, ContentType="text/csv")
         parts = []
         with memoryview(data) as view:
@@ -171,7 +170,7 @@ FORMS: dict[str, Upload] = {
     "boto3 multipart, 16 MiB parts, CRC32 per part": multipart(True),
     "boto3 multipart, 16 MiB parts, Content-MD5 per part": multipart(False, md5=True),
     "boto3 multipart, 16 MiB parts, each sent as application/octet-stream": multipart(
-        False, part_type="application/octet-stream"
+        False, as_bytes=True
     ),
     "this project's MultipartWriter (16 MiB x 1, CRC32C; parts as octet-stream)": worker_parts,
     "rclone copyto, multipart (5 MiB x 4)": rclone(),
@@ -187,7 +186,7 @@ def measure(store: RunningStore, data: bytes, path: Path, rounds: int) -> dict[s
     checker = store.server.client()
     for checksums in (False, True):
         client(store, checksums=checksums)
-    client(store, checksums=False, part_type="application/octet-stream")
+    client(store, checksums=False, as_bytes=True)
     worker_client(store)
     for round_ in range(rounds):
         for number, (name, upload) in enumerate(FORMS.items()):

@@ -277,7 +277,8 @@ def floor_trial(bench: Bench, round_: int) -> Trial:
 def run_parallel(
     store: RunningStore, counts: list[int], mib: int, repeat: int, one_account: bool
 ) -> list[Trial]:
-    """Goal 4: for each N, N worker exports at once (``-c N``) against N curl PUTs at once; the
+    """Goal 4: for each N, N worker exports at once (``-c N``) against N curl PUTs at once
+    (plain and declared as bytes); the
     exports of one account each unless ``one_account`` (see bench/worker_run.py)."""
     trials: list[Trial] = []
     with corpus_sandbox(mib) as sandbox:
@@ -291,9 +292,12 @@ def run_parallel(
                 for round_ in range(repeat):
                     base = {"kind": "parallel", "n": n, "mib": mib, "round": round_}
                     base["accounts"] = accounts
-                    for put in tools.PUTS:
-                        trials.append({**base, **parallel_trial(bench, worker, n, round_, put)})
-                    trials.append({**base, **parallel_trial(bench, worker, n, round_, "worker")})
+                    # Each round starts one method further on, as goal 1's rounds do.
+                    methods = (*tools.PUTS, "worker")
+                    turn = round_ % len(methods)
+                    for method in methods[turn:] + methods[:turn]:
+                        trial = parallel_trial(bench, worker, n, round_, method)
+                        trials.append({**base, **trial})
                     store.reclaim()
     for trial in trials:
         trial.setdefault("store", store.name)

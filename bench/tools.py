@@ -2,9 +2,10 @@
 
 - ``curl PUT``: the spooled file PUT into the store (SigV4 by curl itself): what the store can take
   from one connection, with no download at all; the limit the worker is held to. curl declares
-  no type, and SeaweedFS, sniffing text, then gzips the object twice over (see
-  ``workers.s3.storage.declare_part_as_bytes``): ``curl PUT as bytes`` declares the body
-  ``application/octet-stream``, the form that store charges least for, as a second limit.
+  no type, and SeaweedFS, sniffing text, then gzips the body in its gateway and gunzips it
+  again in its volume server (see ``workers.s3.storage.declare_part_as_bytes``): ``curl PUT as
+  bytes`` declares the body ``application/octet-stream``, the form that store charges least
+  for, as a second limit.
 - ``rclone copyurl``: the sandbox's results URL straight into the store through an S3 remote given
   on the command line (a connection string, no config file), with rclone's defaults.
 - ``curl URL | aws s3 cp -``: the results URL piped into awscli v1, with its defaults.
@@ -20,6 +21,7 @@ import resource
 import subprocess
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
@@ -27,6 +29,7 @@ from typing import IO
 from bench.corpus import TOKEN, CsvFile
 from bench.sampling import RssSampler
 from devstack.s3server import ACCESS_KEY, SECRET_KEY, S3Server, rclone_binary, venv_binary
+from workers.s3.storage import PART_CONTENT_TYPE
 
 #: The sandbox's results link wants the Bearer token, as it does from the worker.
 AUTHORIZATION = f"Authorization: Bearer {TOKEN}"
@@ -120,6 +123,12 @@ def curl_put(
     ]
 
 
+def curl_put_bytes(store: S3Server, file: CsvFile, bucket: str, key: str) -> list[list[str]]:
+    """curl's PUT with the body declared as bytes: what a store that sniffs an untyped body
+    (SeaweedFS) charges least for, as the worker's parts are declared."""
+    return curl_put(store, file, bucket, key, content_type=PART_CONTENT_TYPE)
+
+
 def rclone_copyurl(store: S3Server, file: CsvFile, bucket: str, key: str) -> list[list[str]]:
     """``--header-download`` sends the token with the GET only: ``--header`` would also replace
     the S3 requests' SigV4 Authorization."""
@@ -180,12 +189,10 @@ def versions() -> str:
     )
 
 
-def curl_put_bytes(store: S3Server, file: CsvFile, bucket: str, key: str) -> list[list[str]]:
-    return curl_put(store, file, bucket, key, content_type="application/octet-stream")
-
-
-#: The command-line methods: each builds its pipeline from the store, file, bucket and key.
-COMMANDS = {
+#: A method's command line: its pipeline from the store, file, bucket and key.
+Command = Callable[[S3Server, CsvFile, str, str], list[list[str]]]
+#: The command-line methods.
+COMMANDS: dict[str, Command] = {
     "curl": curl_put,
     "curl_bytes": curl_put_bytes,
     "copyurl": rclone_copyurl,
