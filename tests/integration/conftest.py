@@ -34,11 +34,16 @@ from devstack.seaweedfs import SeaweedS3
 from devstack.worker import WorkerProcess, stop_all
 from sandbox.testing import SandboxProcess
 from tests.integration.chain import Outbox
+from tests.integration.helpers import download_step
 from tests.redisdb import redis_url_for
-from workers.s3.storage import make_s3_client
+from workers.constant_contact.client import ConstantContactClient, StaticToken
+from workers.export.job import Job
+from workers.s3.objectmeta import EncodingCheck
+from workers.s3.storage import StoredObject, make_s3_client
 from workers.services import Services, build_services
 from workers.settings import Settings
 from workers.state.jobs import JobStore
+from workers.transfer import TransferSummary
 
 TOKEN = "integration-test-token"
 BUCKET = "test-exports"
@@ -450,3 +455,49 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     ordered = sorted((items[n] for n in slots), key=lambda item: group[str(item.path)])
     for n, item in zip(slots, ordered, strict=True):
         items[n] = item
+
+
+# -- the download step run in-process (test_downloading_*, test_stores_without_streaming_put) ---
+
+#: The download step's body for a job (and, optionally, what the process knows of its store).
+Download = Callable[..., tuple[TransferSummary, StoredObject]]
+
+
+@pytest.fixture
+def api(sandbox: SandboxProcess) -> ConstantContactClient:
+    """The worker's API client on the sandbox, for tests that start from a completed activity
+    (``helpers.completed_job``): the sandbox finishes each almost at once."""
+    sandbox.set_processing_seconds(0.1)
+    return ConstantContactClient(sandbox.api_base, StaticToken(TOKEN))
+
+
+@pytest.fixture
+def owned(redis_url: str) -> Iterator[redis.Redis]:
+    """A Redis client for the records the create step keeps (the activities it owns)."""
+    client = redis.Redis.from_url(redis_url)
+    yield client
+    client.close()
+
+
+@pytest.fixture
+def encoding() -> EncodingCheck:
+    """What the process learns of its store's handling of one-PUT uploads (a new process)."""
+    return EncodingCheck()
+
+
+@pytest.fixture
+def stream(
+    api: ConstantContactClient,
+    s3: Any,
+    store: JobStore,
+    settings: Settings,
+    encoding: EncodingCheck,
+) -> Download:
+    """Run the download step's body for a job, as ``download_csv`` does under its lease, with
+    the test module's ``settings`` (and ``s3``, where it makes its own)."""
+
+    def run(job: Job, process: EncodingCheck = encoding) -> tuple[TransferSummary, StoredObject]:
+        """``process``: what the process running the step knows of its store."""
+        return download_step(job, api=api, s3=s3, store=store, settings=settings, encoding=process)
+
+    return run

@@ -248,3 +248,8 @@ def worker_s3(env: dict[str, str], session: boto3.Session | None = None) -> Any:
     )
     values = {name.lower(): value for name, value in env.items()}
     return make_s3_client(Settings(cc_access_token="unused", **values), session)
+
+
+def results_fetched(sandbox: SandboxProcess, job: Job) -> int:
+    """How many times the job's results file was fetched from the sandbox."""
+    return len(sandbox.requests(endpoint="get_results", activity_id=job.activity_id))

@@ -6,16 +6,15 @@ the seal it owes describes the object it stored."""
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
 import redis
 
 from sandbox.testing import SandboxProcess
-from tests.integration.conftest import BUCKET, TOKEN, Store
-from tests.integration.helpers import completed_job, download_step, open_uploads
-from workers.constant_contact.client import ConstantContactClient, StaticToken
+from tests.integration.conftest import BUCKET, TOKEN, Download, Store
+from tests.integration.helpers import completed_job, open_uploads, results_fetched
+from workers.constant_contact.client import ConstantContactClient
 from workers.export.download import sweep_uploads
 from workers.export.job import Job
 from workers.export.seal import seal_as_owed, seal_owed
@@ -33,12 +32,6 @@ pytestmark = [
 ]
 
 
-@pytest.fixture
-def api(sandbox: SandboxProcess) -> ConstantContactClient:
-    sandbox.set_processing_seconds(0.1)  # these tests start from a completed activity
-    return ConstantContactClient(sandbox.api_base, StaticToken(TOKEN))
-
-
 @pytest.fixture(params=["in one PUT", "in parts"])
 def settings(request: pytest.FixtureRequest, s3_store: Store) -> Settings:
     """Every test runs both ways a download is stored: small exports go in one streaming PUT
@@ -48,38 +41,6 @@ def settings(request: pytest.FixtureRequest, s3_store: Store) -> Settings:
     return Settings(
         cc_access_token=TOKEN, s3_part_size_mib=5, s3_single_put_max_mib=single_put_max, **values
     )
-
-
-@pytest.fixture
-def owned(redis_url: str) -> Iterator[redis.Redis]:
-    client = redis.Redis.from_url(redis_url)
-    yield client
-    client.close()
-
-
-Download = Callable[[Job], tuple[TransferSummary, StoredObject]]
-
-
-@pytest.fixture
-def encoding() -> EncodingCheck:
-    """What the process learns of its store's handling of one-PUT uploads (a new process)."""
-    return EncodingCheck()
-
-
-@pytest.fixture
-def stream(
-    api: ConstantContactClient,
-    s3: Any,
-    store: JobStore,
-    settings: Settings,
-    encoding: EncodingCheck,
-) -> Download:
-    """Run the download step's body for a job, as ``download_csv`` does under its lease."""
-
-    def run(job: Job) -> tuple[TransferSummary, StoredObject]:
-        return download_step(job, api=api, s3=s3, store=store, settings=settings, encoding=encoding)
-
-    return run
 
 
 @pytest.fixture
@@ -94,10 +55,6 @@ def download(s3: Any, stream: Download) -> Download:
         return summary, stored
 
     return run
-
-
-def results_fetched(sandbox: SandboxProcess, job: Job) -> int:
-    return len(sandbox.requests(endpoint="get_results", activity_id=job.activity_id))
 
 
 def test_a_sealed_export_is_adopted_without_fetching_the_file_again(

@@ -12,7 +12,7 @@ they are. Everything else (the sandbox's results, the store, the parts) is real.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -21,17 +21,14 @@ from botocore.awsrequest import AWSResponse
 
 from contact_exports_cli.doctor import Outcome, check_bucket
 from sandbox.testing import SandboxProcess
-from tests.integration.conftest import BUCKET, TOKEN, Store
-from tests.integration.helpers import completed_job, download_step, worker_s3
-from workers.constant_contact.client import ConstantContactClient, StaticToken
+from tests.integration.conftest import BUCKET, TOKEN, Download, Store
+from tests.integration.helpers import completed_job, results_fetched, worker_s3
+from workers.constant_contact.client import ConstantContactClient
 from workers.exceptions import TransientError
-from workers.export.job import Job
 from workers.s3.objectmeta import EncodingCheck
-from workers.s3.storage import StoredObject
 from workers.s3.streamput import ChunkedBody
 from workers.settings import Settings
 from workers.state.jobs import JobStore
-from workers.transfer import TransferSummary
 
 pytestmark = [pytest.mark.integration, pytest.mark.both_stores("rclone", "seaweedfs")]
 
@@ -83,12 +80,6 @@ def send_streaming_puts_as_plain(s3: Any) -> None:
 
 
 @pytest.fixture
-def api(sandbox: SandboxProcess) -> ConstantContactClient:
-    sandbox.set_processing_seconds(0.1)  # these tests start from a completed activity
-    return ConstantContactClient(sandbox.api_base, StaticToken(TOKEN))
-
-
-@pytest.fixture
 def settings(s3_store: Store) -> Settings:
     """Exports this small go in one streaming PUT where the store takes it."""
     values = {name.lower(): value for name, value in s3_store.env.items()}
@@ -101,42 +92,8 @@ def s3(s3_store: Store) -> Any:
     return worker_s3(s3_store.env)
 
 
-@pytest.fixture
-def owned(redis_url: str) -> Iterator[redis.Redis]:
-    client = redis.Redis.from_url(redis_url)
-    yield client
-    client.close()
-
-
-Download = Callable[..., tuple[TransferSummary, StoredObject]]
-
-
-@pytest.fixture
-def encoding() -> EncodingCheck:
-    return EncodingCheck()
-
-
-@pytest.fixture
-def stream(
-    api: ConstantContactClient,
-    s3: Any,
-    store: JobStore,
-    settings: Settings,
-    encoding: EncodingCheck,
-) -> Download:
-    def run(job: Job, process: EncodingCheck = encoding) -> tuple[TransferSummary, StoredObject]:
-        """``process``: what the process running the step knows of its store."""
-        return download_step(job, api=api, s3=s3, store=store, settings=settings, encoding=process)
-
-    return run
-
-
 def stored_bytes(s3: Any, key: str) -> bytes:
     return bytes(s3.get_object(Bucket=BUCKET, Key=key)["Body"].read())
-
-
-def results_fetched(sandbox: SandboxProcess, job: Job) -> int:
-    return len(sandbox.requests(endpoint="get_results", activity_id=job.activity_id))
 
 
 def test_a_store_that_refuses_the_streaming_put_is_sent_parts_from_the_same_answer(
