@@ -494,7 +494,8 @@ def stream(
     encoding: EncodingCheck,
 ) -> Download:
     """Run the download step's body for a job, as ``download_csv`` does under its lease, with
-    the test module's ``settings`` (and ``s3``, where it makes its own)."""
+    the test module's ``settings`` (and ``s3``, where it makes its own). There is no shared
+    ``settings`` fixture: a module that asks for ``stream`` defines one (how its exports go)."""
 
     def run(job: Job, process: EncodingCheck = encoding) -> tuple[TransferSummary, StoredObject]:
         """``process``: what the process running the step knows of its store."""
