@@ -113,6 +113,12 @@ def report(
         record: dict[str, Any] = jobs.record(f"outage-{n}")
         counts = [int(v) for k, v in record.items() if k.startswith("attempts:failures:")]
         most = max([most, *counts])
+    # A refused connection never reaches the sandbox, so its log cannot count those attempts.
+    during_cell = (
+        f"{len(during) / args.exports:.1f}"
+        if args.mode == "503"
+        else "not seen (refused before the sandbox)"
+    )
     print(
         f"\nAPI outage ({args.mode}) of {ended - began:.0f} s, {args.exports} exports, "
         "one worker x 4, default retry policy (2 s doubling to 120 s, 8 failures)\n"
@@ -120,7 +126,7 @@ def report(
         "| requests during the outage per export | last finished after the API came back |\n"
         "|---|---|---|---|---|---|\n"
         f"| {completed} | {len(failed)} | {len(created) - completed - len(failed)} | {most} "
-        f"| {len(during) / args.exports:.1f} | {last - ended:.0f} s |"
+        f"| {during_cell} | {last - ended:.0f} s |"
     )
     for failure in failed[:5]:
         print("  failed:", failure)
