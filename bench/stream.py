@@ -159,9 +159,7 @@ def run_size(
         with WorkerBench(store.server, sandbox, BUCKET) as worker:
             trials += warm_up(bench, worker, f"warmup-{mib}")
             for round_ in range(repeat):
-                # Each round starts one method further on, so none always runs first.
-                turn = round_ % len(methods)
-                for method in methods[turn:] + methods[:turn]:
+                for method in rotated(methods, round_):
                     trials += with_derived(one_trial(bench, worker, method, round_))
                 trials.append(floor_trial(bench, round_))
                 if levers:
@@ -171,6 +169,12 @@ def run_size(
     for trial in trials:
         trial.setdefault("store", store.name)
     return trials
+
+
+def rotated(methods: tuple[str, ...], round_: int) -> tuple[str, ...]:
+    """The round's order: each round starts one method further on, so none always runs first."""
+    turn = round_ % len(methods)
+    return methods[turn:] + methods[:turn]
 
 
 def warm_up(bench: Bench, worker: WorkerBench, key: str) -> list[Trial]:
@@ -278,8 +282,8 @@ def run_parallel(
     store: RunningStore, counts: list[int], mib: int, repeat: int, one_account: bool
 ) -> list[Trial]:
     """Goal 4: for each N, N worker exports at once (``-c N``) against N curl PUTs at once
-    (plain and declared as bytes); the
-    exports of one account each unless ``one_account`` (see bench/worker_run.py)."""
+    (plain and declared as bytes); the exports of one account each unless ``one_account`` (see
+    bench/worker_run.py)."""
     trials: list[Trial] = []
     with corpus_sandbox(mib) as sandbox:
         file = export_all(sandbox, mib)
@@ -292,10 +296,7 @@ def run_parallel(
                 for round_ in range(repeat):
                     base = {"kind": "parallel", "n": n, "mib": mib, "round": round_}
                     base["accounts"] = accounts
-                    # Each round starts one method further on, as goal 1's rounds do.
-                    methods = (*tools.PUTS, "worker")
-                    turn = round_ % len(methods)
-                    for method in methods[turn:] + methods[:turn]:
+                    for method in rotated((*tools.PUTS, "worker"), round_):
                         trial = parallel_trial(bench, worker, n, round_, method)
                         trials.append({**base, **trial})
                     store.reclaim()
