@@ -2,6 +2,9 @@
 
     .venv/bin/python -m bench.store_cost                      # SeaweedFS, 512 MiB, 2 rounds
     .venv/bin/python -m bench.store_cost --stores seaweedfs,rclone-tmpfs --rounds 3
+    .venv/bin/python -m bench.store_cost --only MultipartWriter --only "put_object, app"
+
+(``--only WORDS``, repeatable: only the forms whose name contains WORDS.)
 
 On two cores a store that spends 20 CPU seconds a GiB leaves a client little (bench/stream.py
 prints the store's CPU beside every method): what the store charges for a request's form then
@@ -41,6 +44,7 @@ from workers.s3.checksums import DEFAULT
 from workers.s3.storage import MultipartWriter, declare_part_as_bytes, make_s3_client
 from workers.s3.streamput import ChunkedBody, put_stream
 from workers.settings import Settings
+from workers.transfer import Measurement
 
 RESULTS = Path(__file__).resolve().parent / "results" / "store-cost.md"
 GIB = 2**30
@@ -92,6 +96,24 @@ def worker_parts(store: RunningStore, data: bytes, _: Path, key: str) -> None:
     ):
         for offset in range(0, len(data), PART):
             writer.write(view[offset : offset + PART])
+        writer.complete()
+
+
+def worker_parts_measured(store: RunningStore, data: bytes, _: Path, key: str) -> None:
+    """The same, each part then measured as an export's is (sha256, size, rows: the contract's
+    per-byte work, ``workers.transfer.Measurement``) in this process while it uploads: what that
+    work costs the upload on a machine whose cores the store shares, apart from any download."""
+    measurement = Measurement()
+    with (
+        MultipartWriter(
+            worker_client(store), BUCKET, key, part_size=PART, parts_in_flight=1, checksum=DEFAULT
+        ) as writer,
+        memoryview(data) as view,
+    ):
+        for offset in range(0, len(data), PART):
+            with view[offset : offset + PART] as part:
+                writer.write(part)  # a full part starts uploading...
+                measurement.feed(part)  # ...and is measured while it does, as in an export
         writer.complete()
 
 
@@ -173,6 +195,9 @@ FORMS: dict[str, Upload] = {
         False, as_bytes=True
     ),
     "this project's MultipartWriter (16 MiB x 1, CRC32C; parts as octet-stream)": worker_parts,
+    "this project's MultipartWriter, each part measured as an export's (sha256, rows)": (
+        worker_parts_measured
+    ),
     "rclone copyto, multipart (5 MiB x 4)": rclone(),
     "rclone copyto, multipart 16 MiB x 1": rclone(
         "--s3-chunk-size", "16M", "--s3-upload-concurrency", "1"
@@ -181,7 +206,9 @@ FORMS: dict[str, Upload] = {
 }
 
 
-def measure(store: RunningStore, data: bytes, path: Path, rounds: int) -> dict[str, list[Any]]:
+def measure(
+    store: RunningStore, data: bytes, path: Path, rounds: int, forms: dict[str, Upload]
+) -> dict[str, list[Any]]:
     figures: dict[str, list[Any]] = defaultdict(list)
     checker = store.server.client()
     for checksums in (False, True):
@@ -189,7 +216,7 @@ def measure(store: RunningStore, data: bytes, path: Path, rounds: int) -> dict[s
     client(store, checksums=False, as_bytes=True)
     worker_client(store)
     for round_ in range(rounds):
-        for number, (name, upload) in enumerate(FORMS.items()):
+        for number, (name, upload) in enumerate(forms.items()):
             key = f"cost-{round_}-{number}.csv"
             with StoreLoad(store.server.pid) as load:
                 started = time.monotonic()
@@ -216,7 +243,21 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--stores", default="seaweedfs")
     parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument(
+        "--only",
+        action="append",
+        default=[],
+        metavar="WORDS",
+        help="run only the forms whose name contains WORDS (repeatable); all by default",
+    )
     args = parser.parse_args()
+    forms = {
+        name: upload
+        for name, upload in FORMS.items()
+        if not args.only or any(words in name for words in args.only)
+    }
+    if not forms:
+        sys.exit(f"no form's name contains any of {args.only}")
     files = sorted(SPOOL_DIR.glob("*.csv"), key=lambda p: p.stat().st_size)
     path = next((p for p in files if 500 * 2**20 < p.stat().st_size < 600 * 2**20), None)
     if path is None:
@@ -228,7 +269,7 @@ def main() -> None:
         with STORES[name].running() as store:
             described[name] = store.describe()
             print(f"== {described[name]}", flush=True)
-            for form, rows in measure(store, data, path, args.rounds).items():
+            for form, rows in measure(store, data, path, args.rounds, forms).items():
                 speed, cpu, busy = (statistics.median(column) for column in zip(*rows, strict=True))
                 table.append(f"| {name} | {form} | {speed:.0f} | {cpu:.1f} | {busy:.2f} |")
     context = {
