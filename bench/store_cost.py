@@ -86,35 +86,34 @@ def worker_client(store: RunningStore) -> Any:
     return make_s3_client(settings, session)
 
 
-def worker_parts(store: RunningStore, data: bytes, _: Path, key: str) -> None:
-    """The worker's MultipartWriter as an export in parts uses it: 16 MiB x 1, CRC32C."""
-    with (
-        MultipartWriter(
-            worker_client(store), BUCKET, key, part_size=PART, parts_in_flight=1, checksum=DEFAULT
-        ) as writer,
-        memoryview(data) as view,
-    ):
-        for offset in range(0, len(data), PART):
-            writer.write(view[offset : offset + PART])
-        writer.complete()
+def worker_parts(in_flight: int = 1, *, measured: bool = False) -> Upload:
+    """The worker's MultipartWriter as an export in parts uses it: 16 MiB parts, CRC32C,
+    ``in_flight`` at once (``S3_PARTS_IN_FLIGHT``). With ``measured``, each part is then
+    measured as an export's is (sha256, size, rows: the contract's per-byte work,
+    ``workers.transfer.Measurement``) in this process while it uploads: what that work costs the
+    upload on a machine whose cores the store shares, apart from any download."""
 
+    def run(store: RunningStore, data: bytes, _: Path, key: str) -> None:
+        measurement = Measurement()
+        with (
+            MultipartWriter(
+                worker_client(store),
+                BUCKET,
+                key,
+                part_size=PART,
+                parts_in_flight=in_flight,
+                checksum=DEFAULT,
+            ) as writer,
+            memoryview(data) as view,
+        ):
+            for offset in range(0, len(data), PART):
+                with view[offset : offset + PART] as part:
+                    writer.write(part)  # a full part starts uploading...
+                    if measured:
+                        measurement.feed(part)  # ...and is measured while it does
+            writer.complete()
 
-def worker_parts_measured(store: RunningStore, data: bytes, _: Path, key: str) -> None:
-    """The same, each part then measured as an export's is (sha256, size, rows: the contract's
-    per-byte work, ``workers.transfer.Measurement``) in this process while it uploads: what that
-    work costs the upload on a machine whose cores the store shares, apart from any download."""
-    measurement = Measurement()
-    with (
-        MultipartWriter(
-            worker_client(store), BUCKET, key, part_size=PART, parts_in_flight=1, checksum=DEFAULT
-        ) as writer,
-        memoryview(data) as view,
-    ):
-        for offset in range(0, len(data), PART):
-            with view[offset : offset + PART] as part:
-                writer.write(part)  # a full part starts uploading...
-                measurement.feed(part)  # ...and is measured while it does, as in an export
-        writer.complete()
+    return run
 
 
 def put(content_type: str, *, md5: bool = False) -> Upload:
@@ -194,9 +193,13 @@ FORMS: dict[str, Upload] = {
     "boto3 multipart, 16 MiB parts, each sent as application/octet-stream": multipart(
         False, as_bytes=True
     ),
-    "this project's MultipartWriter (16 MiB x 1, CRC32C; parts as octet-stream)": worker_parts,
+    "this project's MultipartWriter (16 MiB x 1, CRC32C; parts as octet-stream)": worker_parts(),
     "this project's MultipartWriter, each part measured as an export's (sha256, rows)": (
-        worker_parts_measured
+        worker_parts(measured=True)
+    ),
+    "this project's MultipartWriter, 16 MiB x 2 (S3_PARTS_IN_FLIGHT=2)": worker_parts(2),
+    "this project's MultipartWriter, 16 MiB x 2, each part measured": worker_parts(
+        2, measured=True
     ),
     "rclone copyto, multipart (5 MiB x 4)": rclone(),
     "rclone copyto, multipart 16 MiB x 1": rclone(
