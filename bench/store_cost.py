@@ -22,6 +22,7 @@ import base64
 import functools
 import hashlib
 import io
+import shlex
 import statistics
 import sys
 import time
@@ -282,7 +283,7 @@ def main() -> None:
         "stores": described,
     }
     lines = [
-        *header(" ".join(["bench/store_cost.py", *sys.argv[1:]]), context),
+        *header(shlex.join(["bench/store_cost.py", *sys.argv[1:]]), context),
         f"Medians of {args.rounds} interleaved rounds; store CPU is its server process's user +"
         " sys over the upload, busy cores the machine's over the same span (2 is all of it).",
         "",
