@@ -9,10 +9,12 @@ the source, and each store's setup.
 from __future__ import annotations
 
 import json
+import os
 import platform
+import re
 import statistics
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -351,6 +353,27 @@ def machine() -> dict[str, Any]:
         "kernel": platform.release(),
         "python": f"{platform.python_implementation()} {platform.python_version()}",
     }
+
+
+#: Setting names a report never prints: their values may be credentials.
+SECRET_NAME = re.compile("KEY|SECRET|TOKEN|PASSWORD")
+#: S3 settings every benchmark sets for its own store, whatever the environment says.
+BENCH_SETS = frozenset({"S3_BUCKET", "S3_ENDPOINT_URL"})
+
+
+def worker_settings_note(environ: Mapping[str, str] = os.environ) -> str:
+    """The S3 settings this run's environment gives the worker's code (a worker process inherits
+    the environment, ``devstack.worker``), so that a run with, say, ``S3_PARTS_IN_FLIGHT=2``
+    says so. Names are matched as the settings read them, in any case; the ones the benchmark
+    sets itself and any that could hold a secret are left out."""
+    given = sorted(
+        f"{name.upper()}={value}"
+        for name, value in environ.items()
+        if name.upper().startswith("S3_")
+        and name.upper() not in BENCH_SETS
+        and not SECRET_NAME.search(name.upper())
+    )
+    return "worker settings: " + (", ".join(given) if given else "the defaults (no S3_* set)")
 
 
 def header(command: str, context: dict[str, Any]) -> list[str]:

@@ -37,7 +37,7 @@ from botocore.config import Config
 
 from bench import tools
 from bench.corpus import SPOOL_DIR, TOKEN
-from bench.report import header, machine
+from bench.report import header, machine, worker_settings_note
 from bench.sampling import StoreLoad
 from bench.stores import BUCKET, STORES, RunningStore
 from devstack.s3server import rclone_binary
@@ -89,10 +89,12 @@ def worker_client(store: RunningStore) -> Any:
 
 def worker_parts(in_flight: int = 1, *, measured: bool = False) -> Upload:
     """The worker's MultipartWriter as an export in parts uses it: 16 MiB parts, CRC32C,
-    ``in_flight`` at once (``S3_PARTS_IN_FLIGHT``). With ``measured``, each part is then
-    measured as an export's is (sha256, size, rows: the contract's per-byte work,
-    ``workers.transfer.Measurement``) in this process while it uploads: what that work costs the
-    upload on a machine whose cores the store shares, apart from any download."""
+    ``in_flight`` at once (``S3_PARTS_IN_FLIGHT``). Each part buffer is filled in place, as
+    ``workers.transfer`` fills it from the socket (a copy from memory stands in for the read),
+    and committed, which starts its upload. With ``measured``, the part is then measured where
+    it lies while it uploads, as an export's is (sha256, size, rows: the contract's per-byte
+    work): what that work costs the upload on a machine whose cores the store shares, apart
+    from any download."""
 
     def run(store: RunningStore, data: bytes, _: Path, key: str) -> None:
         measurement = Measurement()
@@ -107,12 +109,19 @@ def worker_parts(in_flight: int = 1, *, measured: bool = False) -> Upload:
             ) as writer,
             memoryview(data) as view,
         ):
-            for offset in range(0, len(data), PART):
-                with view[offset : offset + PART] as part:
-                    writer.write(part)  # a full part starts uploading...
-                    if measured:
-                        measurement.feed(part)  # ...and is measured while it does
+            offset = 0
+            while offset < len(data):
+                with writer.free_space() as space:
+                    count = min(len(space), len(data) - offset)
+                    space[:count] = view[offset : offset + count]
+                    with space[:count] as filled:
+                        writer.commit(count)  # a full part starts uploading...
+                        if measured:
+                            measurement.feed(filled)  # ...and is measured while it does
+                offset += count
             writer.complete()
+        if measured and measurement.size != len(data):
+            raise RuntimeError(f"measured {measurement.size} bytes of {len(data)}")
 
     return run
 
@@ -255,13 +264,15 @@ def main() -> None:
         help="run only the forms whose name contains WORDS (repeatable); all by default",
     )
     args = parser.parse_args()
+    unmatched = [words for words in args.only if not any(words in name for name in FORMS)]
+    if unmatched:
+        sys.exit(f"no form's name contains {unmatched}")
     forms = {
         name: upload
         for name, upload in FORMS.items()
         if not args.only or any(words in name for words in args.only)
     }
-    if not forms:
-        sys.exit(f"no form's name contains any of {args.only}")
+    started = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
     files = sorted(SPOOL_DIR.glob("*.csv"), key=lambda p: p.stat().st_size)
     path = next((p for p in files if 500 * 2**20 < p.stat().st_size < 600 * 2**20), None)
     if path is None:
@@ -278,9 +289,10 @@ def main() -> None:
                 table.append(f"| {name} | {form} | {speed:.0f} | {cpu:.1f} | {busy:.2f} |")
     context = {
         "machine": machine(),
-        "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
+        "date": started,
         "source": f"`bench/.spool/{path.name}` ({len(data):,} bytes), read into memory first",
         "stores": described,
+        "notes": [worker_settings_note()],
     }
     lines = [
         *header(shlex.join(["bench/store_cost.py", *sys.argv[1:]]), context),

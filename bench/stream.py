@@ -42,12 +42,9 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import re
 import subprocess
 import sys
 import time
-from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -67,8 +64,6 @@ RESULTS_DIR = Path(__file__).resolve().parent / "results"
 METHODS = ("curl", "curl_bytes", "worker", "copyurl", "aws")
 #: The libraries' methods (``--libraries``), run in a child process each (bench/methods.py).
 LIBRARIES = ("smart_open", "upload_fileobj", "naive")
-#: Setting names the results never print: their values may be credentials.
-SECRET_NAME = re.compile("KEY|SECRET|TOKEN|PASSWORD", re.IGNORECASE)
 #: What the source is, for the report.
 SOURCE = (
     "the sandbox (sandbox/, on loopback) serving one spooled CSV per size from bench/.spool "
@@ -393,7 +388,7 @@ def main() -> None:
         "machine": report.machine(),
         "source": SOURCE,
         "stores": {},
-        "notes": [f"tools: {tools.versions()}", worker_settings_note()],
+        "notes": [f"tools: {tools.versions()}", report.worker_settings_note()],
     }
     trials: list[Trial] = []
     for name in args.stores:
@@ -413,18 +408,6 @@ def main() -> None:
     # Kept apart, so a lever or parallel run never replaces the tables of goals 1 and 2.
     name = "stream-parallel" if args.parallel else "stream-levers" if args.levers else "stream"
     print(report.write(trials, RESULTS_DIR, command=command, context=context, name=name))
-
-
-def worker_settings_note(environ: Mapping[str, str] = os.environ) -> str:
-    """The S3 settings this run's environment gives the worker (it inherits the environment,
-    ``devstack.worker``), so a run with, say, ``S3_PARTS_IN_FLIGHT=2`` says so; names that
-    could hold a secret are left out."""
-    given = sorted(
-        f"{name}={value}"
-        for name, value in environ.items()
-        if name.startswith("S3_") and not SECRET_NAME.search(name)
-    )
-    return "worker settings: " + (", ".join(given) if given else "the defaults (no S3_* set)")
 
 
 def warm_up_note(trials: list[Trial]) -> list[str]:

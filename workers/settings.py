@@ -101,18 +101,19 @@ class Settings(BaseSettings):
     #: boto3's request checksums: ``when_supported`` (a checksum on every part, checked by the
     #: server) or ``when_required`` for S3-compatible stores that reject checksum headers.
     s3_checksum: Literal["when_supported", "when_required"] = "when_supported"
-    #: Which checksum: ``crc32c`` (computed in hardware, a sixth of CRC32's CPU here) or ``crc32``
-    #: for stores that know no other (``workers.s3.checksums``).
+    #: Which checksum: ``crc32c`` (computed in hardware, a fifth to half of CRC32's CPU) or
+    #: ``crc32`` for stores that know no other (``workers.s3.checksums``).
     s3_checksum_algorithm: Algorithm = "crc32c"
-    #: 16 MiB, one part uploading while the next downloads. One part in flight was the fastest of
-    #: the levers measured on rclone (bench/stream.py --levers) in two sessions on different
-    #: machines, ahead of 2, 3 or 6: rclone streams parts to disk in order and holds the part it
+    #: 16 MiB, one part uploading while the next downloads. More parts in flight never beat one
+    #: in the levers measured on rclone (bench/stream.py --levers) in three sessions on two
+    #: machines (2, 3 or 6): rclone streams parts to disk in order and holds the part it
     #: needs next, so a second part in flight only waits inside it. Between 8 and 16 MiB the
     #: evidence is split: in-process, 8 MiB led in nine of ten side-by-side rounds; in the worker
     #: (bench/stream.py, two full runs each) 16 MiB reached 87-88 % of curl at 2 GiB against 81-84 %
     #: for 8 MiB, and the worker's figure is the one that counts. In production the Constant
     #: Contact download, not the upload, bounds the rate, and one part uploading while the next
-    #: one downloads keeps both busy; raise S3_PARTS_IN_FLIGHT where the upload is the slower side.
+    #: one downloads keeps both busy; raise S3_PARTS_IN_FLIGHT where the upload is the slower side
+    #: and the store takes parts in parallel, as SeaweedFS does (docs/performance.md).
     s3_part_size_mib: int = Field(default=16, ge=5, le=512)
     s3_parts_in_flight: int = Field(default=1, ge=1, le=16)
     #: Exports up to this size (the results link announces it) go in one streaming PUT, with a
