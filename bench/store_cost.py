@@ -45,7 +45,7 @@ from workers.s3.checksums import DEFAULT
 from workers.s3.storage import MultipartWriter, declare_part_as_bytes, make_s3_client
 from workers.s3.streamput import ChunkedBody, put_stream
 from workers.settings import Settings
-from workers.transfer import Measurement
+from workers.transfer import copy_measured
 
 RESULTS = Path(__file__).resolve().parent / "results" / "store-cost.md"
 GIB = 2**30
@@ -89,39 +89,30 @@ def worker_client(store: RunningStore) -> Any:
 
 def worker_parts(in_flight: int = 1, *, measured: bool = False) -> Upload:
     """The worker's MultipartWriter as an export in parts uses it: 16 MiB parts, CRC32C,
-    ``in_flight`` at once (``S3_PARTS_IN_FLIGHT``). Each part buffer is filled in place, as
-    ``workers.transfer`` fills it from the socket (a copy from memory stands in for the read),
-    and committed, which starts its upload. With ``measured``, the part is then measured where
-    it lies while it uploads, as an export's is (sha256, size, rows: the contract's per-byte
-    work): what that work costs the upload on a machine whose cores the store shares, apart
-    from any download."""
+    ``in_flight`` at once (``S3_PARTS_IN_FLIGHT``), each part buffer filled and committed (which
+    starts its upload) by ``MultipartWriter.write``. With ``measured``, the parts are filled by
+    the worker's own loop instead (``workers.transfer.copy_measured``, a file in memory standing
+    in for the socket): each is read into its buffer in place, committed, and measured where it
+    lies while it uploads (sha256, size, rows: the contract's per-byte work). That shows what
+    the work costs the upload on a machine whose cores the store shares, apart from any
+    download."""
 
     def run(store: RunningStore, data: bytes, _: Path, key: str) -> None:
-        measurement = Measurement()
-        with (
-            MultipartWriter(
-                worker_client(store),
-                BUCKET,
-                key,
-                part_size=PART,
-                parts_in_flight=in_flight,
-                checksum=DEFAULT,
-            ) as writer,
-            memoryview(data) as view,
-        ):
-            offset = 0
-            while offset < len(data):
-                with writer.free_space() as space:
-                    count = min(len(space), len(data) - offset)
-                    space[:count] = view[offset : offset + count]
-                    with space[:count] as filled:
-                        writer.commit(count)  # a full part starts uploading...
-                        if measured:
-                            measurement.feed(filled)  # ...and is measured while it does
-                offset += count
+        with MultipartWriter(
+            worker_client(store),
+            BUCKET,
+            key,
+            part_size=PART,
+            parts_in_flight=in_flight,
+            checksum=DEFAULT,
+        ) as writer:
+            if measured:
+                size = copy_measured(io.BytesIO(data), writer).size
+                if size != len(data):
+                    raise RuntimeError(f"measured {size} bytes of {len(data)}")
+            else:
+                writer.write(data)
             writer.complete()
-        if measured and measurement.size != len(data):
-            raise RuntimeError(f"measured {measurement.size} bytes of {len(data)}")
 
     return run
 
