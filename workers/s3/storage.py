@@ -175,9 +175,9 @@ def declare_part_as_bytes(params: dict[str, Any], **_: Any) -> None:
     without a type, finds text, gzips the part, and its volume server gunzips it again to check
     its MD5; a part declared as bytes is compressed once, where it is stored. Measured side by
     side on a 512 MiB CSV in 16 MiB parts (``bench/store_cost.py``; docs/performance-history.md,
-    "Parts declared as bytes"): 14.1
-    against 18.8 CPU-s/GiB of the store, 123 against 93 MiB/s. rclone's client (the AWS SDK for
-    Go) sends every part so, which is why its multipart uploads into SeaweedFS never paid it.
+    "Parts declared as bytes"): 14.1 against 18.8 CPU-s/GiB of the store, 123 against 93 MiB/s.
+    rclone's client (the AWS SDK for Go) sends every part so, which is why its multipart uploads
+    into SeaweedFS never paid it.
     """
     params["headers"].setdefault("Content-Type", PART_CONTENT_TYPE)
 
