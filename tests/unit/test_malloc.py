@@ -1,14 +1,16 @@
-"""A freed part buffer must leave the process: checked in fresh interpreters, by their RSS."""
+"""A freed part buffer must leave the process, and a new one cost only the pages written to it:
+checked in fresh interpreters, by their RSS, and in /proc/self/smaps."""
 
 from __future__ import annotations
 
 import os
+import pathlib
 import subprocess
 import sys
 
 import pytest
 
-from workers.malloc import ARROW_ALLOCATOR_ENV
+from workers.malloc import ARROW_ALLOCATOR_ENV, HUGE_PAGE_BYTES, part_buffer
 
 #: Three exports' worth of a part buffer, each freed while a small allocation made meanwhile stays
 #: (as the worker's other objects do); prints how far RSS stayed above where it began, in MiB.
@@ -109,3 +111,80 @@ def test_chunks_under_the_threshold_reuse_the_heap_instead_of_faulting_anew() ->
 
     assert faults("pinned") < 2_000  # one chunk's 256 pages, then reused
     assert faults("at 1 MiB") > 20_000  # a fresh mapping, 256 faults, every time
+
+
+#: A 64 MiB part buffer of which a small export writes 100 KB; prints the RSS it added, in MiB.
+SMALL_EXPORT_SCRIPT = """
+import os, sys
+from workers.malloc import part_buffer, pin_mmap_threshold
+assert pin_mmap_threshold()
+def rss():
+    with open("/proc/self/statm") as statm:
+        return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+before = rss()
+part = part_buffer(64 << 20) if sys.argv[1] == "part_buffer" else bytearray(64 << 20)
+part[: 100_000] = b"x" * 100_000
+print((rss() - before) / 2**20)
+"""
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="/proc only")
+def test_a_part_buffer_costs_only_the_pages_written_to_it() -> None:
+    def added(mode: str) -> float:
+        done = subprocess.run(
+            [sys.executable, "-c", SMALL_EXPORT_SCRIPT, mode],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        return float(done.stdout)
+
+    # At most the written bytes, the huge pages they fall in and the interpreter's own growth.
+    assert added("part_buffer") < 8
+    assert added("bytearray") >= 63  # zero-filled: every page of it faulted in at once
+
+
+def test_a_part_buffer_is_a_bytearray_of_its_size_that_nothing_else_holds() -> None:
+    buffer = part_buffer(HUGE_PAGE_BYTES * 3)
+    assert type(buffer) is bytearray and len(buffer) == HUGE_PAGE_BYTES * 3
+    # Only this name and getrefcount's argument: a reference kept by the allocation would leak
+    # every part buffer of every export.
+    assert sys.getrefcount(buffer) == 2
+    buffer[:5] = b"hello"
+    del buffer[5:]  # a last part is shrunk in place
+    assert buffer == b"hello"
+
+
+#: Prints whether the mapping that holds each of two 16 MiB part buffers is advised to use huge
+#: pages ("hg" among its VmFlags), one made as a part buffer is, one told not to ask.
+ADVICE_SCRIPT = """
+import ctypes, pathlib
+from workers.malloc import part_buffer, pin_mmap_threshold
+assert pin_mmap_threshold()  # each buffer a mapping of its own, never reused heap
+def flags(buffer):
+    view = (ctypes.c_char * len(buffer)).from_buffer(buffer)
+    middle = ctypes.addressof(view) + len(buffer) // 2
+    del view
+    inside = False
+    for line in pathlib.Path("/proc/self/smaps").read_text().splitlines():
+        first = line.split(" ", 1)[0]
+        if "-" in first and not first.endswith(":"):
+            low, high = (int(end, 16) for end in first.split("-"))
+            inside = low <= middle < high
+        elif inside and line.startswith("VmFlags:"):
+            return line.split()[1:]
+advised = part_buffer(16 << 20)
+plain = part_buffer(16 << 20, huge_pages=False)
+print("hg" in flags(advised), "hg" in flags(plain))
+"""
+
+
+@pytest.mark.skipif(
+    not pathlib.Path("/sys/kernel/mm/transparent_hugepage").exists(),
+    reason="a kernel with transparent huge pages",
+)
+def test_a_part_buffer_asks_for_huge_pages_unless_told_not_to() -> None:
+    done = subprocess.run(
+        [sys.executable, "-c", ADVICE_SCRIPT], capture_output=True, text=True, check=True
+    )
+    assert done.stdout.split() == ["True", "False"]

@@ -81,6 +81,24 @@ def test_parts_are_stored_in_order_from_two_reused_buffers() -> None:
     assert 1 <= writer.buffers_allocated <= writer.max_buffers == 2
 
 
+def test_only_bytes_the_download_wrote_are_sent_whatever_a_buffer_held() -> None:
+    # Part buffers are not zeroed (workers.malloc.part_buffer): reused memory may hold another
+    # export's bytes. Here every buffer starts full of 0xFF, which DATA does not contain.
+    s3 = FakeS3()
+    with MultipartWriter(
+        s3,  # type: ignore[arg-type]
+        "b",
+        "k",
+        part_size=PART,
+        parts_in_flight=1,
+        checksum=DEFAULT,
+        allocate=lambda size: bytearray(b"\xff") * size,
+    ) as writer:
+        copy_measured(io.BytesIO(DATA), writer)
+        writer.complete()
+    assert s3.stored() == DATA
+
+
 def test_copy_measured_measures_each_part_where_it_lies() -> None:
     s3 = FakeS3()
     with MultipartWriter(

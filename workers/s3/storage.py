@@ -9,7 +9,10 @@ before that aborts the upload, so no partial object is ever readable.
 
 A part is handed to botocore as the bytearray itself: urllib3 sends a buffer in one ``sendall``
 (the GIL released), where ``bytes`` would be wrapped in a BytesIO and sent 16 KiB at a time after
-a ``100-continue`` round trip, and fresh buffers per part would page-fault 8 MiB each time.
+a ``100-continue`` round trip, and fresh buffers per part would page-fault 8 MiB each time. A
+buffer is made by ``workers.malloc.part_buffer``: not zero-filled, its pages faulted in by the
+download that fills them (huge pages where the kernel allows), so a small export touches only the
+pages it writes.
 
 Integrity, per part (the whole stream's sha256 is computed by ``workers.transfer``):
 
@@ -34,6 +37,7 @@ import contextlib
 import hashlib
 import queue
 import ssl
+from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from types import TracebackType
@@ -47,6 +51,7 @@ from botocore.exceptions import SSLError as BotocoreSSLError
 
 from contact_exports_client.redis_tls import causes
 from workers.exceptions import StorageError
+from workers.malloc import part_buffer
 from workers.s3.checksums import Checksum, sends_checksums
 
 if TYPE_CHECKING:
@@ -226,6 +231,7 @@ class MultipartWriter:
         content_type: str = "text/csv",
         extra: dict[str, Any] | None = None,
         checksum: Checksum,
+        allocate: Callable[[int], bytearray] = part_buffer,
     ) -> None:
         if part_size < MIN_PART_SIZE:
             raise ValueError(f"part_size must be at least {MIN_PART_SIZE} bytes")
@@ -245,6 +251,8 @@ class MultipartWriter:
         #: One buffer fills while the others upload; allocated on demand, never more.
         self.max_buffers = parts_in_flight + 1
         self.buffers_allocated = 0
+        #: Makes a part buffer; its bytes are never read before the download writes them.
+        self._allocate = allocate
         self._free: queue.SimpleQueue[bytearray] = queue.SimpleQueue()
         self._current: bytearray | None = None
         self._filled = 0
@@ -321,7 +329,7 @@ class MultipartWriter:
                 return self._free.get_nowait()
             except queue.Empty:
                 self.buffers_allocated += 1
-                return bytearray(self.part_size)
+                return self._allocate(self.part_size)
         buffer = self._free.get()
         self._raise_failed_part()
         return buffer
