@@ -23,9 +23,10 @@ A part buffer is made by ``part_buffer``, not ``bytearray(size)``: that zero-fil
 up front, faulting in every page of it 4 KiB at a time, even for an export of a few KiB. Left
 unwritten, its pages come in as the download writes them, and where the kernel has transparent
 huge pages for ranges that ask (``madvise``, the common setting) they come 2 MiB at a time.
-Measured side by side (``bench/part_buffers.py``; docs/performance.md, "Part buffers"): an
-export of 0.1-1 MiB spent 7.5-8.8 ms of CPU making its buffer and now under 0.4; one of 64 MiB
-24 ms making and filling its two, now 12.
+Measured side by side in the worker's writer (``bench/part_buffers.py``; docs/performance.md,
+"Part buffers"): an export in parts of 0.1-1 MiB now costs the writing thread 10-11.5 ms less
+CPU, one of 64 MiB 16-18 ms less (a quarter of its sha256). Without the huge pages a full part
+saves nothing: its faults only move from the zero-filling to the first write.
 """
 
 from __future__ import annotations
@@ -36,6 +37,10 @@ import functools
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from _ctypes import CFuncPtr
 
 #: glibc's mallopt parameter number for the mmap threshold (malloc.h).
 M_MMAP_THRESHOLD = -3
@@ -47,18 +52,45 @@ M_TRIM_THRESHOLD = -1
 TRIM_THRESHOLD_BYTES = 8 * 1024 * 1024
 
 
+@functools.cache
+def _libc() -> ctypes.CDLL | None:
+    """The C library, looked up once (``find_library`` may run ``ldconfig``); None if not found."""
+    try:
+        return ctypes.CDLL(ctypes.util.find_library("c"))
+    except (OSError, TypeError):
+        return None
+
+
+def _libc_function(name: str) -> CFuncPtr | None:
+    """A function of the C library as an object of this module's own: setting its types does
+    not touch what another module looked up by the same name."""
+    libc = _libc()
+    try:
+        return None if libc is None else libc[name]
+    except AttributeError:
+        return None  # not glibc: this allocator or kernel has its own ways
+
+
+class _Pinned:
+    """The mmap threshold this process pinned, if it did: from that size up every allocation is
+    a mapping of its own, unmapped when freed, so advice given on it cannot outlive it."""
+
+    threshold: int | None = None
+
+
 def pin_mmap_threshold(threshold: int = MMAP_THRESHOLD_BYTES) -> bool:
     """Fix glibc's mmap threshold (which also stops it moving) and raise its trim threshold to
     match; False where they cannot be set."""
-    try:
-        mallopt = ctypes.CDLL(ctypes.util.find_library("c")).mallopt
-    except (OSError, AttributeError, TypeError):
-        return False  # not glibc (or no C library found): its allocator has its own ways
+    mallopt = _libc_function("mallopt")
+    if mallopt is None:
+        return False
     mallopt.argtypes = [ctypes.c_int, ctypes.c_int]
     mallopt.restype = ctypes.c_int
-    return bool(mallopt(M_MMAP_THRESHOLD, threshold)) and bool(
+    pinned = bool(mallopt(M_MMAP_THRESHOLD, threshold)) and bool(
         mallopt(M_TRIM_THRESHOLD, max(TRIM_THRESHOLD_BYTES, 2 * threshold))
     )
+    _Pinned.threshold = threshold if pinned else None
+    return pinned
 
 
 #: mimalloc's options (read when pyarrow loads it): commit arena memory as it is used, and
@@ -90,9 +122,11 @@ class _CApi:
 
 @functools.cache
 def _c_api() -> _CApi | None:
+    """``None`` where there is no CPython C API; ``madvise`` None where the C library has none.
+    Each function is an object of its own (``pythonapi[name]``), typed here for this module."""
     try:
-        new_bytearray = ctypes.pythonapi.PyByteArray_FromStringAndSize
-        address_of = ctypes.pythonapi.PyByteArray_AsString
+        new_bytearray = ctypes.pythonapi["PyByteArray_FromStringAndSize"]
+        address_of = ctypes.pythonapi["PyByteArray_AsString"]
     except AttributeError:
         return None  # not CPython: its bytearray is all there is
     # A py_object result is a new reference, which ctypes takes over (it does not add one).
@@ -100,12 +134,8 @@ def _c_api() -> _CApi | None:
     new_bytearray.argtypes = [ctypes.c_void_p, ctypes.c_ssize_t]
     address_of.restype = ctypes.c_void_p
     address_of.argtypes = [ctypes.py_object]
-    madvise: Callable[..., int] | None
-    try:
-        madvise = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True).madvise
-    except (OSError, AttributeError, TypeError):
-        madvise = None
-    else:
+    madvise = _libc_function("madvise")
+    if madvise is not None:
         madvise.restype = ctypes.c_int
         madvise.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
     return _CApi(new_bytearray, address_of, madvise)
@@ -115,12 +145,16 @@ def part_buffer(size: int, *, huge_pages: bool = True) -> bytearray:
     """A bytearray of ``size`` bytes whose contents are whatever its memory held: the caller
     must write a byte before it reads or sends it (a fresh mapping reads as zeros; reused heap
     memory may not). Its pages are faulted in by those writes, not here; with ``huge_pages``, the
-    kernel is asked to back whole 2 MiB ranges of it with huge pages (a request it may ignore)."""
+    kernel is asked to back whole 2 MiB ranges of it with huge pages (a request it may ignore),
+    but only where the buffer is a mapping of its own (``pin_mmap_threshold``): advice on heap
+    memory would outlive the buffer, and the kernel could then fill the heap's sparse ranges
+    with whole huge pages."""
     api = _c_api()
     if api is None:
         return bytearray(size)
     buffer: bytearray = api.new_bytearray(None, size)
-    if huge_pages and api.madvise is not None and size >= HUGE_PAGE_BYTES:
+    mapped = _Pinned.threshold is not None and size >= _Pinned.threshold
+    if huge_pages and mapped and api.madvise is not None and size >= HUGE_PAGE_BYTES:
         start = api.address_of(buffer)
         first = -(-start // HUGE_PAGE_BYTES) * HUGE_PAGE_BYTES
         end = (start + size) // HUGE_PAGE_BYTES * HUGE_PAGE_BYTES

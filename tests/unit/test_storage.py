@@ -81,10 +81,13 @@ def test_parts_are_stored_in_order_from_two_reused_buffers() -> None:
     assert 1 <= writer.buffers_allocated <= writer.max_buffers == 2
 
 
-def test_only_bytes_the_download_wrote_are_sent_whatever_a_buffer_held() -> None:
+@pytest.mark.parametrize("fill", ["in place", "write"])
+def test_only_bytes_the_download_wrote_are_sent_or_measured_whatever_a_buffer_held(
+    fill: str,
+) -> None:
     # Part buffers are not zeroed (workers.malloc.part_buffer): reused memory may hold another
     # export's bytes. Here every buffer starts full of 0xFF, which DATA does not contain.
-    s3 = FakeS3()
+    s3 = FakeS3(checksums="when_supported")
     with MultipartWriter(
         s3,  # type: ignore[arg-type]
         "b",
@@ -94,9 +97,17 @@ def test_only_bytes_the_download_wrote_are_sent_whatever_a_buffer_held() -> None
         checksum=DEFAULT,
         allocate=lambda size: bytearray(b"\xff") * size,
     ) as writer:
-        copy_measured(io.BytesIO(DATA), writer)
+        if fill == "in place":
+            summary = copy_measured(io.BytesIO(DATA), writer)
+            assert summary.size == len(DATA)
+            assert summary.sha256 == hashlib.sha256(DATA).hexdigest()
+            rows = len(list(csv.reader(io.StringIO(DATA.decode(), newline="")))) - 1
+            assert summary.rows == rows
+        else:
+            writer.write(DATA)
         writer.complete()
     assert s3.stored() == DATA
+    assert all(s3.checksums[number] == DEFAULT.of(part) for number, part in s3.parts.items())
 
 
 def test_copy_measured_measures_each_part_where_it_lies() -> None:
