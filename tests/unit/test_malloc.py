@@ -32,11 +32,16 @@ print((rss() - before) / 2**20)
 """
 
 
-def retained_mib(mode: str) -> float:
+def printed(script: str, mode: str, env: dict[str, str] | None = None) -> str:
+    """What ``script`` prints in a fresh interpreter, given ``mode`` as its argument."""
     done = subprocess.run(
-        [sys.executable, "-c", SCRIPT, mode], capture_output=True, text=True, check=True
+        [sys.executable, "-c", script, mode], capture_output=True, text=True, check=True, env=env
     )
-    return float(done.stdout)
+    return done.stdout
+
+
+def retained_mib(mode: str) -> float:
+    return float(printed(SCRIPT, mode))
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc and /proc only")
@@ -71,14 +76,7 @@ def test_arrow_returns_freed_memory_when_told_before_its_import() -> None:
     env = {k: v for k, v in os.environ.items() if k not in ARROW_ALLOCATOR_ENV}
 
     def kept(mode: str) -> float:
-        done = subprocess.run(
-            [sys.executable, "-c", ARROW_SCRIPT, mode],
-            capture_output=True,
-            text=True,
-            check=True,
-            env=env,
-        )
-        return float(done.stdout)
+        return float(printed(ARROW_SCRIPT, mode, env))
 
     assert kept("returned") < 4
     assert kept("default") >= 8  # mimalloc's defaults keep what the kernels freed
@@ -104,10 +102,7 @@ print(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc only")
 def test_chunks_under_the_threshold_reuse_the_heap_instead_of_faulting_anew() -> None:
     def faults(mode: str) -> int:
-        done = subprocess.run(
-            [sys.executable, "-c", CHURN_SCRIPT, mode], capture_output=True, text=True, check=True
-        )
-        return int(done.stdout)
+        return int(printed(CHURN_SCRIPT, mode))
 
     assert faults("pinned") < 2_000  # one chunk's 256 pages, then reused
     assert faults("at 1 MiB") > 20_000  # a fresh mapping, 256 faults, every time
@@ -131,13 +126,7 @@ print((rss() - before) / 2**20)
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="/proc only")
 def test_a_part_buffer_costs_only_the_pages_written_to_it() -> None:
     def added(mode: str) -> float:
-        done = subprocess.run(
-            [sys.executable, "-c", SMALL_EXPORT_SCRIPT, mode],
-            capture_output=True,
-            text=True,
-            check=True,
-        )
-        return float(done.stdout)
+        return float(printed(SMALL_EXPORT_SCRIPT, mode))
 
     # At most the written bytes, the huge pages they fall in and the interpreter's own growth.
     assert added("part_buffer") < 8
@@ -196,10 +185,7 @@ print(*advised(asked), *advised(told_not_to))
 )
 def test_a_part_buffer_asks_for_huge_pages_for_its_own_mapping_only() -> None:
     def advice(mode: str) -> list[str]:
-        done = subprocess.run(
-            [sys.executable, "-c", ADVICE_SCRIPT, mode], capture_output=True, text=True, check=True
-        )
-        return done.stdout.split()
+        return printed(ADVICE_SCRIPT, mode).split()
 
     assert advice("pinned") == ["True", "True", "False", "True"]
     # Advice on heap memory would outlive the buffer, and the kernel could then back the heap's

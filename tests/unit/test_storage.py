@@ -65,6 +65,19 @@ class FakeS3:
         return b"".join(self.parts[n] for n in sorted(self.parts))
 
 
+def writer_to(s3: FakeS3, *, checksum: Checksum = DEFAULT, **options: Any) -> MultipartWriter:
+    """A writer of parts of PART bytes, one in flight, into the stand-in."""
+    return MultipartWriter(
+        s3,  # type: ignore[arg-type]
+        "b",
+        "k",
+        part_size=PART,
+        parts_in_flight=1,
+        checksum=checksum,
+        **options,
+    )
+
+
 def test_parts_are_stored_in_order_from_two_reused_buffers() -> None:
     s3 = FakeS3()
     with MultipartWriter(
@@ -88,15 +101,7 @@ def test_only_bytes_the_download_wrote_are_sent_or_measured_whatever_a_buffer_he
     # Part buffers are not zeroed (workers.malloc.part_buffer): reused memory may hold another
     # export's bytes. Here every buffer starts full of 0xFF, which DATA does not contain.
     s3 = FakeS3(checksums="when_supported")
-    with MultipartWriter(
-        s3,  # type: ignore[arg-type]
-        "b",
-        "k",
-        part_size=PART,
-        parts_in_flight=1,
-        checksum=DEFAULT,
-        allocate=lambda size: bytearray(b"\xff") * size,
-    ) as writer:
+    with writer_to(s3, allocate=lambda size: bytearray(b"\xff") * size) as writer:
         if fill == "in place":
             summary = copy_measured(io.BytesIO(DATA), writer)
             assert summary.size == len(DATA)
@@ -126,14 +131,7 @@ def test_copy_measured_measures_each_part_where_it_lies() -> None:
 def written(checksums: str, checksum: Checksum = DEFAULT) -> FakeS3:
     """DATA through a writer whose client sends checksums (``when_supported``) or not."""
     s3 = FakeS3(checksums=checksums)
-    with MultipartWriter(
-        s3,  # type: ignore[arg-type]
-        "b",
-        "k",
-        part_size=PART,
-        parts_in_flight=1,
-        checksum=checksum,
-    ) as writer:
+    with writer_to(s3, checksum=checksum) as writer:
         copy_measured(io.BytesIO(DATA), writer)
         writer.complete()
     return s3
