@@ -18,7 +18,8 @@ way; the parts' uploads run on the writer's own threads and are not counted. The
 up as a pool process is (``workers.malloc.pin_mmap_threshold``), so each buffer is a fresh
 mapping, as each export's is in a worker. The ways are interleaved in each round; medians per
 export are reported, with the buffers each export made and sha256 over the same bytes in memory
-(goal 2's unit). Results go to bench/results/part-buffers.md.
+(goal 2's unit). Results go to bench/results/part-buffers.md, or part-buffers-STORE.md for
+another ``--store``.
 """
 
 from __future__ import annotations
@@ -41,7 +42,9 @@ from workers.s3.storage import MultipartWriter
 
 #: The worker's default part size (S3_PART_SIZE_MIB).
 PART = 16 * 1024 * 1024
-RESULTS = Path(__file__).resolve().parent / "results" / "part-buffers.md"
+RESULTS = Path(__file__).resolve().parent / "results"
+#: The store a run without ``--store`` uses; its results go to part-buffers.md.
+DEFAULT_STORE = "rclone-tmpfs"
 #: Bytes written per timing at least, so that a small export's time is well above the clock's
 #: resolution (the thread's CPU clock counts in microseconds, but a small export is noisy).
 BYTES_PER_TIMING = 64 * 1024 * 1024
@@ -117,7 +120,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--sizes", default="0.1,1,16,64", help="MiB per export, at most 512")
     parser.add_argument("--repeat", type=int, default=7)
-    parser.add_argument("--store", default="rclone-tmpfs", choices=STORE_CHOICES)
+    parser.add_argument("--store", default=DEFAULT_STORE, choices=STORE_CHOICES)
     args = parser.parse_args()
     sizes = sizes_of(args.sizes)
     if not sizes or max(sizes) > 512 * 2**20 or min(sizes) <= 0:
@@ -157,7 +160,8 @@ def main() -> None:
             f"| {size / 2**20:.3g} MiB | " + " | ".join(cells) + f" | {by_way['sha256']:.2f} |"
         )
     text = "\n".join(lines) + "\n"
-    RESULTS.write_text(text)
+    name = "part-buffers" if args.store == DEFAULT_STORE else f"part-buffers-{args.store}"
+    (RESULTS / f"{name}.md").write_text(text)
     print(text)
 
 

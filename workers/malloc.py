@@ -54,7 +54,8 @@ TRIM_THRESHOLD_BYTES = 8 * 1024 * 1024
 
 @functools.cache
 def _libc() -> ctypes.CDLL | None:
-    """The C library, looked up once (``find_library`` may run ``ldconfig``); None if not found."""
+    """The C library, looked up once (``find_library`` may run ``ldconfig``; where it finds
+    nothing, the process's own symbols); None where it cannot be loaded."""
     try:
         return ctypes.CDLL(ctypes.util.find_library("c"))
     except (OSError, TypeError):
