@@ -155,11 +155,11 @@ def part_buffer(size: int, *, huge_pages: bool = True) -> bytearray:
         return bytearray(size)
     buffer: bytearray = api.new_bytearray(None, size)
     mapped = _Pinned.threshold is not None and size >= _Pinned.threshold
-    if huge_pages and mapped and api.madvise is not None and size >= HUGE_PAGE_BYTES:
+    if huge_pages and mapped and api.madvise is not None:
         start = api.address_of(buffer)
         first = -(-start // HUGE_PAGE_BYTES) * HUGE_PAGE_BYTES
         end = (start + size) // HUGE_PAGE_BYTES * HUGE_PAGE_BYTES
-        if end > first:
+        if end > first:  # never for a buffer under 2 MiB
             # Refused where the kernel has no transparent huge pages: the pages stay small.
             api.madvise(first, end - first, MADV_HUGEPAGE)
     return buffer
