@@ -127,8 +127,8 @@ def main() -> None:
         parser.error("sizes must lie in (0, 512] MiB")
     started = time.strftime("%Y-%m-%d %H:%M %Z")
     assert malloc.pin_mmap_threshold(), "needs glibc, as a worker's pool process has"
-    with corpus_sandbox(512) as sandbox:
-        data = export_all(sandbox, 512).path.read_bytes()[: max(sizes)]
+    with corpus_sandbox(512) as sandbox, export_all(sandbox, 512).path.open("rb") as corpus:
+        data = corpus.read(max(sizes))
     with STORES[args.store].running() as store:
         worker_client(store)  # made before anything is timed
         described = store.describe()
